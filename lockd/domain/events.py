@@ -1,0 +1,111 @@
+"""Replication events and the state they build: what the auth server streams to agents.
+
+Every committed change to a replicated resource (lock, role, cluster auth preference)
+gets the next revision, gapless, within an epoch (DESIGN §3). `ReplicatedState` is the
+state those events build; the auth server and the agents both fold events into it with
+`apply`, so both sides agree on what a revision means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from lockd.domain.errors import InvariantError
+from lockd.domain.lock import Lock
+from lockd.domain.resources import (
+    ClusterAuthPreference,
+    Kind,
+    ReplicatedResource,
+    Role,
+    kind_of,
+)
+
+REPLICATED_KINDS = (Kind.LOCK, Kind.ROLE, Kind.CLUSTER_AUTH_PREFERENCE)
+
+
+class EventType(StrEnum):
+    PUT = "put"
+    DELETE = "delete"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change. PUT carries the resource; DELETE and EXPIRE only its name."""
+
+    revision: int
+    type: EventType
+    kind: Kind
+    name: str
+    resource: ReplicatedResource | None
+    time: datetime
+
+    @classmethod
+    def put(cls, revision: int, resource: ReplicatedResource, time: datetime) -> Event:
+        return cls(revision, EventType.PUT, kind_of(resource), resource.name, resource, time)
+
+    @classmethod
+    def removal(
+        cls, revision: int, event_type: EventType, kind: Kind, name: str, time: datetime
+    ) -> Event:
+        return cls(revision, event_type, kind, name, None, time)
+
+
+@dataclass(slots=True)
+class ReplicatedState:
+    """Locks, roles and the cluster auth preference at one (epoch, revision)."""
+
+    epoch: str = ""
+    revision: int = 0
+    locks: dict[str, Lock] = field(default_factory=dict)
+    roles: dict[str, Role] = field(default_factory=dict)
+    cluster_auth_preference: ClusterAuthPreference = field(default_factory=ClusterAuthPreference)
+
+    def resources(self) -> list[ReplicatedResource]:
+        """Every resource, preference first (agents need it before sessions)."""
+        return [self.cluster_auth_preference, *self.roles.values(), *self.locks.values()]
+
+    def apply(self, event: Event) -> None:
+        """Fold the next event in; anything but revision + 1 is a bug in the caller."""
+        if event.revision != self.revision + 1:
+            raise InvariantError(
+                f"event revision {event.revision} does not follow applied revision {self.revision}"
+            )
+        apply_change(self, event)
+        self.revision = event.revision
+
+    @classmethod
+    def from_resources(
+        cls, epoch: str, revision: int, resources: Iterable[ReplicatedResource]
+    ) -> ReplicatedState:
+        state = cls(epoch=epoch, revision=revision)
+        for resource in resources:
+            _put(state, resource)
+        return state
+
+
+def apply_change(state: ReplicatedState, event: Event) -> None:
+    """Apply an event's change to the resources (the caller keeps revision bookkeeping)."""
+    if event.type is EventType.PUT:
+        if event.resource is None:
+            raise InvariantError(f"PUT event {event.revision} carries no resource")
+        _put(state, event.resource)
+    elif event.kind is Kind.LOCK:
+        state.locks.pop(event.name, None)
+    elif event.kind is Kind.ROLE:
+        state.roles.pop(event.name, None)
+    else:
+        state.cluster_auth_preference = ClusterAuthPreference()
+
+
+def _put(state: ReplicatedState, resource: ReplicatedResource) -> None:
+    match resource:
+        case Lock():
+            state.locks[resource.name] = resource
+        case Role():
+            state.roles[resource.name] = resource
+        case ClusterAuthPreference():
+            state.cluster_auth_preference = resource

@@ -1,0 +1,163 @@
+"""The lock resource: targets, validation, the in-force rule and the user-facing messages.
+
+Everything here follows SPEC §1–§3 to the byte: field order, CamelCase names in target
+strings, and the exact error and refusal texts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from lockd.domain.errors import ValidationError
+
+# Section 1 order: target strings and documents list fields in this order.
+TARGET_FIELDS: tuple[str, ...] = (
+    "user",
+    "role",
+    "login",
+    "mfa_device",
+    "device",
+    "server_id",
+    "windows_desktop",
+    "access_request",
+    "bot_instance_id",
+    "join_token",
+)
+
+TARGET_FIELD_TITLES: dict[str, str] = {
+    "user": "User",
+    "role": "Role",
+    "login": "Login",
+    "mfa_device": "MFADevice",
+    "device": "Device",
+    "server_id": "ServerID",
+    "windows_desktop": "WindowsDesktop",
+    "access_request": "AccessRequest",
+    "bot_instance_id": "BotInstanceID",
+    "join_token": "JoinToken",
+}
+
+MAX_MESSAGE_BYTES = 4096
+MAX_NAME_LENGTH = 253
+MAX_TARGET_VALUE_LENGTH = 1024
+
+STRICT_LOCKOUT_MESSAGE = "preventive lock-out due to local lock view becoming unreliable"
+EMPTY_TARGET_MESSAGE = "at least one target field must be set"
+
+TargetPair = tuple[str, str]
+
+
+def access_denied_message(verb: str, resource: str) -> str:
+    """The refusal for a missing permission (SPEC §3)."""
+    return f'access denied to perform action "{verb}" on "{resource}"'
+
+
+def quote(value: str) -> str:
+    """Double-quote a value the way Go's %q does for printable text."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LockTarget:
+    """What a lock hits: each non-empty field is one (field, value) pair."""
+
+    user: str = ""
+    role: str = ""
+    login: str = ""
+    mfa_device: str = ""
+    device: str = ""
+    server_id: str = ""
+    windows_desktop: str = ""
+    access_request: str = ""
+    bot_instance_id: str = ""
+    join_token: str = ""
+
+    def pairs(self) -> tuple[TargetPair, ...]:
+        """The non-empty (field, value) pairs in section 1 order."""
+        return tuple((name, value) for name in TARGET_FIELDS if (value := getattr(self, name)))
+
+    def is_empty(self) -> bool:
+        return not self.pairs()
+
+    def matches(self, lock_target: LockTarget) -> bool:
+        """Whether this *query* target matches a lock's target (SPEC §2).
+
+        Every non-empty field of the query must equal the lock's field; an empty query
+        matches nothing.
+        """
+        query = self.pairs()
+        return bool(query) and all(getattr(lock_target, f) == v for f, v in query)
+
+    def describe(self) -> str:
+        """`User:"alice" Role:"dev"`: the target part of the in-force message."""
+        return " ".join(f"{TARGET_FIELD_TITLES[f]}:{quote(v)}" for f, v in self.pairs())
+
+    def as_dict(self) -> dict[str, str]:
+        """Non-empty fields only, in section 1 order."""
+        return dict(self.pairs())
+
+    @classmethod
+    def from_pairs(cls, pairs: dict[str, str]) -> LockTarget:
+        unknown = sorted(set(pairs) - set(TARGET_FIELDS))
+        if unknown:
+            raise ValidationError(f"unknown lock target field {unknown[0]!r}")
+        return cls(**pairs)
+
+    def validate(self) -> None:
+        if self.is_empty():
+            raise ValidationError(EMPTY_TARGET_MESSAGE)
+        for name, value in self.pairs():
+            if len(value) > MAX_TARGET_VALUE_LENGTH:
+                raise ValidationError(
+                    f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
+                )
+            if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
+                raise ValidationError(f"lock target {name} contains control characters")
+
+
+def validate_name(name: str, kind: str) -> None:
+    """Resource names: 1–253 printable characters, no whitespace and no '/'.
+
+    '/' is refused because CLI references are `kind/name`.
+    """
+    if not name:
+        raise ValidationError(f"{kind} name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"{kind} name is longer than {MAX_NAME_LENGTH} characters")
+    if "/" in name or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise ValidationError(
+            f"{kind} name {quote(name)} may not contain '/', whitespace or control characters"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """A lock: who it targets, why, and until when (None: until removed)."""
+
+    name: str
+    target: LockTarget
+    message: str = ""
+    expires: datetime | None = None
+    created_at: datetime | None = None
+    created_by: str = ""
+
+    def in_force(self, now: datetime) -> bool:
+        """In force at `now` iff it never expires or `now < expires`."""
+        return self.expires is None or now < self.expires
+
+    def in_force_message(self) -> str:
+        """`lock targeting User:"foo" is in force: <message>` (SPEC §3)."""
+        text = f"lock targeting {self.target.describe()} is in force"
+        return f"{text}: {self.message}" if self.message else text
+
+    def validate(self) -> None:
+        """Raise ValidationError naming the first broken rule of SPEC §1."""
+        validate_name(self.name, "lock")
+        self.target.validate()
+        if len(self.message.encode()) > MAX_MESSAGE_BYTES:
+            raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
+        for label, moment in (("expires", self.expires), ("created_at", self.created_at)):
+            if moment is not None and moment.utcoffset() is None:
+                raise ValidationError(f"lock {label} must carry a time zone")

@@ -1,0 +1,126 @@
+"""The ports the core needs from the outside world: a store, a clock and an audit sink.
+
+Adapters implement these Protocols (`lockd.store.*`, `lockd.obs.audit`, `lockd.testing`).
+Everything here is a declaration; nothing does IO.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from lockd.domain.events import Event
+from lockd.domain.resources import Kind, ReplicatedResource, User
+
+# The event log keeps at least this much history (DESIGN §3), then may be compacted.
+LOG_RETENTION_AGE = timedelta(minutes=5)
+LOG_RETENTION_COUNT = 100_000
+
+
+class PutMode(StrEnum):
+    CREATE = "create"  # an existing name is refused (AlreadyExistsError)
+    UPDATE = "update"  # a missing name is refused (NotFoundError)
+    UPSERT = "upsert"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every replicated resource at exactly (epoch, revision)."""
+
+    epoch: str
+    revision: int
+    resources: tuple[ReplicatedResource, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """The outcome of a put: its event, and whether it created the resource."""
+
+    event: Event
+    created: bool
+
+
+class Store(Protocol):
+    """Durable state of the auth server: replicated resources + event log, and users.
+
+    Every change to a replicated resource commits, in the same transaction, one event
+    with revision = previous + 1. IO failures raise UnavailableError and turn `healthy`
+    false until an operation succeeds again.
+    """
+
+    @property
+    def type(self) -> str:
+        """`memory`, `sqlite` or `postgres`."""
+        ...
+
+    @property
+    def healthy(self) -> bool: ...
+
+    async def open(self) -> None:
+        """Create or load the store; a fresh store gets a new random epoch."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+    async def events_since(self, revision: int, limit: int) -> list[Event]:
+        """Events after `revision`, ascending, at most `limit`.
+
+        Raises CompactedError when events right after `revision` were compacted away.
+        """
+        ...
+
+    async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
+        """Commit a PUT event. CREATE refuses existing names; UPDATE refuses missing ones."""
+        ...
+
+    async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
+        """Commit a DELETE event; NotFoundError when there is nothing to delete."""
+        ...
+
+    async def expire_due(self, now: datetime) -> list[Event]:
+        """Commit an EXPIRE event for each stored lock whose `expires <= now`.
+
+        Ordered by (expires, name); one transaction per call.
+        """
+        ...
+
+    async def compact(self, now: datetime) -> int:
+        """Drop log entries beyond both retention bounds; return how many were dropped."""
+        ...
+
+    async def get_user(self, name: str) -> User | None: ...
+
+    async def list_users(self) -> list[User]: ...
+
+    async def put_user(self, user: User, mode: PutMode) -> bool:
+        """Store a user; returns True when created. Users are not replicated."""
+        ...
+
+    async def delete_user(self, name: str) -> None:
+        """NotFoundError when there is no such user."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Wall time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
