@@ -1,0 +1,178 @@
+"""The auth server as a running thing: store, hub, services, background loops, gRPC.
+
+`AuthServerApp` owns the lifecycle: open the store and load its snapshot (health turns
+SERVING only then), serve on TCP and on the local admin socket, run expiry, compaction
+and store-health loops, and stop gracefully — NOT_SERVING, Reset(shutdown) to every
+watch stream, drain, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lockd import __version__
+from lockd.api.auth_servicers import ClusterServicer, LockServicer
+from lockd.api.rpc import CallerResolver, admin_caller
+from lockd.api.watch import ProtoWatchEncoder, WatchHandler
+from lockd.auth import background
+from lockd.auth.agents import AgentRegistry
+from lockd.auth.hub import ReplicationHub
+from lockd.auth.service import AuthService, ClusterInfo
+from lockd.auth.watch import WatchSettings
+from lockd.domain.events import ReplicatedState
+from lockd.domain.modes import LockingMode
+from lockd.domain.ports import Clock, Store
+from lockd.obs.audit import AuditSink
+from lockd.v1 import cluster_service_pb2, lock_service_pb2, watch_service_pb2
+from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
+from lockd.v1 import lock_service_pb2_grpc as lock_grpc
+
+_log = structlog.get_logger("lockd.auth")
+
+# Small HTTP/2 windows keep per-stream memory bounded (DESIGN §3).
+SERVER_OPTIONS = [
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_concurrent_streams", 100_000),
+]
+SERVICE_NAMES = (
+    lock_service_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
+    cluster_service_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    watch_service_pb2.DESCRIPTOR.services_by_name["WatchService"].full_name,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthServerSettings:
+    cluster_name: str
+    listen_addr: str = "127.0.0.1:3025"
+    admin_socket: Path | None = None
+    static_locking_mode: LockingMode | None = None
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    ring_capacity: int = 4096
+    shutdown_grace: float = 5.0
+
+
+class AuthServerApp:
+    def __init__(
+        self, settings: AuthServerSettings, store: Store, clock: Clock, audit: AuditSink
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.audit = audit
+        self.agents = AgentRegistry()
+        self._health = health.aio.HealthServicer()
+        self._servers: list[grpc.aio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+        self.service: AuthService
+        self.hub: ReplicationHub
+        self.watch: WatchHandler
+
+    async def start(self) -> None:
+        await self._set_serving(False)  # until the store is loaded
+        await self.store.open()
+        snapshot = await self.store.snapshot()
+        state = ReplicatedState.from_resources(
+            snapshot.epoch, snapshot.revision, snapshot.resources
+        )
+        self.hub = ReplicationHub(
+            state,
+            ProtoWatchEncoder(),
+            self.store.events_since,
+            self.clock,
+            self.settings.ring_capacity,
+        )
+        cluster = ClusterInfo(
+            self.settings.cluster_name, __version__, self.settings.static_locking_mode
+        )
+        self.service = AuthService(
+            self.store, self.hub, self.agents, self.clock, self.audit, cluster
+        )
+        self.watch = WatchHandler(
+            self.hub, self.store, self.agents, self.clock, self.settings.watch
+        )
+        self._servers.append(self._build_server(admin_caller))
+        self.port = self._servers[0].add_insecure_port(self.settings.listen_addr)
+        if self.settings.admin_socket is not None:
+            self._servers.append(self._admin_server(self.settings.admin_socket))
+        for server in self._servers:
+            await server.start()
+        if self.settings.admin_socket is not None:
+            os.chmod(self.settings.admin_socket, 0o600)
+        self._tasks = [
+            asyncio.create_task(background.expire_locks_forever(self.service)),
+            asyncio.create_task(background.compact_log_forever(self.service)),
+            asyncio.create_task(
+                background.watch_store_health_forever(self.service, self._set_serving)
+            ),
+        ]
+        _log.info(
+            "auth server started",
+            listen_addr=self.settings.listen_addr,
+            port=self.port,
+            store=self.store.type,
+            epoch=self.hub.epoch,
+            revision=self.hub.revision,
+        )
+
+    def _admin_server(self, path: Path) -> grpc.aio.Server:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        server = self._build_server(admin_caller)
+        server.add_insecure_port(f"unix:{path}")
+        return server
+
+    def _build_server(self, caller_of: CallerResolver) -> grpc.aio.Server:
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        lock_grpc.add_LockServiceServicer_to_server(LockServicer(self.service, caller_of), server)
+        cluster_grpc.add_ClusterServiceServicer_to_server(
+            ClusterServicer(self.service, caller_of), server
+        )
+        server.add_generic_rpc_handlers((self.watch.rpc_handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        return server
+
+    async def _set_serving(self, healthy: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
+
+    async def stop(self) -> None:
+        """Graceful stop: NOT_SERVING, Reset(shutdown) to every stream, drain, close."""
+        await self._set_serving(False)
+        if hasattr(self, "hub"):
+            self.hub.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(
+            *(server.stop(self.settings.shutdown_grace) for server in self._servers)
+        )
+        await self.store.close()
+        if self.settings.admin_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.settings.admin_socket.unlink()
+        _log.info("auth server stopped")

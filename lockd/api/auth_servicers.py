@@ -1,0 +1,205 @@
+"""gRPC servicers of the auth server: LockService and ClusterService."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from lockd import __version__
+from lockd.api import convert
+from lockd.api.rpc import CallerResolver, unary
+from lockd.auth.service import AuthService
+from lockd.domain.ports import PutMode
+from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
+from lockd.v1 import lock_service_pb2 as lock_pb
+from lockd.v1 import lock_service_pb2_grpc as lock_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+PUT_MODE_FROM_PB = {
+    cluster_pb.PUT_MODE_UNSPECIFIED: PutMode.UPSERT,
+    cluster_pb.PUT_MODE_CREATE: PutMode.CREATE,
+    cluster_pb.PUT_MODE_UPDATE: PutMode.UPDATE,
+    cluster_pb.PUT_MODE_UPSERT: PutMode.UPSERT,
+}
+AGENT_STATE_TO_PB = {
+    "syncing": cluster_pb.AGENT_SYNC_STATE_SYNCING,
+    "synced": cluster_pb.AGENT_SYNC_STATE_SYNCED,
+    "degraded": cluster_pb.AGENT_SYNC_STATE_DEGRADED,
+    "stale": cluster_pb.AGENT_SYNC_STATE_STALE,
+}
+
+
+class LockServicer(lock_grpc.LockServiceServicer):
+    def __init__(self, service: AuthService, caller_of: CallerResolver) -> None:
+        self._service = service
+        self._caller_of = caller_of
+
+    @unary
+    async def CreateLock(
+        self, request: lock_pb.CreateLockRequest, context: Context
+    ) -> lock_pb.CreateLockResponse:
+        lock = convert.lock_from_pb(request.lock)
+        stored, revision = await self._service.create_lock(self._caller_of(context), lock)
+        return lock_pb.CreateLockResponse(lock=convert.lock_to_pb(stored), revision=revision)
+
+    @unary
+    async def UpsertLock(
+        self, request: lock_pb.UpsertLockRequest, context: Context
+    ) -> lock_pb.UpsertLockResponse:
+        lock = convert.lock_from_pb(request.lock)
+        stored, revision, created = await self._service.upsert_lock(self._caller_of(context), lock)
+        return lock_pb.UpsertLockResponse(
+            lock=convert.lock_to_pb(stored), revision=revision, created=created
+        )
+
+    @unary
+    async def GetLock(
+        self, request: lock_pb.GetLockRequest, context: Context
+    ) -> lock_pb.GetLockResponse:
+        lock = self._service.get_lock(self._caller_of(context), request.name)
+        return lock_pb.GetLockResponse(lock=convert.lock_to_pb(lock))
+
+    @unary
+    async def ListLocks(
+        self, request: lock_pb.ListLocksRequest, context: Context
+    ) -> lock_pb.ListLocksResponse:
+        locks, token = self._service.list_locks(
+            self._caller_of(context),
+            in_force_only=request.in_force_only,
+            targets=[convert.target_from_pb(target) for target in request.targets],
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return lock_pb.ListLocksResponse(
+            locks=[convert.lock_to_pb(lock) for lock in locks], next_page_token=token
+        )
+
+    @unary
+    async def DeleteLock(
+        self, request: lock_pb.DeleteLockRequest, context: Context
+    ) -> lock_pb.DeleteLockResponse:
+        revision = await self._service.delete_lock(self._caller_of(context), request.name)
+        return lock_pb.DeleteLockResponse(revision=revision)
+
+
+class ClusterServicer(cluster_grpc.ClusterServiceServicer):
+    def __init__(self, service: AuthService, caller_of: CallerResolver, ca_pin: str = "") -> None:
+        self._service = service
+        self._caller_of = caller_of
+        self._ca_pin = ca_pin
+
+    @unary
+    async def GetClusterAuthPreference(
+        self, request: cluster_pb.GetClusterAuthPreferenceRequest, context: Context
+    ) -> cluster_pb.GetClusterAuthPreferenceResponse:
+        cap, effective = self._service.get_cluster_auth_preference(self._caller_of(context))
+        return cluster_pb.GetClusterAuthPreferenceResponse(
+            cluster_auth_preference=convert.cap_to_pb(cap),
+            effective_locking_mode=convert.MODE_TO_PB[effective],
+        )
+
+    @unary
+    async def SetClusterAuthPreference(
+        self, request: cluster_pb.SetClusterAuthPreferenceRequest, context: Context
+    ) -> cluster_pb.SetClusterAuthPreferenceResponse:
+        cap = convert.cap_from_pb(request.cluster_auth_preference)
+        revision = await self._service.set_cluster_auth_preference(self._caller_of(context), cap)
+        return cluster_pb.SetClusterAuthPreferenceResponse(revision=revision)
+
+    @unary
+    async def GetRole(
+        self, request: cluster_pb.GetRoleRequest, context: Context
+    ) -> cluster_pb.GetRoleResponse:
+        role = self._service.get_role(self._caller_of(context), request.name)
+        return cluster_pb.GetRoleResponse(role=convert.role_to_pb(role))
+
+    @unary
+    async def ListRoles(
+        self, request: cluster_pb.ListRolesRequest, context: Context
+    ) -> cluster_pb.ListRolesResponse:
+        roles = self._service.list_roles(self._caller_of(context))
+        return cluster_pb.ListRolesResponse(roles=[convert.role_to_pb(role) for role in roles])
+
+    @unary
+    async def PutRole(
+        self, request: cluster_pb.PutRoleRequest, context: Context
+    ) -> cluster_pb.PutRoleResponse:
+        role = convert.role_from_pb(request.role)
+        created, revision = await self._service.put_role(
+            self._caller_of(context), role, PUT_MODE_FROM_PB[request.mode]
+        )
+        return cluster_pb.PutRoleResponse(created=created, revision=revision)
+
+    @unary
+    async def DeleteRole(
+        self, request: cluster_pb.DeleteRoleRequest, context: Context
+    ) -> cluster_pb.DeleteRoleResponse:
+        revision = await self._service.delete_role(self._caller_of(context), request.name)
+        return cluster_pb.DeleteRoleResponse(revision=revision)
+
+    @unary
+    async def GetUser(
+        self, request: cluster_pb.GetUserRequest, context: Context
+    ) -> cluster_pb.GetUserResponse:
+        user = await self._service.get_user(self._caller_of(context), request.name)
+        return cluster_pb.GetUserResponse(user=convert.user_to_pb(user))
+
+    @unary
+    async def ListUsers(
+        self, request: cluster_pb.ListUsersRequest, context: Context
+    ) -> cluster_pb.ListUsersResponse:
+        users = await self._service.list_users(self._caller_of(context))
+        return cluster_pb.ListUsersResponse(users=[convert.user_to_pb(user) for user in users])
+
+    @unary
+    async def PutUser(
+        self, request: cluster_pb.PutUserRequest, context: Context
+    ) -> cluster_pb.PutUserResponse:
+        user = convert.user_from_pb(request.user)
+        created = await self._service.put_user(
+            self._caller_of(context), user, PUT_MODE_FROM_PB[request.mode]
+        )
+        return cluster_pb.PutUserResponse(created=created)
+
+    @unary
+    async def DeleteUser(
+        self, request: cluster_pb.DeleteUserRequest, context: Context
+    ) -> cluster_pb.DeleteUserResponse:
+        await self._service.delete_user(self._caller_of(context), request.name)
+        return cluster_pb.DeleteUserResponse()
+
+    @unary
+    async def GetClusterStatus(
+        self, request: cluster_pb.GetClusterStatusRequest, context: Context
+    ) -> cluster_pb.GetClusterStatusResponse:
+        service = self._service
+        service.check_not_locked(self._caller_of(context))
+        revision = service.hub.revision
+        return cluster_pb.GetClusterStatusResponse(
+            cluster_name=service.cluster.name,
+            version=__version__,
+            ca_pin=self._ca_pin,
+            store_type=service.store.type,
+            store_healthy=service.store.healthy,
+            epoch=service.hub.epoch,
+            revision=revision,
+            agents=[
+                cluster_pb.AgentStatus(
+                    server_id=record.agent_id,
+                    address=record.address,
+                    state=AGENT_STATE_TO_PB.get(
+                        record.state, cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED
+                    ),
+                    applied_revision=record.applied_revision,
+                    lag=max(0, revision - record.applied_revision)
+                    if record.epoch == service.hub.epoch
+                    else revision,
+                    last_ack=convert.timestamp_to_pb(record.last_ack),
+                    connected=record.connected,
+                )
+                for record in service.agents.records()
+            ],
+        )

@@ -1,0 +1,238 @@
+"""Protobuf ⇄ domain conversion for every lockd.v1 message that carries a resource.
+
+Conversion from protobuf validates: a value that leaves this module is a valid domain
+value or a ValidationError was raised.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from lockd.domain.errors import ValidationError
+from lockd.domain.events import Event, EventType
+from lockd.domain.identity import Identity
+from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget
+from lockd.domain.modes import LockingMode
+from lockd.domain.resources import (
+    ClusterAuthPreference,
+    Kind,
+    ReplicatedResource,
+    Role,
+    Rule,
+    User,
+)
+from lockd.v1 import resources_pb2 as pb
+from lockd.v1 import watch_service_pb2 as watch_pb
+
+MODE_TO_PB = {
+    None: pb.LOCKING_MODE_UNSPECIFIED,
+    LockingMode.BEST_EFFORT: pb.LOCKING_MODE_BEST_EFFORT,
+    LockingMode.STRICT: pb.LOCKING_MODE_STRICT,
+}
+MODE_FROM_PB = {value: key for key, value in MODE_TO_PB.items()}
+KIND_TO_PB = {
+    Kind.LOCK: pb.RESOURCE_KIND_LOCK,
+    Kind.ROLE: pb.RESOURCE_KIND_ROLE,
+    Kind.CLUSTER_AUTH_PREFERENCE: pb.RESOURCE_KIND_CLUSTER_AUTH_PREFERENCE,
+    Kind.USER: pb.RESOURCE_KIND_USER,
+}
+KIND_FROM_PB = {value: key for key, value in KIND_TO_PB.items()}
+EVENT_TYPE_TO_PB = {
+    EventType.PUT: watch_pb.EVENT_TYPE_PUT,
+    EventType.DELETE: watch_pb.EVENT_TYPE_DELETE,
+    EventType.EXPIRE: watch_pb.EVENT_TYPE_EXPIRE,
+}
+EVENT_TYPE_FROM_PB = {value: key for key, value in EVENT_TYPE_TO_PB.items()}
+
+
+def timestamp_to_pb(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment.astimezone(UTC))
+    return stamp
+
+
+def timestamp_from_pb(message: object, field: str) -> datetime | None:
+    """The timestamp in `message.field`, or None when the field is unset."""
+    if not message.HasField(field):  # type: ignore[attr-defined]
+        return None
+    stamp: Timestamp = getattr(message, field)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def duration_to_pb(value: timedelta) -> Duration:
+    duration = Duration()
+    duration.FromTimedelta(value)
+    return duration
+
+
+def duration_from_pb(value: Duration) -> timedelta:
+    return value.ToTimedelta()
+
+
+def target_to_pb(target: LockTarget) -> pb.LockTarget:
+    return pb.LockTarget(**target.as_dict())
+
+
+def target_from_pb(message: pb.LockTarget) -> LockTarget:
+    return LockTarget(**{field: getattr(message, field) for field in TARGET_FIELDS})
+
+
+def lock_to_pb(lock: Lock) -> pb.Lock:
+    return pb.Lock(
+        name=lock.name,
+        target=target_to_pb(lock.target),
+        message=lock.message,
+        expires=timestamp_to_pb(lock.expires),
+        created_at=timestamp_to_pb(lock.created_at),
+        created_by=lock.created_by,
+    )
+
+
+def lock_from_pb(message: pb.Lock) -> Lock:
+    """A validated lock (ValidationError when it breaks SPEC §1)."""
+    lock = Lock(
+        name=message.name,
+        target=target_from_pb(message.target),
+        message=message.message,
+        expires=timestamp_from_pb(message, "expires"),
+        created_at=timestamp_from_pb(message, "created_at"),
+        created_by=message.created_by,
+    )
+    lock.validate()
+    return lock
+
+
+def _rules_to_pb(rules: tuple[Rule, ...]) -> list[pb.RoleRule]:
+    return [pb.RoleRule(resources=rule.resources, verbs=rule.verbs) for rule in rules]
+
+
+def _rules_from_pb(rules: object) -> tuple[Rule, ...]:
+    return tuple(
+        Rule(resources=tuple(rule.resources), verbs=tuple(rule.verbs))
+        for rule in rules  # type: ignore[attr-defined]
+    )
+
+
+def role_to_pb(role: Role) -> pb.Role:
+    return pb.Role(
+        name=role.name,
+        allow_rules=_rules_to_pb(role.allow),
+        deny_rules=_rules_to_pb(role.deny),
+        lock_mode=MODE_TO_PB[role.lock_mode],
+    )
+
+
+def role_from_pb(message: pb.Role) -> Role:
+    role = Role(
+        name=message.name,
+        allow=_rules_from_pb(message.allow_rules),
+        deny=_rules_from_pb(message.deny_rules),
+        lock_mode=_mode_from_pb(message.lock_mode),
+    )
+    role.validate()
+    return role
+
+
+def _mode_from_pb(value: int) -> LockingMode | None:
+    if value not in MODE_FROM_PB:
+        raise ValidationError(f'locking mode "{value}" not supported')
+    return MODE_FROM_PB[value]  # type: ignore[index]
+
+
+def cap_to_pb(cap: ClusterAuthPreference) -> pb.ClusterAuthPreference:
+    return pb.ClusterAuthPreference(locking_mode=MODE_TO_PB[cap.locking_mode])
+
+
+def cap_from_pb(message: pb.ClusterAuthPreference) -> ClusterAuthPreference:
+    mode = _mode_from_pb(message.locking_mode)
+    return ClusterAuthPreference() if mode is None else ClusterAuthPreference(locking_mode=mode)
+
+
+def user_to_pb(user: User) -> pb.User:
+    return pb.User(name=user.name, roles=user.roles)
+
+
+def user_from_pb(message: pb.User) -> User:
+    user = User(name=message.name, roles=tuple(message.roles))
+    user.validate()
+    return user
+
+
+def resource_to_pb(resource: ReplicatedResource) -> pb.Resource:
+    match resource:
+        case Lock():
+            return pb.Resource(lock=lock_to_pb(resource))
+        case Role():
+            return pb.Resource(role=role_to_pb(resource))
+        case ClusterAuthPreference():
+            return pb.Resource(cluster_auth_preference=cap_to_pb(resource))
+
+
+def resource_from_pb(message: pb.Resource) -> ReplicatedResource:
+    which = message.WhichOneof("resource")
+    if which == "lock":
+        return lock_from_pb(message.lock)
+    if which == "role":
+        return role_from_pb(message.role)
+    if which == "cluster_auth_preference":
+        return cap_from_pb(message.cluster_auth_preference)
+    raise ValidationError("resource carries no lock, role or cluster auth preference")
+
+
+def event_to_pb(event: Event) -> watch_pb.WatchEvent:
+    return watch_pb.WatchEvent(
+        revision=event.revision,
+        type=EVENT_TYPE_TO_PB[event.type],
+        kind=KIND_TO_PB[event.kind],
+        name=event.name,
+        resource=None if event.resource is None else resource_to_pb(event.resource),
+        commit_time=timestamp_to_pb(event.time),
+    )
+
+
+def event_from_pb(message: watch_pb.WatchEvent) -> Event:
+    if message.type not in EVENT_TYPE_FROM_PB or message.kind not in KIND_FROM_PB:
+        raise ValidationError(f"event {message.revision} has an unknown type or kind")
+    time = timestamp_from_pb(message, "commit_time") or datetime.fromtimestamp(0, UTC)
+    return Event(
+        revision=message.revision,
+        type=EVENT_TYPE_FROM_PB[message.type],
+        kind=KIND_FROM_PB[message.kind],
+        name=message.name,
+        resource=resource_from_pb(message.resource) if message.HasField("resource") else None,
+        time=time,
+    )
+
+
+def identity_to_pb(identity: Identity) -> pb.Identity:
+    return pb.Identity(
+        user=identity.user,
+        roles=identity.roles,
+        login=identity.login,
+        mfa_device=identity.mfa_device,
+        device=identity.device,
+        access_requests=identity.access_requests,
+        windows_desktop=identity.windows_desktop,
+        bot_instance_id=identity.bot_instance_id,
+        join_token=identity.join_token,
+    )
+
+
+def identity_from_pb(message: pb.Identity) -> Identity:
+    """A sidecar's identity; server_id is never taken from the wire."""
+    return Identity(
+        user=message.user,
+        roles=tuple(message.roles),
+        login=message.login,
+        mfa_device=message.mfa_device,
+        device=message.device,
+        access_requests=tuple(message.access_requests),
+        windows_desktop=message.windows_desktop,
+        bot_instance_id=message.bot_instance_id,
+        join_token=message.join_token,
+    )

@@ -1,0 +1,171 @@
+"""WatchLocks over gRPC: the protobuf encoder for the fan-out and the stream handler.
+
+Responses leave as bytes serialised once (the handler's response serializer is the
+identity), so a batch in the shared ring goes to every stream without re-encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import grpc
+import structlog
+
+from lockd.api import convert
+from lockd.auth.agents import AgentRegistry
+from lockd.auth.hub import ReplicationHub, ResetReason
+from lockd.auth.watch import Hello, SnapshotGate, WatchSettings, WatchStream
+from lockd.domain.events import Event
+from lockd.domain.ports import Clock, Store
+from lockd.domain.resources import ReplicatedResource
+from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.v1 import watch_service_pb2 as pb
+
+_log = structlog.get_logger("lockd.api.watch")
+
+RESET_REASON_TO_PB = {
+    ResetReason.TOO_OLD: pb.RESET_REASON_TOO_OLD,
+    ResetReason.EPOCH_CHANGED: pb.RESET_REASON_EPOCH_CHANGED,
+    ResetReason.SLOW_CONSUMER: pb.RESET_REASON_SLOW_CONSUMER,
+    ResetReason.AHEAD_OF_SERVER: pb.RESET_REASON_AHEAD_OF_SERVER,
+    ResetReason.SHUTDOWN: pb.RESET_REASON_SHUTDOWN,
+    ResetReason.OVERLOADED: pb.RESET_REASON_OVERLOADED,
+    ResetReason.LOCKED: pb.RESET_REASON_LOCKED,
+}
+AGENT_STATE_FROM_PB = {
+    cluster_pb.AGENT_SYNC_STATE_SYNCING: "syncing",
+    cluster_pb.AGENT_SYNC_STATE_SYNCED: "synced",
+    cluster_pb.AGENT_SYNC_STATE_DEGRADED: "degraded",
+    cluster_pb.AGENT_SYNC_STATE_STALE: "stale",
+}
+SERVICE_NAME = "lockd.v1.WatchService"
+
+
+class ProtoWatchEncoder:
+    """The WatchEncoder port, in lockd.v1 protobuf."""
+
+    def events(self, epoch: str, events: Sequence[Event]) -> bytes:
+        batch = pb.EventBatch(
+            epoch=epoch,
+            from_revision=events[0].revision,
+            to_revision=events[-1].revision,
+            events=[convert.event_to_pb(event) for event in events],
+        )
+        return pb.WatchLocksResponse(events=batch).SerializeToString()
+
+    def snapshot_begin(self, epoch: str, revision: int, count: int) -> bytes:
+        begin = pb.SnapshotBegin(epoch=epoch, revision=revision, count=count)
+        return pb.WatchLocksResponse(snapshot_begin=begin).SerializeToString()
+
+    def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes:
+        chunk = pb.SnapshotChunk(resources=[convert.resource_to_pb(r) for r in resources])
+        return pb.WatchLocksResponse(snapshot_chunk=chunk).SerializeToString()
+
+    def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes:
+        end = pb.SnapshotEnd(epoch=epoch, revision=revision, count=count)
+        return pb.WatchLocksResponse(snapshot_end=end).SerializeToString()
+
+    def heartbeat(self, epoch: str, revision: int, server_time: datetime, healthy: bool) -> bytes:
+        beat = pb.Heartbeat(
+            epoch=epoch,
+            revision=revision,
+            server_time=convert.timestamp_to_pb(server_time),
+            store_healthy=healthy,
+        )
+        return pb.WatchLocksResponse(heartbeat=beat).SerializeToString()
+
+    def reset(self, reason: ResetReason, retry_after: timedelta, detail: str) -> bytes:
+        message = pb.Reset(
+            reason=RESET_REASON_TO_PB[reason],
+            retry_after=convert.duration_to_pb(retry_after),
+            detail=detail,
+        )
+        return pb.WatchLocksResponse(reset=message).SerializeToString()
+
+
+class WatchHandler:
+    """Serves WatchLocks for every connected agent."""
+
+    def __init__(
+        self,
+        hub: ReplicationHub,
+        store: Store,
+        agents: AgentRegistry,
+        clock: Clock,
+        settings: WatchSettings,
+    ) -> None:
+        self._hub = hub
+        self._store = store
+        self._agents = agents
+        self._clock = clock
+        self._settings = settings
+        self._gate = SnapshotGate(settings.max_concurrent_snapshots)
+        self.active_streams = 0
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "WatchLocks": grpc.stream_stream_rpc_method_handler(
+                    self.watch_locks,
+                    request_deserializer=pb.WatchLocksRequest.FromString,
+                    response_serializer=_identity,
+                )
+            },
+        )
+
+    async def watch_locks(
+        self,
+        requests: AsyncIterator[pb.WatchLocksRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("message") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+            return
+        hello = Hello(first.hello.agent_id, first.hello.epoch, first.hello.applied_revision)
+        if not hello.agent_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Hello needs an agent_id")
+            return
+        token = self._agents.connect(hello.agent_id, context.peer(), self._clock.now())
+        reader = asyncio.create_task(self._read_acks(requests, hello.agent_id, token))
+        stream = WatchStream(self._hub, self._store, self._clock, self._settings, self._gate, hello)
+        write_timeout = self._settings.slow_consumer_after.total_seconds()
+        self.active_streams += 1
+        try:
+            async for frame in stream.frames():
+                await asyncio.wait_for(context.write(frame), write_timeout)
+        except TimeoutError:
+            _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
+        finally:
+            self.active_streams -= 1
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._agents.disconnect(hello.agent_id, token)
+        if stream.reset_reason is not None:
+            _log.info("watch stream reset", agent_id=hello.agent_id, reason=stream.reset_reason)
+
+    async def _read_acks(
+        self, requests: AsyncIterator[pb.WatchLocksRequest], agent_id: str, token: int
+    ) -> None:
+        async for request in requests:
+            if request.WhichOneof("message") != "ack":
+                continue
+            ack = request.ack
+            self._agents.ack(
+                agent_id,
+                token,
+                ack.epoch,
+                ack.applied_revision,
+                AGENT_STATE_FROM_PB.get(ack.state, "syncing"),
+                self._clock.now(),
+            )
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload

@@ -1,0 +1,63 @@
+"""The auth server's background loops: lock expiry, log compaction and store health.
+
+Expiry commits an ordered EXPIRE event within a second of each lock's `expires` —
+including locks that expired while the server was down, on the first pass after start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from lockd.auth.service import AuthService
+from lockd.domain.errors import UnavailableError
+
+_log = structlog.get_logger("lockd.auth")
+
+EXPIRY_INTERVAL = 0.25
+COMPACTION_INTERVAL = 30.0
+HEALTH_INTERVAL = 1.0
+
+
+async def expire_locks_forever(service: AuthService, interval: float = EXPIRY_INTERVAL) -> None:
+    while True:
+        try:
+            events = await service.store.expire_due(service.clock.now())
+        except UnavailableError as error:
+            _log.warning("expiry pass failed; will retry", error=str(error))
+        else:
+            if events:
+                service.publish_expired(events)
+        await asyncio.sleep(interval)
+
+
+async def compact_log_forever(service: AuthService, interval: float = COMPACTION_INTERVAL) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            dropped = await service.store.compact(service.clock.now())
+        except UnavailableError as error:
+            _log.warning("log compaction failed; will retry", error=str(error))
+        else:
+            if dropped:
+                _log.info("compacted the event log", dropped=dropped)
+
+
+async def watch_store_health_forever(
+    service: AuthService,
+    on_change: Callable[[bool], Awaitable[None]],
+    interval: float = HEALTH_INTERVAL,
+) -> None:
+    """Probe the store while it is unhealthy; report every change of health."""
+    healthy = service.store.healthy
+    await on_change(healthy)
+    while True:
+        await asyncio.sleep(interval)
+        if not service.store.healthy:
+            await service.store.check()
+        if service.store.healthy != healthy:
+            healthy = service.store.healthy
+            _log.warning("store health changed", healthy=healthy)
+            await on_change(healthy)

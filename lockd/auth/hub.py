@@ -1,0 +1,148 @@
+"""The replication hub: the server's view of the replicated state and its fan-out ring.
+
+Writers publish committed events; the hub applies them in revision order to its
+`ReplicatedState` and appends them, serialised once, to the ring — both in one step, so
+a snapshot (state + ring position) is always consistent. Events published within one
+event-loop tick go out as one batch. A gap (events committed by a concurrent writer or,
+with PostgreSQL, another replica) is filled from the store's log, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+
+from lockd.auth.ring import EventRing
+from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.ports import Clock
+from lockd.domain.resources import ReplicatedResource
+
+_log = structlog.get_logger("lockd.auth.hub")
+
+FETCH_LIMIT = 1000
+
+
+class ResetReason(StrEnum):
+    TOO_OLD = "too_old"
+    EPOCH_CHANGED = "epoch_changed"
+    SLOW_CONSUMER = "slow_consumer"
+    AHEAD_OF_SERVER = "ahead_of_server"
+    SHUTDOWN = "shutdown"
+    OVERLOADED = "overloaded"
+    LOCKED = "locked"
+
+
+class WatchEncoder(Protocol):
+    """Serialises WatchLocks responses (implemented by lockd.api with protobuf)."""
+
+    def events(self, epoch: str, events: Sequence[Event]) -> bytes: ...
+
+    def snapshot_begin(self, epoch: str, revision: int, count: int) -> bytes: ...
+
+    def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes: ...
+
+    def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes: ...
+
+    def heartbeat(
+        self, epoch: str, revision: int, server_time: datetime, healthy: bool
+    ) -> bytes: ...
+
+    def reset(self, reason: ResetReason, retry_after: timedelta, detail: str) -> bytes: ...
+
+
+EventFetcher = Callable[[int, int], Awaitable[list[Event]]]
+
+
+class ReplicationHub:
+    def __init__(
+        self,
+        state: ReplicatedState,
+        encoder: WatchEncoder,
+        fetch: EventFetcher,
+        clock: Clock,
+        ring_capacity: int = 4096,
+    ) -> None:
+        self.state = state
+        self.encoder = encoder
+        self.ring = EventRing(ring_capacity)
+        self._fetch = fetch
+        self._clock = clock
+        self._pending: dict[int, Event] = {}
+        self._flush_scheduled = False
+        self._filling: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.closing = False
+        self.on_batch: list[Callable[[Sequence[Event]], None]] = []
+
+    @property
+    def epoch(self) -> str:
+        return self.state.epoch
+
+    @property
+    def revision(self) -> int:
+        return self.state.revision
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Hand over committed events; they reach the ring on this loop tick."""
+        for event in events:
+            if event.revision > self.state.revision:
+                self._pending[event.revision] = event
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch: list[Event] = []
+        while (event := self._pending.pop(self.state.revision + 1, None)) is not None:
+            self.state.apply(event)
+            batch.append(event)
+        # Events at or below the applied revision arrived twice (e.g. fetched and published).
+        for stale in [rev for rev in self._pending if rev <= self.state.revision]:
+            del self._pending[stale]
+        if batch:
+            payload = self.encoder.events(self.state.epoch, batch)
+            self.ring.append(
+                batch[0].revision, batch[-1].revision, payload, len(batch), self._clock.monotonic()
+            )
+            for listener in self.on_batch:
+                listener(batch)
+            self._wake()
+        if self._pending and (self._filling is None or self._filling.done()):
+            self._filling = asyncio.get_running_loop().create_task(self._fill_gap())
+
+    async def _fill_gap(self) -> None:
+        """Read the missing revisions from the store's log."""
+        try:
+            events = await self._fetch(self.state.revision, FETCH_LIMIT)
+        except Exception:
+            _log.exception("could not read the event log to fill a gap; retrying")
+            await asyncio.sleep(0.5)
+            events = []
+        self.publish(events)
+        if not events and self._pending:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def catch_up(self, events: Sequence[Event]) -> None:
+        """Publish events read from the log by someone else (e.g. another replica)."""
+        self.publish(events)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_beyond(self, seq: int) -> None:
+        """Return when a batch with sequence ≥ seq exists, or on close."""
+        while self.ring.next_seq <= seq and not self.closing:
+            await self._changed.wait()
+
+    def close(self) -> None:
+        """Ask every stream to end with Reset(shutdown)."""
+        self.closing = True
+        self._wake()

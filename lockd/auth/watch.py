@@ -1,0 +1,182 @@
+"""One WatchLocks stream, decided here and carried out by lockd.api (DESIGN §3).
+
+`WatchStream.frames()` yields the serialised responses for one agent: a snapshot
+(Begin/Chunk/End) or a resume from the log, then event batches from the shared ring,
+heartbeats when nothing else went out for `heartbeat_interval`, and finally a Reset when
+the stream must end. It never skips a revision: a cursor either delivers the next batch
+or the stream ends with Reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from lockd.auth.hub import ReplicationHub, ResetReason
+from lockd.auth.ring import Overrun
+from lockd.domain.errors import CompactedError
+from lockd.domain.ports import Clock, Store
+
+SNAPSHOT_CHUNK = 500
+CATCH_UP_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSettings:
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    # A stream whose next batch waited longer than this is a slow consumer.
+    slow_consumer_after: timedelta = timedelta(seconds=30)
+    max_concurrent_snapshots: int = 64
+    retry_after: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    agent_id: str
+    epoch: str
+    applied_revision: int
+
+
+class SnapshotGate:
+    """Caps concurrent snapshots; past the cap a stream is reset (overloaded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+class WatchStream:
+    def __init__(
+        self,
+        hub: ReplicationHub,
+        store: Store,
+        clock: Clock,
+        settings: WatchSettings,
+        gate: SnapshotGate,
+        hello: Hello,
+    ) -> None:
+        self._hub = hub
+        self._store = store
+        self._clock = clock
+        self._settings = settings
+        self._gate = gate
+        self._hello = hello
+        self.position = 0
+        self.snapshotted = False
+        self.reset_reason: ResetReason | None = None
+
+    def _reset(
+        self, reason: ResetReason, detail: str, retry_after: timedelta | None = None
+    ) -> bytes:
+        self.reset_reason = reason
+        delay = retry_after if retry_after is not None else self._settings.retry_after
+        return self._hub.encoder.reset(reason, delay, detail)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        """Everything this stream sends, ending with one Reset."""
+        hub, hello = self._hub, self._hello
+        seq: int | None = None
+        if hello.epoch == hub.epoch and hello.applied_revision > hub.revision:
+            yield self._reset(
+                ResetReason.AHEAD_OF_SERVER,
+                f"agent applied revision {hello.applied_revision}, server is at {hub.revision}",
+            )
+            return
+        if hello.epoch == hub.epoch and hello.applied_revision > 0:
+            self.position = hello.applied_revision
+            try:
+                async for frame in self._catch_up():
+                    yield frame
+                seq = hub.ring.seq_after(self.position)
+            except CompactedError:
+                seq = None
+        if seq is None:
+            if not self._gate.try_enter():
+                jitter = self._settings.retry_after * (1 + random.random())
+                yield self._reset(ResetReason.OVERLOADED, "too many snapshots in flight", jitter)
+                return
+            try:
+                frames, seq = self._snapshot()
+                for frame in frames:
+                    yield frame
+            finally:
+                self._gate.leave()
+        async for frame in self._follow(seq):
+            yield frame
+
+    async def _catch_up(self) -> AsyncIterator[bytes]:
+        """Events from the store's log until the position meets a ring batch boundary."""
+        hub = self._hub
+        while hub.ring.seq_after(self.position) is None and self.position < hub.revision:
+            events = await self._store.events_since(self.position, CATCH_UP_LIMIT)
+            # Only what the hub has published: later revisions arrive through the ring.
+            events = [event for event in events if event.revision <= hub.revision]
+            if not events:
+                return
+            self.position = events[-1].revision
+            yield hub.encoder.events(hub.epoch, events)
+
+    def _snapshot(self) -> tuple[list[bytes], int]:
+        """State and ring position captured together (no await in between)."""
+        hub = self._hub
+        resources = hub.state.resources()
+        epoch, revision, seq = hub.epoch, hub.revision, hub.ring.next_seq
+        count = len(resources)
+        frames = [hub.encoder.snapshot_begin(epoch, revision, count)]
+        for start in range(0, count, SNAPSHOT_CHUNK):
+            frames.append(hub.encoder.snapshot_chunk(resources[start : start + SNAPSHOT_CHUNK]))
+        frames.append(hub.encoder.snapshot_end(epoch, revision, count))
+        self.position = revision
+        self.snapshotted = True
+        return frames, seq
+
+    async def _follow(self, seq: int) -> AsyncIterator[bytes]:
+        hub, settings = self._hub, self._settings
+        interval = settings.heartbeat_interval.total_seconds()
+        slow_after = settings.slow_consumer_after.total_seconds()
+        last_sent = self._clock.monotonic()
+        while True:
+            if hub.closing:
+                yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
+                return
+            try:
+                batch = hub.ring.get(seq)
+            except Overrun:
+                yield self._reset(ResetReason.SLOW_CONSUMER, "stream fell behind the event ring")
+                return
+            now = self._clock.monotonic()
+            if batch is not None:
+                if now - batch.created > slow_after:
+                    yield self._reset(
+                        ResetReason.SLOW_CONSUMER,
+                        f"stream lagged more than {settings.slow_consumer_after}",
+                    )
+                    return
+                seq += 1
+                self.position = batch.last
+                last_sent = now
+                yield batch.payload
+                continue
+            wait = last_sent + interval - now
+            if wait <= 0:
+                last_sent = now
+                yield hub.encoder.heartbeat(
+                    hub.epoch, self.position, self._clock.now(), self._store.healthy
+                )
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await hub.wait_beyond(seq)
