@@ -339,17 +339,27 @@ Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):
+    """Heartbeat proves, when nothing else went out for `interval`, that the stream is
+    alive and the agent's view at `revision` is current. store_healthy false means the
+    server cannot vouch for its own state: the agent must not count it as fresh.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EPOCH_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
     STORE_HEALTHY_FIELD_NUMBER: _builtins.int
+    INTERVAL_FIELD_NUMBER: _builtins.int
     epoch: _builtins.str
     revision: _builtins.int
     store_healthy: _builtins.bool
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def interval(self) -> _duration_pb2.Duration:
+        """The server's heartbeat interval: agents count missed heartbeats with it."""
+
     def __init__(
         self,
         *,
@@ -357,10 +367,11 @@ class Heartbeat(_message.Message):
         revision: _builtins.int = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
         store_healthy: _builtins.bool = ...,
+        interval: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "revision", b"revision", "server_time", b"server_time", "store_healthy", b"store_healthy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "interval", b"interval", "revision", b"revision", "server_time", b"server_time", "store_healthy", b"store_healthy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
