@@ -69,12 +69,15 @@ class ProtoWatchEncoder:
         end = pb.SnapshotEnd(epoch=epoch, revision=revision, count=count)
         return pb.WatchLocksResponse(snapshot_end=end).SerializeToString()
 
-    def heartbeat(self, epoch: str, revision: int, server_time: datetime, healthy: bool) -> bytes:
+    def heartbeat(
+        self, epoch: str, revision: int, server_time: datetime, healthy: bool, interval: timedelta
+    ) -> bytes:
         beat = pb.Heartbeat(
             epoch=epoch,
             revision=revision,
             server_time=convert.timestamp_to_pb(server_time),
             store_healthy=healthy,
+            interval=convert.duration_to_pb(interval),
         )
         return pb.WatchLocksResponse(heartbeat=beat).SerializeToString()
 

@@ -174,7 +174,11 @@ class WatchStream:
             if wait <= 0:
                 last_sent = now
                 yield hub.encoder.heartbeat(
-                    hub.epoch, self.position, self._clock.now(), self._store.healthy
+                    hub.epoch,
+                    self.position,
+                    self._clock.now(),
+                    self._store.healthy,
+                    settings.heartbeat_interval,
                 )
                 continue
             with contextlib.suppress(TimeoutError):
