@@ -1,0 +1,290 @@
+"""Audit events (SPEC §8): what happened to locks and to whom they were applied.
+
+Events are values built by pure functions (`lock_created`, `session_terminated`, ...) and
+written by a sink, one JSON object per line. Every line opens with the same four keys:
+
+    {"time":"2021-08-14T12:27:00Z","event":"lock.created","code":"LK001I",
+     "cluster":"lockd.local", ...event fields}
+
+The `code` is stable (alerting rules and SIEM parsers may key on it); its last letter is
+the severity: I info, W warning.
+
+==================== ======== ======================================================
+event                code     fields
+==================== ======== ======================================================
+lock.created         LK001I   name, target, expires (RFC3339 or null), message, by
+lock.deleted         LK002I   name, by; target, expires, message when known
+lock.expired         LK003I   name; target, expires, message when known
+lock.updated         LK004I   as lock.created (an existing lock replaced with --force)
+session.terminated   SS001W   session_id, user, server_id, reason, reason_kind, lock
+access.denied        AC001W   user, identity, reason, mode, lock
+==================== ======== ======================================================
+
+`target` is an object of the lock's non-empty target fields; `reason` is the exact
+user-facing text (SPEC §3); `reason_kind` is `lock`, `strict_stale` or `server_lock`;
+`lock` is the name of the lock responsible, "" when none (strict lock-out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from lockd.domain.identity import Identity
+from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.modes import LockingMode
+from lockd.domain.timeparse import format_rfc3339
+
+LOCK_CREATED = "lock.created"
+LOCK_DELETED = "lock.deleted"
+LOCK_EXPIRED = "lock.expired"
+LOCK_UPDATED = "lock.updated"
+SESSION_TERMINATED = "session.terminated"
+ACCESS_DENIED = "access.denied"
+
+EVENT_CODES: Mapping[str, str] = {
+    LOCK_CREATED: "LK001I",
+    LOCK_DELETED: "LK002I",
+    LOCK_EXPIRED: "LK003I",
+    LOCK_UPDATED: "LK004I",
+    SESSION_TERMINATED: "SS001W",
+    ACCESS_DENIED: "AC001W",
+}
+
+TERMINATION_KINDS = ("lock", "strict_stale", "server_lock")
+_ENVELOPE_KEYS = ("time", "event", "code", "cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit record: the envelope plus event-specific, JSON-ready fields."""
+
+    event: str
+    code: str
+    time: datetime
+    cluster: str
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON object: time, event, code, cluster, then the fields in order."""
+        clash = set(self.fields) & set(_ENVELOPE_KEYS)
+        if clash:
+            raise ValueError(f"audit fields may not override {sorted(clash)}")
+        return {
+            "time": format_rfc3339(self.time),
+            "event": self.event,
+            "code": self.code,
+            "cluster": self.cluster,
+            **self.fields,
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON, without the newline (newlines in values are escaped)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _event(name: str, cluster: str, time: datetime, fields: Mapping[str, object]) -> AuditEvent:
+    return AuditEvent(
+        event=name, code=EVENT_CODES[name], time=time, cluster=cluster, fields=dict(fields)
+    )
+
+
+def _expires(lock: Lock) -> str | None:
+    return format_rfc3339(lock.expires) if lock.expires is not None else None
+
+
+def _lock_fields(lock: Lock) -> dict[str, object]:
+    return {
+        "name": lock.name,
+        "target": lock.target.as_dict(),
+        "expires": _expires(lock),
+        "message": lock.message,
+    }
+
+
+def lock_created(lock: Lock, by: str, cluster: str, time: datetime) -> AuditEvent:
+    """A new lock was stored by `by` (a user name, or "Admin" on the admin socket)."""
+    return _event(LOCK_CREATED, cluster, time, {**_lock_fields(lock), "by": by})
+
+
+def lock_updated(lock: Lock, by: str, cluster: str, time: datetime) -> AuditEvent:
+    """An existing lock was replaced (`create --force`)."""
+    return _event(LOCK_UPDATED, cluster, time, {**_lock_fields(lock), "by": by})
+
+
+def lock_deleted(lock: Lock | str, by: str, cluster: str, time: datetime) -> AuditEvent:
+    """A lock was removed by `by`; pass the Lock when known, else its name."""
+    fields = _lock_fields(lock) if isinstance(lock, Lock) else {"name": lock}
+    return _event(LOCK_DELETED, cluster, time, {**fields, "by": by})
+
+
+def lock_expired(lock: Lock | str, cluster: str, time: datetime) -> AuditEvent:
+    """The auth server expired a lock whose `expires` passed."""
+    fields = _lock_fields(lock) if isinstance(lock, Lock) else {"name": lock}
+    return _event(LOCK_EXPIRED, cluster, time, fields)
+
+
+def session_terminated(
+    session_id: str,
+    user: str,
+    server_id: str,
+    reason: str,
+    cluster: str,
+    time: datetime,
+    *,
+    reason_kind: str = "lock",
+    lock: str = "",
+) -> AuditEvent:
+    """An agent ended a live session; `reason` is the text the user saw."""
+    if reason_kind not in TERMINATION_KINDS:
+        raise ValueError(f"unknown termination kind {reason_kind!r}")
+    return _event(
+        SESSION_TERMINATED,
+        cluster,
+        time,
+        {
+            "session_id": session_id,
+            "user": user,
+            "server_id": server_id,
+            "reason": reason,
+            "reason_kind": reason_kind,
+            "lock": lock,
+        },
+    )
+
+
+def access_denied(
+    identity: Identity,
+    reason: str,
+    mode: LockingMode | str,
+    cluster: str,
+    time: datetime,
+    *,
+    lock: str = "",
+) -> AuditEvent:
+    """A request or a new session was refused because of a lock (or strict lock-out)."""
+    return _event(
+        ACCESS_DENIED,
+        cluster,
+        time,
+        {
+            "user": identity.user,
+            "identity": identity_fields(identity),
+            "reason": reason,
+            "mode": str(mode),
+            "lock": lock,
+        },
+    )
+
+
+def identity_fields(identity: Identity) -> dict[str, object]:
+    """The identity's non-empty attributes; roles and access_requests as lists."""
+    fields: dict[str, object] = {}
+    for name in (
+        "user",
+        "roles",
+        "login",
+        "mfa_device",
+        "device",
+        "access_requests",
+        "windows_desktop",
+        "bot_instance_id",
+        "join_token",
+        "server_id",
+    ):
+        value = getattr(identity, name)
+        if value:
+            fields[name] = list(value) if isinstance(value, tuple) else value
+    return fields
+
+
+def target_fields(target: LockTarget) -> dict[str, str]:
+    """A lock target as it appears in audit events."""
+    return target.as_dict()
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class AuditSink(Protocol):
+    """Where audit events go. `emit` is synchronous and quick (a line to a file)."""
+
+    def emit(self, event: AuditEvent) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesAuditSink:
+    """Appends one JSON object per line to a file or a stream, flushing each line.
+
+    A file is opened in append mode (so several runs accumulate in one file) and created
+    with mode 0600; its directory is created (0700) when missing. A stream (stdout) is
+    written to but never closed. Lines are flushed to the OS, not fsynced. `emit` raises
+    OSError when the write fails; the caller decides (the auth server logs it: the
+    change itself is already committed). Safe to call from several threads.
+    """
+
+    def __init__(self, target: Path | TextIO) -> None:
+        self._lock = threading.Lock()
+        self.path: Path | None
+        if isinstance(target, Path):
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            descriptor = os.open(target, flags, 0o600)
+            self._stream: TextIO = open(descriptor, "a", encoding="utf-8")  # noqa: SIM115
+            self._owned = True
+            self.path = target
+        else:
+            self._stream = target
+            self._owned = False
+            self.path = None
+
+    def emit(self, event: AuditEvent) -> None:
+        line = event.to_json() + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and not self._stream.closed:
+                self._stream.close()
+
+
+class MemoryAuditSink:
+    """A sink that keeps events in `events` (for tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.closed = False
+
+    def emit(self, event: AuditEvent) -> None:
+        if self.closed:
+            raise ValueError("emit on a closed audit sink")
+        self.events.append(event)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def of(self, event: str) -> list[AuditEvent]:
+        """The events named `event` (e.g. "lock.created"), in emission order."""
+        return [item for item in self.events if item.event == event]
+
+
+def open_audit_sink(target: Path | str) -> JsonLinesAuditSink:
+    """ "stdout" or "stderr" → that stream; anything else → a file at that path.
+
+    With the config: `open_audit_sink(audit_path(config) or config.audit.sink)`.
+    """
+    if target == "stdout":
+        return JsonLinesAuditSink(sys.stdout)
+    if target == "stderr":
+        return JsonLinesAuditSink(sys.stderr)
+    return JsonLinesAuditSink(Path(target))
