@@ -57,7 +57,17 @@ class Store(Protocol):
         ...
 
     @property
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """False before `open`, after `close`, and after an IO failure until a later
+        operation (or `check`) succeeds."""
+        ...
+
+    async def check(self) -> bool:
+        """A cheap round trip to the backing storage; updates and returns `healthy`.
+
+        Never raises for IO failures: the auth server polls it to notice recovery.
+        """
+        ...
 
     async def open(self) -> None:
         """Create or load the store; a fresh store gets a new random epoch."""
@@ -65,32 +75,50 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def snapshot(self) -> Snapshot: ...
+    async def snapshot(self) -> Snapshot:
+        """Every stored replicated resource at one revision: the cluster auth preference
+        first (only when it was set; absent means the default), then roles, then locks,
+        each by name."""
+        ...
 
     async def events_since(self, revision: int, limit: int) -> list[Event]:
         """Events after `revision`, ascending, at most `limit`.
 
-        Raises CompactedError when events right after `revision` were compacted away.
+        Raises CompactedError when events right after `revision` were compacted away;
+        returns [] when `revision` is the current revision or later. A negative
+        `revision` or a `limit` below 1 is a caller bug (ValueError).
         """
         ...
 
     async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
-        """Commit a PUT event. CREATE refuses existing names; UPDATE refuses missing ones."""
+        """Commit a PUT event. CREATE refuses existing names; UPDATE refuses missing ones.
+
+        The cluster auth preference is a singleton that always exists (as the default
+        until set), so every mode upserts it; `created` is True only the first time.
+        """
         ...
 
     async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
-        """Commit a DELETE event; NotFoundError when there is nothing to delete."""
+        """Commit a DELETE event; NotFoundError when there is nothing to delete.
+
+        Deleting the cluster auth preference resets it to the default (agents apply
+        the DELETE that way); NotFoundError when it was never set.
+        """
         ...
 
     async def expire_due(self, now: datetime) -> list[Event]:
         """Commit an EXPIRE event for each stored lock whose `expires <= now`.
 
-        Ordered by (expires, name); one transaction per call.
+        Ordered by (expires, name); one transaction per call; each event's time is `now`.
         """
         ...
 
     async def compact(self, now: datetime) -> int:
-        """Drop log entries beyond both retention bounds; return how many were dropped."""
+        """Drop log entries beyond both retention bounds; return how many were dropped.
+
+        An entry goes when it is older than the age bound AND not among the newest
+        count-bound entries; only the oldest prefix is dropped, so the log stays gapless.
+        """
         ...
 
     async def get_user(self, name: str) -> User | None: ...

@@ -1,0 +1,67 @@
+"""Rows ⇄ domain values for the durable stores (SQLite now, PostgreSQL later).
+
+Resource bodies are the same JSON documents `lockctl get -o json` prints
+(`lockd.domain.documents`), so there is one codec for resources, a row is readable by a
+human with the sqlite3 shell, and a stored body can be fed to `lockctl create -f`.
+Timestamps that the database compares or orders (lock `expires`, event `time`) are
+integers: microseconds since the Unix epoch, UTC — exact, and ordered like the instants.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from lockd.domain.documents import decode_resource, encode_resource
+from lockd.domain.errors import InvariantError, ValidationError
+from lockd.domain.lock import Lock
+from lockd.domain.resources import ReplicatedResource, Resource, User
+from lockd.store.rules import require_aware
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime as integer microseconds since the Unix epoch (no float rounding)."""
+    require_aware(moment)
+    return (moment - _UNIX_EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The inverse of `to_micros`: an aware UTC datetime."""
+    return _UNIX_EPOCH + timedelta(microseconds=micros)
+
+
+def expires_micros(resource: ReplicatedResource) -> int | None:
+    """The value of the indexed `expires` column: only locks expire."""
+    if isinstance(resource, Lock) and resource.expires is not None:
+        return to_micros(resource.expires)
+    return None
+
+
+def dump_resource(resource: Resource) -> str:
+    """A resource as its compact JSON document."""
+    return json.dumps(encode_resource(resource), ensure_ascii=False, separators=(",", ":"))
+
+
+def load_resource(body: str) -> Resource:
+    """Read a stored body back; a body that does not decode is corruption, not user error."""
+    try:
+        return decode_resource(json.loads(body))
+    except (ValueError, ValidationError) as error:  # JSONDecodeError is a ValueError
+        raise InvariantError(f"stored resource does not decode: {error}") from error
+
+
+def load_replicated(body: str) -> ReplicatedResource:
+    resource = load_resource(body)
+    if isinstance(resource, User):
+        raise InvariantError(f"stored replicated resource is a user: {resource.name!r}")
+    return resource
+
+
+def load_user(body: str) -> User:
+    resource = load_resource(body)
+    if not isinstance(resource, User):
+        raise InvariantError(f"stored user is a {type(resource).__name__}")
+    return resource

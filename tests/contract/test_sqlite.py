@@ -1,0 +1,181 @@
+"""What only the SQLite adapter promises: its thread, its file, its index, its rollbacks."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockd.domain.errors import UnavailableError, ValidationError
+from lockd.domain.ports import PutMode
+from lockd.store import SQLITE_FILE_NAME, MemoryStore, SqliteStore, build_store, open_store
+from lockd.store.sqlite_ops import EXPIRE_DUE_QUERY
+from tests.contract.helpers import T0, all_events, at, lock
+
+
+def recording_connection(threads: set[int]) -> type[sqlite3.Connection]:
+    """A connection class that notes the thread of every statement."""
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+            threads.add(threading.get_ident())
+            return super().execute(sql, parameters)
+
+    return Recording
+
+
+class DiskFault:
+    """Makes the next statement starting with `statement` fail as a dying disk would."""
+
+    def __init__(self, statement: str) -> None:
+        self.statement = statement
+        self.armed = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def trip(self, sql: str) -> None:
+        if self.armed and sql.startswith(self.statement):
+            self.armed = False
+            raise sqlite3.OperationalError("disk I/O error")
+
+    def connection_class(self) -> type[sqlite3.Connection]:
+        fault = self
+
+        class Faulty(sqlite3.Connection):
+            def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+                fault.trip(sql)
+                return super().execute(sql, parameters)
+
+            def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+                fault.trip(sql)
+                return super().executemany(sql, parameters)
+
+        return Faulty
+
+
+async def test_all_sqlite_work_runs_on_one_thread_off_the_event_loop(tmp_path: Path) -> None:
+    """Every statement runs on the store's single worker thread, never the loop's."""
+    threads: set[int] = set()
+    store = SqliteStore(tmp_path / "t.db", connection_factory=recording_connection(threads))
+    await store.open()
+    await store.put(lock("a", expires=at(1)), PutMode.CREATE, T0)
+    await store.expire_due(at(1))
+    await store.snapshot()
+    await store.events_since(0, 10)
+    await store.close()
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+
+
+@pytest.mark.parametrize("statement", ["INSERT INTO events", "UPDATE meta", "COMMIT"])
+async def test_an_io_error_mid_transaction_leaves_no_trace(tmp_path: Path, statement: str) -> None:
+    """A disk error at any step of a write rolls the whole change back: no half commit."""
+    fault = DiskFault(statement)
+    store = SqliteStore(tmp_path / "t.db", connection_factory=fault.connection_class())
+    await store.open()
+    await store.put(lock("a"), PutMode.CREATE, T0)
+    fault.arm()
+    with pytest.raises(UnavailableError, match=r"^store unavailable: disk I/O error$"):
+        await store.put(lock("b"), PutMode.CREATE, at(1))
+    assert not store.healthy
+    snapshot = await store.snapshot()
+    assert store.healthy
+    assert (snapshot.revision, [r.name for r in snapshot.resources]) == (1, ["a"])
+    assert (await store.put(lock("b"), PutMode.CREATE, at(2))).event.revision == 2
+    assert [event.name for event in await all_events(store)] == ["a", "b"]
+    await store.close()
+
+
+async def test_an_io_error_while_expiring_expires_nothing(tmp_path: Path) -> None:
+    """A failed expiry batch commits none of its events; the next call expires them all."""
+    fault = DiskFault("INSERT INTO events")
+    store = SqliteStore(tmp_path / "t.db", connection_factory=fault.connection_class())
+    await store.open()
+    for name in "abc":
+        await store.put(lock(name, expires=at(1)), PutMode.CREATE, T0)
+    fault.arm()
+    with pytest.raises(UnavailableError):
+        await store.expire_due(at(2))
+    assert len((await store.snapshot()).resources) == 3
+    assert [event.revision for event in await store.expire_due(at(2))] == [4, 5, 6]
+    await store.close()
+
+
+async def test_expiry_query_is_served_by_the_expires_index(tmp_path: Path) -> None:
+    """The reaper's query walks the partial expires index: no table scan, no sort."""
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    await store.put(lock("a", expires=at(1)), PutMode.CREATE, T0)
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "t.db")
+    try:
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {EXPIRE_DUE_QUERY}", (0,)).fetchall()
+    finally:
+        conn.close()
+    plan = " | ".join(row[3] for row in rows)
+    assert "INDEX resources_expires" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+async def test_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
+    """The file is created 0600 (it says who is locked out) and journals with WAL."""
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+async def test_a_file_that_is_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    """Opening garbage raises UnavailableError naming the file, and stays unhealthy."""
+    path = tmp_path / "t.db"
+    path.write_bytes(b"this is not an sqlite database at all\n" * 200)
+    store = SqliteStore(path)
+    with pytest.raises(UnavailableError, match=r"^store unavailable: cannot open .*t\.db"):
+        await store.open()
+    assert not store.healthy
+
+
+async def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer lockd is not touched: UnavailableError on open."""
+    path = tmp_path / "t.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    store = SqliteStore(path)
+    with pytest.raises(UnavailableError, match="schema version 99 is newer"):
+        await store.open()
+    assert not store.healthy
+
+
+def test_build_store_picks_the_adapter_by_type(tmp_path: Path) -> None:
+    """`memory` and `sqlite` (in <data_dir>/lockd.db, dir created 0700); others refused."""
+    assert isinstance(build_store("memory", tmp_path), MemoryStore)
+    data_dir = tmp_path / "data"
+    sqlite_store = build_store("sqlite", data_dir)
+    assert isinstance(sqlite_store, SqliteStore)
+    assert sqlite_store.path == data_dir / SQLITE_FILE_NAME
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    with pytest.raises(ValidationError, match=r'^store type "pg" not supported'):
+        build_store("pg", tmp_path)
+
+
+async def test_open_store_returns_an_open_healthy_store(tmp_path: Path) -> None:
+    """open_store builds and opens in one step."""
+    store = await open_store("sqlite", tmp_path)
+    try:
+        assert store.type == "sqlite"
+        assert store.healthy
+        assert (await store.snapshot()).revision == 0
+    finally:
+        await store.close()
