@@ -39,16 +39,25 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[Resource]:
     return resources
 
 
+# Besides their own error classes, the parsers raise plain Python errors on some input:
+# json and PyYAML a ValueError for integers past sys.get_int_max_str_digits(); PyYAML's
+# constructors ValueError, LookupError or AttributeError for malformed tagged or implicit
+# scalars (`!!bool foo`, `!!timestamp foo`, `2021-02-30T00:00:00Z`); both a RecursionError
+# for deeply nested collections.
+_JSON_ERRORS = (ValueError, RecursionError)
+_YAML_ERRORS = (yaml.YAMLError, ValueError, LookupError, AttributeError, RecursionError)
+
+
 def _load_raw(text: str, source: str) -> list[object]:
     if text.lstrip().startswith(("{", "[")):
         try:
             loaded = json.loads(text)
-        except json.JSONDecodeError as error:
+        except _JSON_ERRORS as error:
             raise ValidationError(f"{source}: invalid JSON: {error}") from None
         return loaded if isinstance(loaded, list) else [loaded]
     try:
         return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as error:
+    except _YAML_ERRORS as error:
         raise ValidationError(f"{source}: invalid YAML: {error}") from None
 
 
@@ -60,8 +69,27 @@ def render_documents(resources: Sequence[Resource], fmt: Format) -> str:
     return "---\n".join(_yaml(document) for document in documents)
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that keeps strings with U+0085 (NEL) intact.
+
+    PyYAML writes NEL raw inside a single-quoted scalar, where a reader folds it (a YAML
+    1.1 line break) into a space: `get` output would not read back unchanged. Double
+    quotes escape it as `\\N`.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if "\x85" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml.dump(
+        document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False
+    )
 
 
 def render_one(resource: Resource, fmt: Format) -> str:

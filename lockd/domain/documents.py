@@ -44,11 +44,12 @@ class _Node:
     """A mapping being read, with its path for error messages and unknown-key checks."""
 
     def __init__(self, value: object, path: str) -> None:
+        where = path or "the document"  # the root has an empty path
         if not isinstance(value, Mapping):
-            raise ValidationError(f"{path} must be a mapping, got {_describe(value)}")
+            raise ValidationError(f"{where} must be a mapping, got {_describe(value)}")
         for key in value:
             if not isinstance(key, str):
-                raise ValidationError(f"{path} has a non-string key {_describe(key)}")
+                raise ValidationError(f"{where} has a non-string key {_describe(key)}")
         self.data: Mapping[str, object] = value
         self.path = path
 

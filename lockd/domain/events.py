@@ -97,8 +97,12 @@ def apply_change(state: ReplicatedState, event: Event) -> None:
         state.locks.pop(event.name, None)
     elif event.kind is Kind.ROLE:
         state.roles.pop(event.name, None)
-    else:
+    elif event.kind is Kind.CLUSTER_AUTH_PREFERENCE:
         state.cluster_auth_preference = ClusterAuthPreference()
+    else:  # a user or token event would otherwise reset the preference (strict → default)
+        raise InvariantError(
+            f"{event.type} event {event.revision} for unreplicated kind {event.kind}"
+        )
 
 
 def _put(state: ReplicatedState, resource: ReplicatedResource) -> None:
@@ -109,3 +113,5 @@ def _put(state: ReplicatedState, resource: ReplicatedResource) -> None:
             state.roles[resource.name] = resource
         case ClusterAuthPreference():
             state.cluster_auth_preference = resource
+        case _:
+            raise InvariantError(f"resource {resource!r} is not replicated")

@@ -115,6 +115,13 @@ class LockTarget:
                 )
             if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
                 raise ValidationError(f"lock target {name} contains control characters")
+            if not _is_unicode_text(value):
+                raise ValidationError(f"lock target {name} is not valid Unicode text")
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False for strings with lone surrogates (JSON `"\\ud800"`), which UTF-8 cannot carry."""
+    return not any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def validate_name(name: str, kind: str) -> None:
@@ -156,6 +163,9 @@ class Lock:
         """Raise ValidationError naming the first broken rule of SPEC §1."""
         validate_name(self.name, "lock")
         self.target.validate()
+        for label, text in (("message", self.message), ("created_by", self.created_by)):
+            if not _is_unicode_text(text):
+                raise ValidationError(f"lock {label} is not valid Unicode text")
         if len(self.message.encode()) > MAX_MESSAGE_BYTES:
             raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
         for label, moment in (("expires", self.expires), ("created_at", self.created_at)):

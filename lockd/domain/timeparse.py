@@ -27,7 +27,8 @@ _UNIT_NANOS = {
     "h": 3600 * 1_000_000_000,
 }
 _MAX_NANOS = 2**63 - 1
-_DURATION_TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)")
+# re.ASCII: `\d` would otherwise match (and int() accept) any Unicode digit, e.g. "١h".
+_DURATION_TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([^\d.]*)", re.ASCII)
 _DURATION_HINT = "use a number with a unit, e.g. 90s, 10h or 1h30m"
 
 
@@ -50,7 +51,10 @@ def parse_duration(text: str) -> timedelta:
             raise ValidationError(
                 f'invalid duration "{text}": unknown unit "{unit}" (units: ns, us, ms, s, m, h)'
             )
-        nanos += _scaled(number, _UNIT_NANOS[unit])
+        try:
+            nanos += _scaled(number, _UNIT_NANOS[unit])
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise ValidationError(f'invalid duration "{text}": too long') from None
         if nanos > _MAX_NANOS:
             raise ValidationError(f'invalid duration "{text}": too long')
         position = term.end()
@@ -93,7 +97,8 @@ def _trim_fraction(value: float) -> str:
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
 )
 _RFC3339_HINT = "use RFC3339 with a zone, e.g. 2021-08-14T22:27:00Z or 2021-08-14T22:27:00+02:00"
 
@@ -126,13 +131,17 @@ def require_aware(moment: datetime, what: str) -> datetime:
     """Accept a datetime only with a zone (YAML may hand us one); return it in UTC."""
     if moment.utcoffset() is None:
         raise ValidationError(f"{what} has no time zone: {_RFC3339_HINT}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValidationError(f"{what} is out of range once converted to UTC") from None
 
 
 def format_rfc3339(moment: datetime) -> str:
     """`2021-08-14T22:27:00Z`; fractional seconds only when present, trailing zeros trimmed."""
     utc = require_aware(moment, "timestamp")
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: glibc's %Y does not pad years below 1000 to four digits.
+    text = f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}"
     if utc.microsecond:
         text += "." + f"{utc.microsecond:06d}".rstrip("0")
     return text + "Z"
