@@ -16,15 +16,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from prometheus_client import CollectorRegistry
 
 from lockd import __version__
+from lockd.api.agent_server import AgentApp, AgentSettings
 from lockd.api.auth_server import AuthServerApp, AuthServerSettings
 from lockd.auth.watch import WatchSettings
-from lockd.config import Config, audit_path, load_config
-from lockd.domain.errors import LockdError
-from lockd.domain.ports import SystemClock
-from lockd.obs.audit import open_audit_sink
+from lockd.config import Config, audit_path, load_config, resolve_server_id
+from lockd.domain.errors import LockdError, UnavailableError, ValidationError
+from lockd.domain.ports import Clock, SystemClock
+from lockd.obs.audit import AuditSink, open_audit_sink
 from lockd.obs.logging import configure_logging
+from lockd.obs.metrics import AgentMetrics, AuthMetrics, MetricsEndpoint
 from lockd.store import SqliteStore, build_store
 
 _log = structlog.get_logger("lockd")
@@ -71,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_enabled(config: Config, command: str) -> None:
-    from lockd.domain.errors import ValidationError
-
     if command == "auth" and not config.auth_service.enabled:
         raise ValidationError("auth_service is not enabled in the config")
     if command == "agent" and not config.agent_service.enabled:
@@ -84,16 +85,43 @@ async def run(config: Config, command: str) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    clock = SystemClock()
     async with contextlib.AsyncExitStack() as stack:
+        audit = open_audit_sink(audit_path(config) or config.audit.sink)
+        stack.callback(audit.close)
         if command in ("auth", "start") and config.auth_service.enabled:
-            auth = build_auth_server(config)
+            registry = CollectorRegistry()
+            auth = build_auth_server(config, clock, audit, AuthMetrics(registry))
             await auth.start()
             stack.push_async_callback(auth.stop)
+            _serve_metrics(stack, registry, config.auth_service.metrics_addr)
+        if command in ("agent", "start") and config.agent_service.enabled:
+            registry = CollectorRegistry()
+            agent = build_agent(config, clock, audit, AgentMetrics(registry))
+            await agent.start()
+            stack.push_async_callback(agent.stop)
+            _serve_metrics(stack, registry, config.agent_service.metrics_addr)
         await stop.wait()
         _log.info("stopping")
 
 
-def build_auth_server(config: Config) -> AuthServerApp:
+def _serve_metrics(
+    stack: contextlib.AsyncExitStack, registry: CollectorRegistry, addr: str
+) -> None:
+    if not addr:
+        return
+    endpoint = MetricsEndpoint(registry, addr)
+    try:
+        endpoint.start()
+    except OSError as error:
+        raise UnavailableError(f"cannot serve metrics on {addr}: {error}") from None
+    stack.callback(endpoint.stop)
+    _log.info("serving metrics", url=endpoint.url)
+
+
+def build_auth_server(
+    config: Config, clock: Clock, audit: AuditSink, metrics: AuthMetrics
+) -> AuthServerApp:
     auth = config.auth_service
     storage = auth.storage
     store = (
@@ -101,7 +129,6 @@ def build_auth_server(config: Config) -> AuthServerApp:
         if storage.type == "sqlite"
         else build_store(storage.type, config.data_dir)
     )
-    audit = open_audit_sink(audit_path(config) or config.audit.sink)
     settings = AuthServerSettings(
         cluster_name=config.cluster_name,
         listen_addr=auth.listen_addr,
@@ -109,7 +136,21 @@ def build_auth_server(config: Config) -> AuthServerApp:
         static_locking_mode=auth.authentication.locking_mode,
         watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
     )
-    return AuthServerApp(settings, store, SystemClock(), audit)
+    return AuthServerApp(settings, store, clock, audit, metrics)
+
+
+def build_agent(config: Config, clock: Clock, audit: AuditSink, metrics: AgentMetrics) -> AgentApp:
+    agent = config.agent_service
+    settings = AgentSettings(
+        cluster_name=config.cluster_name,
+        server_id=resolve_server_id(config),
+        auth_servers=agent.auth_servers,
+        socket=agent.socket,
+        socket_mode=agent.socket_mode,
+        max_staleness=agent.max_staleness,
+        data_dir=config.data_dir,
+    )
+    return AgentApp(settings, clock, audit, metrics)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from lockd import __version__
 from lockd.api.auth_servicers import ClusterServicer, LockServicer
@@ -32,6 +33,7 @@ from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
 from lockd.obs.audit import AuditSink
+from lockd.obs.metrics import AuthMetrics
 from lockd.v1 import cluster_service_pb2, lock_service_pb2, watch_service_pb2
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
@@ -66,9 +68,15 @@ class AuthServerSettings:
 
 class AuthServerApp:
     def __init__(
-        self, settings: AuthServerSettings, store: Store, clock: Clock, audit: AuditSink
+        self,
+        settings: AuthServerSettings,
+        store: Store,
+        clock: Clock,
+        audit: AuditSink,
+        metrics: AuthMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else AuthMetrics(CollectorRegistry())
         self.store = store
         self.clock = clock
         self.audit = audit
@@ -101,8 +109,9 @@ class AuthServerApp:
         self.service = AuthService(
             self.store, self.hub, self.agents, self.clock, self.audit, cluster
         )
+        await self.service.apply_static_locking_mode()
         self.watch = WatchHandler(
-            self.hub, self.store, self.agents, self.clock, self.settings.watch
+            self.hub, self.store, self.agents, self.clock, self.settings.watch, self.metrics
         )
         self._servers.append(self._build_server(admin_caller))
         self.port = self._servers[0].add_insecure_port(self.settings.listen_addr)
@@ -118,6 +127,7 @@ class AuthServerApp:
             asyncio.create_task(
                 background.watch_store_health_forever(self.service, self._set_serving)
             ),
+            asyncio.create_task(background.export_metrics_forever(self.service, self.metrics)),
         ]
         _log.info(
             "auth server started",

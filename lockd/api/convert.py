@@ -70,6 +70,10 @@ def duration_to_pb(value: timedelta) -> Duration:
     return duration
 
 
+def timedelta_seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
+
+
 def duration_from_pb(value: Duration) -> timedelta:
     return value.ToTimedelta()
 

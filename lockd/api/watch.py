@@ -22,6 +22,7 @@ from lockd.auth.watch import Hello, SnapshotGate, WatchSettings, WatchStream
 from lockd.domain.events import Event
 from lockd.domain.ports import Clock, Store
 from lockd.domain.resources import ReplicatedResource
+from lockd.obs.metrics import AuthMetrics
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import watch_service_pb2 as pb
 
@@ -100,14 +101,15 @@ class WatchHandler:
         agents: AgentRegistry,
         clock: Clock,
         settings: WatchSettings,
+        metrics: AuthMetrics,
     ) -> None:
+        self._metrics = metrics
         self._hub = hub
         self._store = store
         self._agents = agents
         self._clock = clock
         self._settings = settings
         self._gate = SnapshotGate(settings.max_concurrent_snapshots)
-        self.active_streams = 0
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -136,22 +138,37 @@ class WatchHandler:
             return
         token = self._agents.connect(hello.agent_id, context.peer(), self._clock.now())
         reader = asyncio.create_task(self._read_acks(requests, hello.agent_id, token))
-        stream = WatchStream(self._hub, self._store, self._clock, self._settings, self._gate, hello)
+        stream = WatchStream(
+            self._hub,
+            self._store,
+            self._clock,
+            self._settings,
+            self._gate,
+            hello,
+            on_batch_sent=self._count_batch,
+        )
         write_timeout = self._settings.slow_consumer_after.total_seconds()
-        self.active_streams += 1
+        self._metrics.watch_streams.inc()
         try:
             async for frame in stream.frames():
                 await asyncio.wait_for(context.write(frame), write_timeout)
         except TimeoutError:
             _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
         finally:
-            self.active_streams -= 1
+            self._metrics.watch_streams.dec()
+            if stream.snapshotted:
+                self._metrics.snapshots_sent_total.inc()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._agents.disconnect(hello.agent_id, token)
         if stream.reset_reason is not None:
+            self._metrics.resets_total.labels(reason=stream.reset_reason.value).inc()
             _log.info("watch stream reset", agent_id=hello.agent_id, reason=stream.reset_reason)
+
+    def _count_batch(self, events: int) -> None:
+        self._metrics.event_batches_sent_total.inc()
+        self._metrics.events_sent_total.inc(events)
 
     async def _read_acks(
         self, requests: AsyncIterator[pb.WatchLocksRequest], agent_id: str, token: int

@@ -13,12 +13,14 @@ import structlog
 
 from lockd.auth.service import AuthService
 from lockd.domain.errors import UnavailableError
+from lockd.obs.metrics import AuthMetrics
 
 _log = structlog.get_logger("lockd.auth")
 
 EXPIRY_INTERVAL = 0.25
 COMPACTION_INTERVAL = 30.0
 HEALTH_INTERVAL = 1.0
+METRICS_INTERVAL = 2.0
 
 
 async def expire_locks_forever(service: AuthService, interval: float = EXPIRY_INTERVAL) -> None:
@@ -61,3 +63,22 @@ async def watch_store_health_forever(
             healthy = service.store.healthy
             _log.warning("store health changed", healthy=healthy)
             await on_change(healthy)
+
+
+async def export_metrics_forever(
+    service: AuthService, metrics: AuthMetrics, interval: float = METRICS_INTERVAL
+) -> None:
+    """Refresh the gauges that are cheaper to recompute now and then than per event."""
+    while True:
+        now = service.clock.now()
+        revision = service.hub.revision
+        metrics.set_locks_in_force(lock for lock in service.lock_index if lock.in_force(now))
+        metrics.revision.set(revision)
+        metrics.store_healthy.set(1 if service.store.healthy else 0)
+        lags = [
+            revision - record.applied_revision
+            for record in service.agents.connected()
+            if record.epoch == service.hub.epoch
+        ]
+        metrics.agent_lag_revisions.set(max(lags, default=0))
+        await asyncio.sleep(interval)

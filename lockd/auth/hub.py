@@ -87,6 +87,17 @@ class ReplicationHub:
     def revision(self) -> int:
         return self.state.revision
 
+    def seq_after(self, revision: int) -> int | None:
+        """The ring sequence number of the batch that starts at revision + 1, if known.
+
+        At the hub's own revision that is the next batch to be appended — also when the
+        ring is still empty (right after a start), since every batch appended from now
+        on starts after the current revision.
+        """
+        if revision == self.state.revision:
+            return self.ring.next_seq
+        return self.ring.seq_after(revision)
+
     def publish(self, events: Iterable[Event]) -> None:
         """Hand over committed events; they reach the ring on this loop tick."""
         for event in events:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub
 from lockd.domain import rbac
-from lockd.domain.errors import LockedError, NotFoundError, ValidationError
+from lockd.domain.errors import LockedError, NotFoundError, PreconditionError, ValidationError
 from lockd.domain.events import Event
 from lockd.domain.index import LockIndex
 from lockd.domain.lock import Lock, LockTarget
@@ -167,6 +167,20 @@ class AuthService:
 
     async def set_cluster_auth_preference(self, caller: Caller, cap: ClusterAuthPreference) -> int:
         self.authorize(caller, Kind.CLUSTER_AUTH_PREFERENCE, rbac.PUT)
+        if self.cluster.static_locking_mode is not None:
+            raise PreconditionError(
+                "the locking mode is set in the auth server's config file "
+                "(auth_service.authentication.locking_mode); change it there and restart"
+            )
+        return await self._put_cap(cap)
+
+    async def apply_static_locking_mode(self) -> None:
+        """Make the replicated preference carry the config file's mode (the file wins)."""
+        mode = self.cluster.static_locking_mode
+        if mode is not None and self.hub.state.cluster_auth_preference.locking_mode is not mode:
+            await self._put_cap(ClusterAuthPreference(locking_mode=mode))
+
+    async def _put_cap(self, cap: ClusterAuthPreference) -> int:
         committed = await self.store.put(cap, PutMode.UPSERT, self.clock.now())
         self.hub.publish([committed.event])
         return committed.event.revision

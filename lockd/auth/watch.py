@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -67,6 +67,7 @@ class WatchStream:
         settings: WatchSettings,
         gate: SnapshotGate,
         hello: Hello,
+        on_batch_sent: Callable[[int], None] = lambda events: None,
     ) -> None:
         self._hub = hub
         self._store = store
@@ -74,6 +75,7 @@ class WatchStream:
         self._settings = settings
         self._gate = gate
         self._hello = hello
+        self._on_batch_sent = on_batch_sent
         self.position = 0
         self.snapshotted = False
         self.reset_reason: ResetReason | None = None
@@ -100,7 +102,7 @@ class WatchStream:
             try:
                 async for frame in self._catch_up():
                     yield frame
-                seq = hub.ring.seq_after(self.position)
+                seq = hub.seq_after(self.position)
             except CompactedError:
                 seq = None
         if seq is None:
@@ -120,7 +122,7 @@ class WatchStream:
     async def _catch_up(self) -> AsyncIterator[bytes]:
         """Events from the store's log until the position meets a ring batch boundary."""
         hub = self._hub
-        while hub.ring.seq_after(self.position) is None and self.position < hub.revision:
+        while hub.seq_after(self.position) is None and self.position < hub.revision:
             events = await self._store.events_since(self.position, CATCH_UP_LIMIT)
             # Only what the hub has published: later revisions arrive through the ring.
             events = [event for event in events if event.revision <= hub.revision]
@@ -128,6 +130,7 @@ class WatchStream:
                 return
             self.position = events[-1].revision
             yield hub.encoder.events(hub.epoch, events)
+            self._on_batch_sent(len(events))
 
     def _snapshot(self) -> tuple[list[bytes], int]:
         """State and ring position captured together (no await in between)."""
@@ -169,6 +172,7 @@ class WatchStream:
                 self.position = batch.last
                 last_sent = now
                 yield batch.payload
+                self._on_batch_sent(batch.count)
                 continue
             wait = last_sent + interval - now
             if wait <= 0:

@@ -1,0 +1,109 @@
+"""The last known view on disk, so best_effort keeps enforcing across an agent restart.
+
+One JSON file in the data dir, written atomically (temporary file, fsync, rename) with a
+SHA-256 checksum over its payload. On load, a file that is corrupt, truncated, of
+another format, cluster or agent is ignored with a warning — never trusted partially.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lockd.domain.documents import decode_resource, encode_resource
+from lockd.domain.errors import ValidationError
+from lockd.domain.events import ReplicatedState
+from lockd.domain.resources import ClusterAuthPreference, User
+
+FORMAT = "lockd-view/1"
+VIEW_FILE_NAME = "view.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ViewOwner:
+    """Whose view a file holds: it is only loaded by the same cluster and agent."""
+
+    cluster: str
+    server_id: str
+
+
+def save_view(path: Path, owner: ViewOwner, state: ReplicatedState) -> None:
+    payload = {
+        "epoch": state.epoch,
+        "revision": state.revision,
+        "cluster": owner.cluster,
+        "server_id": owner.server_id,
+        "resources": [encode_resource(resource) for resource in state.resources()],
+    }
+    body = _canonical(payload)
+    document = {"format": FORMAT, "sha256": hashlib.sha256(body).hexdigest(), "view": payload}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".view-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(json.dumps(document, ensure_ascii=False).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_view(path: Path, owner: ViewOwner) -> ReplicatedState | None:
+    """The saved state, or None when there is none. Raises ValidationError when the file
+    exists but cannot be trusted (the caller logs it and starts empty)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ValidationError(f"cannot read {path}: {error}") from None
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValidationError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValidationError(f"{path} is not a lockd view file ({FORMAT})")
+    payload = document.get("view")
+    if not isinstance(payload, dict):
+        raise ValidationError(f"{path} has no view")
+    if hashlib.sha256(_canonical(payload)).hexdigest() != document.get("sha256"):
+        raise ValidationError(f"{path} fails its checksum")
+    if payload.get("cluster") != owner.cluster or payload.get("server_id") != owner.server_id:
+        raise ValidationError(
+            f"{path} belongs to cluster {payload.get('cluster')!r} "
+            f"agent {payload.get('server_id')!r}"
+        )
+    return _state(payload, path)
+
+
+def _state(payload: dict[str, Any], path: Path) -> ReplicatedState:
+    epoch, revision = payload.get("epoch"), payload.get("revision")
+    resources = payload.get("resources")
+    if not isinstance(epoch, str) or not isinstance(revision, int) or revision < 0:
+        raise ValidationError(f"{path} has a bad epoch or revision")
+    if not isinstance(resources, list):
+        raise ValidationError(f"{path} has no resource list")
+    decoded = [decode_resource(item) for item in resources]
+    if any(isinstance(resource, User) for resource in decoded):
+        raise ValidationError(f"{path} holds users, which are not replicated")
+    replicated = [r for r in decoded if not isinstance(r, User)]
+    state = ReplicatedState.from_resources(epoch, revision, replicated)
+    if not any(isinstance(r, ClusterAuthPreference) for r in replicated):
+        raise ValidationError(f"{path} has no cluster auth preference")
+    return state
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()

@@ -1,0 +1,229 @@
+"""The agent runtime: carries out what the local view decides.
+
+The watch client feeds replication messages in; sidecars open sessions and ask for
+decisions through the AgentService. Every call into `LocalView` is synchronous, and this
+class performs its effects: resolve each terminated session's signal, count metrics,
+write audit lines, and persist the view (debounced, off the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from lockd.agent.persist import ViewOwner, save_view
+from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.identity import Identity
+from lockd.domain.lock import Lock
+from lockd.domain.ports import Clock
+from lockd.domain.resources import ReplicatedResource
+from lockd.domain.view import Decision, LocalView, SyncState, Termination
+from lockd.obs import audit
+from lockd.obs.audit import AuditSink
+from lockd.obs.metrics import AgentMetrics
+
+_log = structlog.get_logger("lockd.agent")
+
+TICK_INTERVAL = 0.2
+PERSIST_DELAY = 0.5
+
+
+class AgentRuntime:
+    def __init__(
+        self,
+        view: LocalView,
+        clock: Clock,
+        audit_sink: AuditSink,
+        metrics: AgentMetrics,
+        owner: ViewOwner,
+        view_file: Path | None,
+    ) -> None:
+        self.view = view
+        self.clock = clock
+        self.audit = audit_sink
+        self.metrics = metrics
+        self.owner = owner
+        self.view_file = view_file
+        self._signals: dict[str, asyncio.Future[Termination]] = {}
+        self._dirty = asyncio.Event()
+        self._state = view.sync_state(clock.monotonic())
+        self.synced_once = asyncio.Event()
+
+    @property
+    def server_id(self) -> str:
+        return self.view.settings.server_id
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def open_session(
+        self, identity: Identity, session_id: str = ""
+    ) -> tuple[str, Decision, asyncio.Future[Termination] | None]:
+        """Check and subscribe atomically; a future resolves on termination."""
+        session_id = session_id or str(uuid.uuid4())
+        decision = self.view.open_session(
+            session_id, identity, self.clock.monotonic(), self.clock.now()
+        )
+        self._count_decision(identity, decision)
+        if not decision.allowed:
+            return session_id, decision, None
+        signal: asyncio.Future[Termination] = asyncio.get_running_loop().create_future()
+        self._signals[session_id] = signal
+        self.metrics.sessions.set(self.view.session_count)
+        return session_id, decision, signal
+
+    def close_session(self, session_id: str) -> None:
+        self.view.close_session(session_id)
+        signal = self._signals.pop(session_id, None)
+        if signal is not None and not signal.done():
+            signal.cancel()
+        self.metrics.sessions.set(self.view.session_count)
+
+    def check_access(self, identity: Identity) -> Decision:
+        decision = self.view.decide(identity, self.clock.monotonic(), self.clock.now())
+        self._count_decision(identity, decision)
+        return decision
+
+    def _count_decision(self, identity: Identity, decision: Decision) -> None:
+        label = "allowed" if decision.allowed else "denied"
+        self.metrics.access_checks_total.labels(decision=label, mode=decision.mode.value).inc()
+        if not decision.allowed:
+            served = identity.on_server(self.server_id)
+            self.audit.emit(
+                audit.access_denied(
+                    served,
+                    decision.reason,
+                    decision.mode,
+                    self.owner.cluster,
+                    self.clock.now(),
+                    lock=decision.lock_name,
+                )
+            )
+
+    def _carry_out(self, terminations: Sequence[Termination]) -> None:
+        for termination in terminations:
+            signal = self._signals.pop(termination.session_id, None)
+            if signal is not None and not signal.done():
+                signal.set_result(termination)
+            self.metrics.terminations_total.labels(reason=termination.cause.value).inc()
+            self.audit.emit(
+                audit.session_terminated(
+                    termination.session_id,
+                    termination.identity.user,
+                    self.server_id,
+                    termination.reason,
+                    self.owner.cluster,
+                    self.clock.now(),
+                    reason_kind=termination.cause.value,
+                    lock=termination.lock_name,
+                )
+            )
+            _log.warning(
+                "session terminated",
+                session_id=termination.session_id,
+                user=termination.identity.user,
+                reason=termination.reason,
+            )
+        if terminations:
+            self.metrics.sessions.set(self.view.session_count)
+
+    # -- replication ---------------------------------------------------------------------
+
+    def on_snapshot(
+        self, epoch: str, revision: int, resources: Sequence[ReplicatedResource]
+    ) -> None:
+        ended = self.view.apply_snapshot(
+            epoch, revision, resources, self.clock.monotonic(), self.clock.now()
+        )
+        self._after_change(ended)
+
+    def on_events(self, epoch: str, first: int, last: int, events: Sequence[Event]) -> None:
+        ended = self.view.apply_events(
+            epoch, first, last, events, self.clock.monotonic(), self.clock.now()
+        )
+        now = self.clock.now()
+        for event in events:
+            if isinstance(event.resource, Lock) and event.resource.created_at is not None:
+                delay = (now - event.resource.created_at).total_seconds()
+                self.metrics.lock_propagation_seconds.observe(max(0.0, delay))
+        self._after_change(ended)
+
+    def on_heartbeat(self, epoch: str, revision: int, healthy: bool, interval: float) -> None:
+        self.view.heartbeat(epoch, revision, healthy, interval, self.clock.monotonic())
+        self._refresh_state()
+
+    def on_connection(self, connected: bool) -> None:
+        self.view.set_connected(connected)
+        self._refresh_state()
+
+    def _after_change(self, ended: Sequence[Termination]) -> None:
+        self._carry_out(ended)
+        self.metrics.view_revision.set(self.view.state.revision)
+        self._dirty.set()
+        self._refresh_state()
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._carry_out(self.view.tick(self.clock.monotonic(), self.clock.now()))
+        self._refresh_state()
+
+    def _refresh_state(self) -> None:
+        now = self.clock.monotonic()
+        state = self.view.sync_state(now)
+        age = self.view.age(now)
+        self.metrics.view_age_seconds.set(age if age is not None else 0.0)
+        if state is not self._state:
+            _log.info("view state changed", old=self._state.value, new=state.value)
+            self._state = state
+            self.metrics.set_state(state.value)
+        if state is SyncState.SYNCED:
+            self.synced_once.set()
+
+    def sync_state(self) -> SyncState:
+        return self.view.sync_state(self.clock.monotonic())
+
+    async def tick_forever(self, interval: float = TICK_INTERVAL) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(interval)
+
+    async def persist_forever(self, delay: float = PERSIST_DELAY) -> None:
+        """Save the view after changes, at most once per `delay` (atomic file write)."""
+        if self.view_file is None:
+            return
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(delay)
+            self._dirty.clear()
+            await self.save_now()
+
+    async def save_now(self) -> None:
+        if self.view_file is None:
+            return
+        state = self.view.state
+        # A shallow copy: resources are immutable, the thread must not see later changes.
+        copy = ReplicatedState(
+            state.epoch,
+            state.revision,
+            dict(state.locks),
+            dict(state.roles),
+            state.cluster_auth_preference,
+        )
+        try:
+            await asyncio.to_thread(save_view, self.view_file, self.owner, copy)
+        except OSError as error:
+            _log.error("could not persist the view", path=str(self.view_file), error=str(error))
+
+    async def close(self) -> None:
+        """Cancel every session signal (the streams end) and save the view one last time."""
+        for signal in self._signals.values():
+            if not signal.done():
+                signal.cancel()
+        self._signals.clear()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.save_now()

@@ -1,0 +1,203 @@
+"""The agent's side of WatchLocks: one stream to an auth server, kept alive forever.
+
+Tries the configured auth servers in turn, reconnecting with exponential backoff and
+full jitter (honouring a Reset's retry_after, starting over after a healthy period).
+Snapshots are buffered and applied atomically at SnapshotEnd; event batches and
+heartbeats go straight to the runtime, whose view refuses gaps and older state — on such
+a refusal the stream is dropped and resumed from the applied revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+
+from lockd import __version__
+from lockd.agent.runtime import AgentRuntime
+from lockd.api import convert
+from lockd.domain.backoff import Backoff
+from lockd.domain.errors import ValidationError
+from lockd.domain.resources import ReplicatedResource
+from lockd.domain.view import SyncState, ViewMismatch
+from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.v1 import watch_service_pb2 as pb
+from lockd.v1 import watch_service_pb2_grpc as watch_grpc
+
+_log = structlog.get_logger("lockd.agent.watch")
+
+STATE_TO_PB = {
+    SyncState.SYNCING: cluster_pb.AGENT_SYNC_STATE_SYNCING,
+    SyncState.SYNCED: cluster_pb.AGENT_SYNC_STATE_SYNCED,
+    SyncState.DEGRADED: cluster_pb.AGENT_SYNC_STATE_DEGRADED,
+    SyncState.STALE: cluster_pb.AGENT_SYNC_STATE_STALE,
+}
+RESET_REASON_NAMES = {
+    value: name.removeprefix("RESET_REASON_").lower() for name, value in pb.ResetReason.items()
+}
+CHANNEL_OPTIONS = [
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchClientSettings:
+    agent_id: str
+    auth_servers: tuple[str, ...]
+    backoff: Backoff = field(default_factory=Backoff)
+    healthy_period: float = 30.0
+    ack_interval: float = 5.0
+    credentials: grpc.ChannelCredentials | None = None
+
+
+class StreamEnded(Exception):
+    """The server closed the stream; carries its retry_after in seconds."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class WatchClient:
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        settings: WatchClientSettings,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._draw = draw
+        self._write_lock = asyncio.Lock()
+
+    async def run_forever(self) -> None:
+        attempt = 0
+        servers = self._settings.auth_servers
+        index = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            address = servers[index % len(servers)]
+            started = loop.time()
+            floor = 0.0
+            try:
+                await self._stream(address)
+            except StreamEnded as ended:
+                floor = ended.retry_after
+                _log.info("watch stream reset", address=address, reason=ended.reason)
+                self._count_resync(ended.reason)
+            except ViewMismatch as mismatch:
+                _log.warning("view mismatch; resuming", address=address, detail=str(mismatch))
+                self._count_resync("gap")
+            except grpc.aio.AioRpcError as error:
+                _log.warning(
+                    "watch stream failed",
+                    address=address,
+                    code=error.code().name,
+                    detail=error.details(),
+                )
+                index += 1  # try the next auth server
+            finally:
+                self._runtime.on_connection(False)
+            if loop.time() - started >= self._settings.healthy_period:
+                attempt = 0
+            delay = self._settings.backoff.delay(attempt, self._draw, floor)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _count_resync(self, reason: str) -> None:
+        self._runtime.metrics.resyncs_total.labels(reason=reason).inc()
+
+    async def _stream(self, address: str) -> None:
+        credentials = self._settings.credentials
+        channel = (
+            grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        )
+        async with channel:
+            call = watch_grpc.WatchServiceStub(channel).WatchLocks()
+            state = self._runtime.view.state
+            hello = pb.WatchHello(
+                agent_id=self._settings.agent_id,
+                epoch=state.epoch,
+                applied_revision=state.revision,
+                version=__version__,
+            )
+            await call.write(pb.WatchLocksRequest(hello=hello))
+            acker = asyncio.create_task(self._ack_periodically(call))
+            try:
+                await self._receive(call)
+            finally:
+                acker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acker
+                call.cancel()
+
+    async def _receive(self, call: Any) -> None:
+        runtime = self._runtime
+        pending: list[ReplicatedResource] | None = None
+        first = True
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                raise StreamEnded("closed", 0.0)
+            if first:
+                runtime.on_connection(True)
+                first = False
+            kind = response.WhichOneof("message")
+            if kind == "snapshot_begin":
+                pending = []
+            elif kind == "snapshot_chunk":
+                if pending is None:
+                    raise ViewMismatch("snapshot chunk without SnapshotBegin")
+                pending.extend(
+                    convert.resource_from_pb(r) for r in response.snapshot_chunk.resources
+                )
+            elif kind == "snapshot_end":
+                end = response.snapshot_end
+                if pending is None or len(pending) != end.count:
+                    raise ViewMismatch("snapshot ended with a different count than it sent")
+                runtime.on_snapshot(end.epoch, end.revision, pending)
+                pending = None
+                await self._ack(call)
+            elif kind == "events":
+                batch = response.events
+                events = [convert.event_from_pb(event) for event in batch.events]
+                runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, events)
+                await self._ack(call)
+            elif kind == "heartbeat":
+                beat = response.heartbeat
+                interval = convert.duration_from_pb(beat.interval).total_seconds()
+                runtime.on_heartbeat(beat.epoch, beat.revision, beat.store_healthy, interval)
+            elif kind == "reset":
+                reset = response.reset
+                raise StreamEnded(
+                    RESET_REASON_NAMES.get(reset.reason, "unspecified"),
+                    convert.duration_from_pb(reset.retry_after).total_seconds(),
+                )
+            else:
+                raise ValidationError(f"unexpected watch response {kind!r}")
+
+    async def _ack(self, call: Any) -> None:
+        state = self._runtime.view.state
+        ack = pb.WatchAck(
+            epoch=state.epoch,
+            applied_revision=state.revision,
+            state=STATE_TO_PB[self._runtime.sync_state()],
+        )
+        async with self._write_lock:
+            await call.write(pb.WatchLocksRequest(ack=ack))
+
+    async def _ack_periodically(self, call: Any) -> None:
+        while True:
+            await asyncio.sleep(self._settings.ack_interval)
+            await self._ack(call)

@@ -1,0 +1,267 @@
+"""The node agent's local view: replicated state, freshness, sessions and decisions.
+
+Pure and synchronous ("decide, then do IO"): every method takes the current times,
+updates the view and returns what must happen — the `Termination`s the async layer
+then signals to sidecars. Because nothing here awaits, registering a session (check +
+subscribe) and applying a batch of events are each atomic on the event loop: no lock can
+fall between a session's check and its subscription.
+
+Freshness (DESIGN §4): `fresh_at` is the last time the agent held proof that its view
+equalled the server's revision (snapshot end, an event batch, or a heartbeat at the
+applied revision from a healthy store). SYNCING until the first proof in this process;
+SYNCED while proofs keep coming; DEGRADED after `missed_heartbeats` intervals without
+one, while disconnected or when the server says its store is unhealthy; STALE after
+`max_staleness`. Strict interactions need SYNCED or DEGRADED; a view loaded from disk
+and never confirmed counts as unreliable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from lockd.domain.errors import PreconditionError
+from lockd.domain.events import Event, ReplicatedState, apply_change
+from lockd.domain.identity import Identity
+from lockd.domain.index import IdentityIndex, LockIndex
+from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock
+from lockd.domain.modes import LockingMode, resolve_mode
+from lockd.domain.resources import Kind, ReplicatedResource
+
+
+class SyncState(StrEnum):
+    SYNCING = "syncing"
+    SYNCED = "synced"
+    DEGRADED = "degraded"
+    STALE = "stale"
+
+
+RELIABLE_STATES = frozenset({SyncState.SYNCED, SyncState.DEGRADED})
+
+
+class TerminationCause(StrEnum):
+    LOCK = "lock"
+    SERVER_LOCK = "server_lock"
+    STRICT_STALE = "strict_stale"
+
+
+class ViewMismatch(PreconditionError):
+    """The stream says something the view cannot follow (gap, other epoch, older state).
+
+    The agent drops the stream and resumes; nothing from the message was applied.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    mode: LockingMode
+    reason: str = ""
+    lock_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Termination:
+    session_id: str
+    identity: Identity
+    reason: str
+    lock_name: str
+    cause: TerminationCause
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSettings:
+    server_id: str
+    max_staleness: timedelta = timedelta(minutes=5)
+    missed_heartbeats: int = 3
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+
+
+class LocalView:
+    def __init__(self, settings: ViewSettings, state: ReplicatedState | None = None) -> None:
+        self.settings = settings
+        self.state = state if state is not None else ReplicatedState()
+        self.locks = LockIndex(self.state.locks.values())
+        self.heartbeat_interval = settings.heartbeat_interval.total_seconds()
+        self.fresh_at: float | None = None
+        self.connected = False
+        self.store_healthy = True
+        self._sessions: dict[str, Identity] = {}
+        self._session_index: IdentityIndex[str] = IdentityIndex()
+
+    # -- freshness -------------------------------------------------------------------
+
+    def sync_state(self, now: float) -> SyncState:
+        if self.fresh_at is None:
+            return SyncState.SYNCING
+        age = now - self.fresh_at
+        if age > self.settings.max_staleness.total_seconds():
+            return SyncState.STALE
+        missed = age > self.settings.missed_heartbeats * self.heartbeat_interval
+        if missed or not self.connected or not self.store_healthy:
+            return SyncState.DEGRADED
+        return SyncState.SYNCED
+
+    def reliable(self, now: float) -> bool:
+        return self.sync_state(now) in RELIABLE_STATES
+
+    def age(self, now: float) -> float | None:
+        """Seconds since the last proof of freshness (None: never in this process)."""
+        return None if self.fresh_at is None else now - self.fresh_at
+
+    def tick(self, now: float, wall: datetime) -> list[Termination]:
+        """Evaluate freshness; while unreliable, end every strict session."""
+        if self.reliable(now):
+            return []
+        doomed = [sid for sid, identity in self._sessions.items() if self._is_strict(identity)]
+        return [
+            self._terminate(sid, STRICT_LOCKOUT_MESSAGE, "", TerminationCause.STRICT_STALE)
+            for sid in doomed
+        ]
+
+    def set_connected(self, connected: bool) -> None:
+        self.connected = connected
+
+    # -- replication -----------------------------------------------------------------
+
+    def apply_snapshot(
+        self,
+        epoch: str,
+        revision: int,
+        resources: Iterable[ReplicatedResource],
+        now: float,
+        wall: datetime,
+    ) -> list[Termination]:
+        """Swap in a complete state at (epoch, revision); end sessions newly locked."""
+        if epoch == self.state.epoch and revision < self.state.revision:
+            raise ViewMismatch(
+                f"snapshot at revision {revision} is older than the applied {self.state.revision}"
+            )
+        new_state = ReplicatedState.from_resources(epoch, revision, resources)
+        old_locks = self.state.locks
+        self.state = new_state
+        self.locks = LockIndex(new_state.locks.values())
+        self._mark_fresh(now, healthy=True)
+        fresh = [lock for name, lock in new_state.locks.items() if old_locks.get(name) != lock]
+        return self._terminate_hits(fresh, wall)
+
+    def apply_events(
+        self,
+        epoch: str,
+        from_revision: int,
+        to_revision: int,
+        events: Sequence[Event],
+        now: float,
+        wall: datetime,
+    ) -> list[Termination]:
+        """Apply one contiguous batch; a gap or another epoch raises ViewMismatch."""
+        if epoch != self.state.epoch:
+            raise ViewMismatch(f"events of epoch {epoch}, view is at epoch {self.state.epoch}")
+        if to_revision <= self.state.revision:
+            return []  # already applied (a duplicate after resume): never go back
+        if from_revision != self.state.revision + 1 or not _contiguous(events, from_revision):
+            raise ViewMismatch(
+                f"events {from_revision}..{to_revision} do not follow revision "
+                f"{self.state.revision}"
+            )
+        put_locks: list[Lock] = []
+        for event in events:
+            apply_change(self.state, event)
+            if event.kind is Kind.LOCK:
+                if isinstance(event.resource, Lock):
+                    self.locks.put(event.resource)
+                    put_locks.append(event.resource)
+                else:
+                    self.locks.remove(event.name)
+        self.state.revision = to_revision
+        self._mark_fresh(now, healthy=True)
+        return self._terminate_hits(put_locks, wall)
+
+    def heartbeat(
+        self, epoch: str, revision: int, healthy: bool, interval: float, now: float
+    ) -> None:
+        """A heartbeat at the applied revision proves freshness (if the store is healthy)."""
+        if epoch != self.state.epoch or revision != self.state.revision:
+            raise ViewMismatch(
+                f"heartbeat at {epoch}/{revision}, view at {self.state.epoch}/{self.state.revision}"
+            )
+        if interval > 0:
+            self.heartbeat_interval = interval
+        self.store_healthy = healthy
+        if healthy:
+            self.fresh_at = now
+
+    def _mark_fresh(self, now: float, *, healthy: bool) -> None:
+        self.fresh_at = now
+        self.store_healthy = healthy
+
+    # -- sessions and decisions ------------------------------------------------------
+
+    def mode_for(self, identity: Identity) -> LockingMode:
+        roles = self.state.roles
+        return resolve_mode(
+            self.state.cluster_auth_preference.locking_mode,
+            (roles[name].lock_mode for name in identity.roles if name in roles),
+        )
+
+    def _is_strict(self, identity: Identity) -> bool:
+        return self.mode_for(identity) is LockingMode.STRICT
+
+    def decide(self, identity: Identity, now: float, wall: datetime) -> Decision:
+        """Allowed or not for a new request from `identity` (served by this agent)."""
+        served = identity.on_server(self.settings.server_id)
+        mode = self.mode_for(served)
+        hit = self.locks.first_hit(served.query_targets(), wall)
+        if hit is not None:
+            return Decision(False, mode, hit.in_force_message(), hit.name)
+        if mode is LockingMode.STRICT and not self.reliable(now):
+            return Decision(False, mode, STRICT_LOCKOUT_MESSAGE)
+        return Decision(True, mode)
+
+    def open_session(
+        self, session_id: str, identity: Identity, now: float, wall: datetime
+    ) -> Decision:
+        """Check and, when allowed, subscribe the session — in one step."""
+        if session_id in self._sessions:
+            raise ViewMismatch(f'session "{session_id}" is already registered')
+        decision = self.decide(identity, now, wall)
+        if decision.allowed:
+            served = identity.on_server(self.settings.server_id)
+            self._sessions[session_id] = served
+            self._session_index.add(session_id, served.query_targets())
+        return decision
+
+    def close_session(self, session_id: str) -> None:
+        if self._sessions.pop(session_id, None) is not None:
+            self._session_index.discard(session_id)
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def _terminate_hits(self, locks: Iterable[Lock], wall: datetime) -> list[Termination]:
+        ended: list[Termination] = []
+        for lock in locks:
+            if not lock.in_force(wall):
+                continue
+            cause = (
+                TerminationCause.SERVER_LOCK
+                if lock.target.server_id == self.settings.server_id
+                else TerminationCause.LOCK
+            )
+            for session_id in sorted(self._session_index.hit_by(lock.target)):
+                ended.append(self._terminate(session_id, lock.in_force_message(), lock.name, cause))
+        return ended
+
+    def _terminate(
+        self, session_id: str, reason: str, lock_name: str, cause: TerminationCause
+    ) -> Termination:
+        identity = self._sessions[session_id]
+        self.close_session(session_id)
+        return Termination(session_id, identity, reason, lock_name, cause)
+
+
+def _contiguous(events: Sequence[Event], first: int) -> bool:
+    return all(event.revision == first + offset for offset, event in enumerate(events))
