@@ -27,7 +27,7 @@ from lockd.domain.errors import LockdError, UnavailableError, ValidationError
 from lockd.domain.ports import Clock, SystemClock
 from lockd.obs.audit import AuditSink, open_audit_sink
 from lockd.obs.logging import configure_logging
-from lockd.obs.metrics import AgentMetrics, AuthMetrics, MetricsEndpoint
+from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics, MetricsEndpoint
 from lockd.store import SqliteStore, build_store
 
 _log = structlog.get_logger("lockd")
@@ -91,13 +91,13 @@ async def run(config: Config, command: str) -> None:
         stack.callback(audit.close)
         if command in ("auth", "start") and config.auth_service.enabled:
             registry = CollectorRegistry()
-            auth = build_auth_server(config, clock, audit, AuthMetrics(registry))
+            auth = build_auth_server(config, clock, audit, registry)
             await auth.start()
             stack.push_async_callback(auth.stop)
             _serve_metrics(stack, registry, config.auth_service.metrics_addr)
         if command in ("agent", "start") and config.agent_service.enabled:
             registry = CollectorRegistry()
-            agent = build_agent(config, clock, audit, AgentMetrics(registry))
+            agent = build_agent(config, clock, audit, registry)
             await agent.start()
             stack.push_async_callback(agent.stop)
             _serve_metrics(stack, registry, config.agent_service.metrics_addr)
@@ -120,7 +120,7 @@ def _serve_metrics(
 
 
 def build_auth_server(
-    config: Config, clock: Clock, audit: AuditSink, metrics: AuthMetrics
+    config: Config, clock: Clock, audit: AuditSink, registry: CollectorRegistry
 ) -> AuthServerApp:
     auth = config.auth_service
     storage = auth.storage
@@ -136,10 +136,14 @@ def build_auth_server(
         static_locking_mode=auth.authentication.locking_mode,
         watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
     )
-    return AuthServerApp(settings, store, clock, audit, metrics)
+    return AuthServerApp(
+        settings, store, clock, audit, AuthMetrics(registry), GrpcServerMetrics(registry)
+    )
 
 
-def build_agent(config: Config, clock: Clock, audit: AuditSink, metrics: AgentMetrics) -> AgentApp:
+def build_agent(
+    config: Config, clock: Clock, audit: AuditSink, registry: CollectorRegistry
+) -> AgentApp:
     agent = config.agent_service
     settings = AgentSettings(
         cluster_name=config.cluster_name,
@@ -150,7 +154,7 @@ def build_agent(config: Config, clock: Clock, audit: AuditSink, metrics: AgentMe
         max_staleness=agent.max_staleness,
         data_dir=config.data_dir,
     )
-    return AgentApp(settings, clock, audit, metrics)
+    return AgentApp(settings, clock, audit, AgentMetrics(registry), GrpcServerMetrics(registry))
 
 
 if __name__ == "__main__":

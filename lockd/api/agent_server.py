@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
 from lockd.agent.runtime import AgentRuntime
 from lockd.api.agent_servicer import AgentServicer
+from lockd.api.interceptors import ObservabilityInterceptor
 from lockd.api.watch_client import WatchClient, WatchClientSettings
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
@@ -30,7 +31,7 @@ from lockd.domain.events import ReplicatedState
 from lockd.domain.ports import Clock
 from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import AuditSink
-from lockd.obs.metrics import AgentMetrics
+from lockd.obs.metrics import AgentMetrics, GrpcServerMetrics
 from lockd.v1 import agent_service_pb2
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
 
@@ -56,8 +57,16 @@ class AgentSettings:
 
 class AgentApp:
     def __init__(
-        self, settings: AgentSettings, clock: Clock, audit: AuditSink, metrics: AgentMetrics
+        self,
+        settings: AgentSettings,
+        clock: Clock,
+        audit: AuditSink,
+        metrics: AgentMetrics,
+        grpc_metrics: GrpcServerMetrics | None = None,
     ) -> None:
+        self._interceptors = (
+            [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
+        )
         if not settings.auth_servers:
             raise ValidationError("the agent needs at least one auth server address")
         self.settings = settings
@@ -99,7 +108,7 @@ class AgentApp:
         socket.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
-        server = grpc.aio.server()
+        server = grpc.aio.server(interceptors=self._interceptors)
         agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(self.runtime), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

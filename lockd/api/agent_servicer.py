@@ -45,7 +45,9 @@ class AgentServicer(agent_grpc.AgentServiceServicer):
             if signal is None:
                 return
             try:
-                termination = await signal
+                # Shielded: the sidecar leaving cancels this handler, not the signal; a
+                # cancelled signal means the agent is shutting down.
+                termination = await asyncio.shield(signal)
             except asyncio.CancelledError:
                 if not signal.cancelled():
                     raise  # the sidecar went away: the finally clause unregisters it

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from lockd import __version__
 from lockd.api.auth_servicers import ClusterServicer, LockServicer
+from lockd.api.interceptors import ObservabilityInterceptor
 from lockd.api.rpc import CallerResolver, admin_caller
 from lockd.api.watch import ProtoWatchEncoder, WatchHandler
 from lockd.auth import background
@@ -33,7 +34,7 @@ from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
 from lockd.obs.audit import AuditSink
-from lockd.obs.metrics import AuthMetrics
+from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
 from lockd.v1 import cluster_service_pb2, lock_service_pb2, watch_service_pb2
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
@@ -74,9 +75,13 @@ class AuthServerApp:
         clock: Clock,
         audit: AuditSink,
         metrics: AuthMetrics | None = None,
+        grpc_metrics: GrpcServerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else AuthMetrics(CollectorRegistry())
+        self._interceptors = (
+            [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
+        )
         self.store = store
         self.clock = clock
         self.audit = audit
@@ -147,7 +152,7 @@ class AuthServerApp:
         return server
 
     def _build_server(self, caller_of: CallerResolver) -> grpc.aio.Server:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         lock_grpc.add_LockServiceServicer_to_server(LockServicer(self.service, caller_of), server)
         cluster_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(self.service, caller_of), server

@@ -1,0 +1,117 @@
+"""A server interceptor for every lockd gRPC server: grpc_server_* metrics and log context.
+
+Each RPC is counted when it starts and when it ends (with its status code), timed, and
+runs with `rpc` and `peer` bound in structlog's contextvars so every log line it writes
+says which call it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from lockd.obs.metrics import GrpcServerMetrics
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Behavior = Callable[..., Any]
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: GrpcServerMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        service, _, method = handler_call_details.method.strip("/").rpartition("/")
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap(handler.unary_unary, service, method, "unary"),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap(handler.unary_stream, service, method, "server_stream"),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap(handler.stream_stream, service, method, "bidi_stream"),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return handler
+
+    def _wrap(self, behavior: Behavior, service: str, method: str, kind: str) -> Behavior:
+        metrics = self._metrics
+        labels = {"grpc_service": service, "grpc_method": method, "grpc_type": kind}
+
+        def begin(context: Context) -> float:
+            metrics.started_total.labels(**labels).inc()
+            structlog.contextvars.bind_contextvars(rpc=f"{service}/{method}", peer=context.peer())
+            return time.perf_counter()
+
+        def end(context: Context, started: float, error: BaseException | None) -> None:
+            code = _status(context, error)
+            metrics.handled_total.labels(**labels, grpc_code=code).inc()
+            metrics.handling_seconds.labels(**labels).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("rpc", "peer")
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
+                started, error = begin(context), None
+                try:
+                    async for response in behavior(request, context):
+                        metrics.msg_sent_total.labels(**labels).inc()
+                        yield response
+                except BaseException as caught:
+                    error = caught
+                    raise
+                finally:
+                    end(context, started, error)
+
+            return generator
+
+        async def coroutine(request: Any, context: Context) -> Any:
+            started, error = begin(context), None
+            if kind == "unary":
+                metrics.msg_received_total.labels(**labels).inc()
+            try:
+                response = await behavior(request, context)
+                if kind == "unary":
+                    metrics.msg_sent_total.labels(**labels).inc()
+                return response
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                end(context, started, error)
+
+        return coroutine
+
+
+def _status(context: Context, error: BaseException | None) -> str:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is None:
+        return "OK"
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    return "UNKNOWN"
