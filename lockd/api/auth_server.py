@@ -29,6 +29,7 @@ from lockd.auth import background
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub
 from lockd.auth.service import AuthService, ClusterInfo
+from lockd.auth.timed_store import TimedStore
 from lockd.auth.watch import WatchSettings
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
@@ -94,29 +95,31 @@ class AuthServerApp:
         self.hub: ReplicationHub
         self.watch: WatchHandler
 
+    def _observe_store(self, operation: str, seconds: float) -> None:
+        self.metrics.store_operation_seconds.labels(operation=operation).observe(seconds)
+
     async def start(self) -> None:
         await self._set_serving(False)  # until the store is loaded
-        await self.store.open()
-        snapshot = await self.store.snapshot()
+        store = TimedStore(self.store, self._observe_store)
+        await store.open()
+        snapshot = await store.snapshot()
         state = ReplicatedState.from_resources(
             snapshot.epoch, snapshot.revision, snapshot.resources
         )
         self.hub = ReplicationHub(
             state,
             ProtoWatchEncoder(),
-            self.store.events_since,
+            store.events_since,
             self.clock,
             self.settings.ring_capacity,
         )
         cluster = ClusterInfo(
             self.settings.cluster_name, __version__, self.settings.static_locking_mode
         )
-        self.service = AuthService(
-            self.store, self.hub, self.agents, self.clock, self.audit, cluster
-        )
+        self.service = AuthService(store, self.hub, self.agents, self.clock, self.audit, cluster)
         await self.service.apply_static_locking_mode()
         self.watch = WatchHandler(
-            self.hub, self.store, self.agents, self.clock, self.settings.watch, self.metrics
+            self.hub, store, self.agents, self.clock, self.settings.watch, self.metrics
         )
         self._servers.append(self._build_server(admin_caller))
         self.port = self._servers[0].add_insecure_port(self.settings.listen_addr)

@@ -1,0 +1,77 @@
+"""A Store decorator that times every call (`lockd_store_operation_seconds`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+from lockd.domain.events import Event
+from lockd.domain.ports import Committed, PutMode, Snapshot, Store
+from lockd.domain.resources import Kind, ReplicatedResource, User
+
+T = TypeVar("T")
+Observe = Callable[[str, float], None]
+
+
+class TimedStore:
+    """Delegates to `inner`, reporting (operation, seconds) for each call, failed or not."""
+
+    def __init__(self, inner: Store, observe: Observe) -> None:
+        self.inner = inner
+        self._observe = observe
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            self._observe(operation, time.perf_counter() - started)
+
+    @property
+    def type(self) -> str:
+        return self.inner.type
+
+    @property
+    def healthy(self) -> bool:
+        return self.inner.healthy
+
+    async def open(self) -> None:
+        await self._timed("open", self.inner.open())
+
+    async def close(self) -> None:
+        await self._timed("close", self.inner.close())
+
+    async def check(self) -> bool:
+        return await self._timed("check", self.inner.check())
+
+    async def snapshot(self) -> Snapshot:
+        return await self._timed("snapshot", self.inner.snapshot())
+
+    async def events_since(self, revision: int, limit: int) -> list[Event]:
+        return await self._timed("events_since", self.inner.events_since(revision, limit))
+
+    async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
+        return await self._timed("put", self.inner.put(resource, mode, now))
+
+    async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
+        return await self._timed("delete", self.inner.delete(kind, name, now))
+
+    async def expire_due(self, now: datetime) -> list[Event]:
+        return await self._timed("expire_due", self.inner.expire_due(now))
+
+    async def compact(self, now: datetime) -> int:
+        return await self._timed("compact", self.inner.compact(now))
+
+    async def get_user(self, name: str) -> User | None:
+        return await self._timed("get_user", self.inner.get_user(name))
+
+    async def list_users(self) -> list[User]:
+        return await self._timed("list_users", self.inner.list_users())
+
+    async def put_user(self, user: User, mode: PutMode) -> bool:
+        return await self._timed("put_user", self.inner.put_user(user, mode))
+
+    async def delete_user(self, name: str) -> None:
+        await self._timed("delete_user", self.inner.delete_user(name))
