@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from lockd.domain.events import Event
-from lockd.domain.ports import Committed, PutMode, Snapshot, Store
+from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot, Store
 from lockd.domain.resources import Kind, ReplicatedResource, User
 
 T = TypeVar("T")
@@ -75,3 +75,9 @@ class TimedStore:
 
     async def delete_user(self, name: str) -> None:
         await self._timed("delete_user", self.inner.delete_user(name))
+
+    async def put_token(self, token: JoinToken) -> None:
+        await self._timed("put_token", self.inner.put_token(token))
+
+    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
+        return await self._timed("consume_token", self.inner.consume_token(digest, kind, now))

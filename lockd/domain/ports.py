@@ -43,8 +43,24 @@ class Committed:
     created: bool
 
 
+@dataclass(frozen=True, slots=True)
+class JoinToken:
+    """A one-time join token as the store keeps it: never the secret, only its digest.
+
+    `digest` is the lowercase hex SHA-256 of the secret token, `kind` what it lets the
+    bearer join as (e.g. "agent"), `expires` a timezone-aware UTC instant (the token
+    works while `now < expires`), `created_by` who issued it.
+    """
+
+    digest: str
+    kind: str
+    expires: datetime
+    created_by: str
+
+
 class Store(Protocol):
-    """Durable state of the auth server: replicated resources + event log, and users.
+    """Durable state of the auth server: replicated resources + event log, users, and
+    one-time join tokens.
 
     Every change to a replicated resource commits, in the same transaction, one event
     with revision = previous + 1. IO failures raise UnavailableError and turn `healthy`
@@ -118,6 +134,8 @@ class Store(Protocol):
 
         An entry goes when it is older than the age bound AND not among the newest
         count-bound entries; only the oldest prefix is dropped, so the log stays gapless.
+        Expired join tokens (`expires <= now`) are deleted too; they are not counted in
+        the return value, which is about the log only.
         """
         ...
 
@@ -131,6 +149,28 @@ class Store(Protocol):
 
     async def delete_user(self, name: str) -> None:
         """NotFoundError when there is no such user."""
+        ...
+
+    async def put_token(self, token: JoinToken) -> None:
+        """Store a one-time join token; AlreadyExistsError when its digest is stored.
+
+        Tokens are not replicated: no event, no revision change. A digest that is not
+        64 lowercase hex digits is a caller bug (ValueError): the store must never be
+        handed the secret itself.
+        """
+        ...
+
+    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
+        """Delete and return the token with `digest` if it has this `kind` and
+        `now < expires`, in one transaction: a token works exactly once, even when
+        consumers race.
+
+        Otherwise raise UnauthenticatedError("join token is invalid, expired or already
+        used") — the same message whether the digest is unknown, the kind differs or the
+        token expired, so a caller learns nothing about which. An expired token found
+        this way is deleted as well; a live token of another kind is kept. Not
+        replicated: no event, no revision change.
+        """
         ...
 
 

@@ -15,7 +15,14 @@ from datetime import datetime, timedelta
 from lockd.domain.errors import InvariantError, UnavailableError
 from lockd.domain.events import Event, EventType
 from lockd.domain.lock import Lock
-from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT, Committed, PutMode, Snapshot
+from lockd.domain.ports import (
+    LOG_RETENTION_AGE,
+    LOG_RETENTION_COUNT,
+    Committed,
+    JoinToken,
+    PutMode,
+    Snapshot,
+)
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
 from lockd.store import rules
 
@@ -47,6 +54,7 @@ class MemoryStore:
         # or re-put with another `expires`; expire_due skips those (lazy deletion).
         self._expiry: list[tuple[datetime, str]] = []
         self._users: dict[str, User] = {}
+        self._tokens: dict[str, JoinToken] = {}  # by digest
         self._open = False
         self._healthy = False
         self._failure: str | None = None
@@ -162,6 +170,9 @@ class MemoryStore:
                 break
             dropped += 1
         del self._log[:dropped]
+        # Expired join tokens go too; they are not log entries, so not counted.
+        for digest in [d for d, token in self._tokens.items() if token.expires <= now]:
+            del self._tokens[digest]
         return dropped
 
     async def get_user(self, name: str) -> User | None:
@@ -183,6 +194,27 @@ class MemoryStore:
         self._begin()
         if self._users.pop(name, None) is None:
             raise rules.not_found(Kind.USER, name)
+
+    async def put_token(self, token: JoinToken) -> None:
+        rules.check_token(token)
+        self._begin()
+        if token.digest in self._tokens:
+            raise rules.token_exists()
+        self._tokens[token.digest] = token
+
+    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
+        rules.require_aware(now)
+        self._begin()
+        # No await from here on: the lookup and the removal are one atomic step.
+        token = self._tokens.get(digest)
+        if token is None:
+            raise rules.token_refused()
+        if rules.token_usable(token, kind, now):
+            del self._tokens[digest]
+            return token
+        if token.expires <= now:
+            del self._tokens[digest]  # useless from now on, whoever asks
+        raise rules.token_refused()
 
     def _append(self, event: Event) -> Event:
         if event.revision != self._revision + 1:

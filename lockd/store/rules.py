@@ -6,6 +6,7 @@ a caller sees (the contract suite in `tests/contract` holds them to that).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from lockd.domain.errors import (
@@ -13,11 +14,17 @@ from lockd.domain.errors import (
     CompactedError,
     InvariantError,
     NotFoundError,
+    UnauthenticatedError,
 )
 from lockd.domain.events import REPLICATED_KINDS
 from lockd.domain.lock import quote
-from lockd.domain.ports import PutMode
+from lockd.domain.ports import JoinToken, PutMode
 from lockd.domain.resources import CLUSTER_AUTH_PREFERENCE_NAME, Kind
+
+# One message for every refused join token, so a caller cannot tell unknown from used,
+# expired or of another kind.
+TOKEN_REFUSED_MESSAGE = "join token is invalid, expired or already used"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 # Snapshots list kinds in this order: agents need the preference before anything else.
 SNAPSHOT_KIND_ORDER = (Kind.CLUSTER_AUTH_PREFERENCE, Kind.ROLE, Kind.LOCK)
@@ -77,3 +84,24 @@ def require_aware(moment: datetime) -> None:
     """A naive time would be read as local time somewhere: refuse it loudly (a bug)."""
     if moment.utcoffset() is None:
         raise InvariantError(f"naive datetime {moment.isoformat()} given to the store")
+
+
+def token_refused() -> UnauthenticatedError:
+    return UnauthenticatedError(TOKEN_REFUSED_MESSAGE)
+
+
+def token_exists() -> AlreadyExistsError:
+    # The digest is not quoted back: it identifies a credential.
+    return AlreadyExistsError("join token already exists")
+
+
+def check_token(token: JoinToken) -> None:
+    """Refuse a token the store must not keep: a bug in the caller, never user input."""
+    if not _DIGEST.fullmatch(token.digest):
+        raise ValueError("join token digest must be 64 lowercase hex digits (a SHA-256)")
+    require_aware(token.expires)
+
+
+def token_usable(token: JoinToken, kind: str, now: datetime) -> bool:
+    """Whether `consume_token(kind, now)` may hand out `token`: its kind, not yet expired."""
+    return token.kind == kind and now < token.expires

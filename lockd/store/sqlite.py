@@ -23,7 +23,14 @@ from typing import TypeVar
 
 from lockd.domain.errors import LockdError, UnavailableError
 from lockd.domain.events import Event
-from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT, Committed, PutMode, Snapshot
+from lockd.domain.ports import (
+    LOG_RETENTION_AGE,
+    LOG_RETENTION_COUNT,
+    Committed,
+    JoinToken,
+    PutMode,
+    Snapshot,
+)
 from lockd.domain.resources import Kind, ReplicatedResource, User
 from lockd.store import rules, sqlite_ops
 
@@ -169,3 +176,11 @@ class SqliteStore:
 
     async def delete_user(self, name: str) -> None:
         await self._call(lambda conn: sqlite_ops.delete_user(conn, name))
+
+    async def put_token(self, token: JoinToken) -> None:
+        rules.check_token(token)
+        await self._call(lambda conn: sqlite_ops.put_token(conn, token))
+
+    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
+        rules.require_aware(now)
+        return await self._call(lambda conn: sqlite_ops.consume_token(conn, digest, kind, now))

@@ -5,6 +5,10 @@ Every function here takes the connection and runs on the store's one worker thre
 Writes run in `BEGIN IMMEDIATE` so the write lock is taken up front (no deadlock-prone
 upgrade from a read lock), and the event row, the resource row and the revision counter
 change in the same transaction, or none of them do.
+
+The schema is versioned by PRAGMA user_version: a fresh database gets the base schema
+(version 1) and then every migration, exactly as an old database is upgraded, so the two
+can never differ.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from pathlib import Path
 
 from lockd.domain.errors import UnavailableError
 from lockd.domain.events import Event, EventType
-from lockd.domain.ports import Committed, PutMode, Snapshot
+from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
 from lockd.store import codec, rules
 
-SCHEMA_VERSION = 1  # PRAGMA user_version
+SCHEMA_VERSION = 2  # PRAGMA user_version
 
-_SCHEMA = (
+# The schema of version 1; later versions are reached through _MIGRATIONS.
+_BASE_SCHEMA = (
     # One row: the history's epoch and its last committed revision. The revision lives
     # here, not in MAX(events.revision), because compaction may empty the log.
     """CREATE TABLE meta (
@@ -54,6 +59,20 @@ _SCHEMA = (
     )""",
     "CREATE TABLE users (name TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID",
 )
+
+# _MIGRATIONS[v]: the statements that take a version v - 1 database to version v.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # One-time join tokens, by the SHA-256 of the secret (never the secret itself);
+    # `expires` is µs since the Unix epoch. Not replicated: no events.
+    2: (
+        """CREATE TABLE tokens (
+            digest TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            expires INTEGER NOT NULL,
+            created_by TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+}
 
 # Served by the partial index resources_expires alone (tests check the query plan): the
 # reaper runs every second and must not scan the locks that are not due.
@@ -95,14 +114,21 @@ def _init_schema(conn: sqlite3.Connection) -> None:
                 f"store unavailable: database schema version {version} is newer than "
                 f"this lockd understands ({SCHEMA_VERSION})"
             )
+        if version == SCHEMA_VERSION:
+            return
         if version == 0:
-            for statement in _SCHEMA:
+            for statement in _BASE_SCHEMA:
                 conn.execute(statement)
             # A fresh store starts a new history: a new random epoch.
             conn.execute(
                 "INSERT INTO meta (id, epoch, revision) VALUES (1, ?, 0)", (uuid.uuid4().hex,)
             )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = 1
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                conn.execute(statement)
+        # In the same transaction as the changes: a failed upgrade leaves the old version.
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @contextlib.contextmanager
@@ -248,8 +274,11 @@ def expire_due(conn: sqlite3.Connection, now: datetime) -> list[Event]:
 
 
 def compact(conn: sqlite3.Connection, now: datetime, age: timedelta, count: int) -> int:
+    now_us = codec.to_micros(now)
     cutoff_us = codec.to_micros(now - age)
     with write_transaction(conn):
+        # Expired join tokens go too; they are not log entries, so not counted.
+        conn.execute("DELETE FROM tokens WHERE expires <= ?", (now_us,))
         _, current = _meta(conn)
         bound = current - count
         if bound <= 0:
@@ -293,3 +322,35 @@ def delete_user(conn: sqlite3.Connection, name: str) -> None:
     with write_transaction(conn):
         if not conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
             raise rules.not_found(Kind.USER, name)
+
+
+def put_token(conn: sqlite3.Connection, token: JoinToken) -> None:
+    row = (token.digest, token.kind, codec.to_micros(token.expires), token.created_by)
+    with write_transaction(conn):
+        inserted = conn.execute(
+            "INSERT INTO tokens (digest, kind, expires, created_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (digest) DO NOTHING",
+            row,
+        ).rowcount
+        if not inserted:
+            raise rules.token_exists()
+
+
+def consume_token(conn: sqlite3.Connection, digest: str, kind: str, now: datetime) -> JoinToken:
+    # BEGIN IMMEDIATE: no other connection can consume the same row between our read
+    # and our delete, so a token works exactly once even across processes.
+    with write_transaction(conn):
+        row = conn.execute(
+            "SELECT kind, expires, created_by FROM tokens WHERE digest = ?", (digest,)
+        ).fetchone()
+        if row is None:
+            raise rules.token_refused()
+        token = JoinToken(digest, str(row[0]), codec.from_micros(row[1]), str(row[2]))
+        usable = rules.token_usable(token, kind, now)
+        if usable or token.expires <= now:
+            # An expired token is useless from now on, whoever asks: it goes as well.
+            conn.execute("DELETE FROM tokens WHERE digest = ?", (digest,))
+    # Raised after the commit, so the removal of an expired token sticks.
+    if not usable:
+        raise rules.token_refused()
+    return token

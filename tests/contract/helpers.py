@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from lockd.domain.events import Event, ReplicatedState
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
-from lockd.domain.ports import Store
+from lockd.domain.ports import JoinToken, Store
 from lockd.domain.resources import ClusterAuthPreference, Role, Rule
 
 # Microseconds on purpose: round trips must keep them.
@@ -61,3 +62,14 @@ async def replayed(store: Store) -> ReplicatedState:
 async def snapshot_state(store: Store) -> ReplicatedState:
     snapshot = await store.snapshot()
     return ReplicatedState.from_resources(snapshot.epoch, snapshot.revision, snapshot.resources)
+
+
+def digest_of(secret: str) -> str:
+    """The lowercase hex SHA-256 of a join token secret: all the store ever sees."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def join_token(
+    secret: str = "s3cret", *, kind: str = "agent", expires: datetime = T0 + timedelta(hours=1)
+) -> JoinToken:
+    return JoinToken(digest=digest_of(secret), kind=kind, expires=expires, created_by="admin")

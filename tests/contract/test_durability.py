@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+from lockd.domain.errors import UnauthenticatedError
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import Kind, User
 from tests.contract.conftest import StoreOpener
-from tests.contract.helpers import T0, all_events, at, cap, lock, role
+from tests.contract.helpers import T0, all_events, at, cap, join_token, lock, role
 
 
 async def test_reopen_keeps_resources_revision_epoch_log_and_users(
@@ -44,3 +47,17 @@ async def test_a_fresh_store_gets_a_different_epoch(open_durable: StoreOpener) -
     one = await open_durable(location="one")
     two = await open_durable(location="two")
     assert (await one.snapshot()).epoch != (await two.snapshot()).epoch
+
+
+async def test_reopen_keeps_join_tokens(open_durable: StoreOpener) -> None:
+    """A token issued before a restart can be used after it, once."""
+    first = await open_durable()
+    token = join_token(expires=at(60))
+    await first.put_token(token)
+    await first.close()
+    second = await open_durable()
+    assert await second.consume_token(token.digest, "agent", at(1)) == token
+    await second.close()
+    third = await open_durable()
+    with pytest.raises(UnauthenticatedError):
+        await third.consume_token(token.digest, "agent", at(1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import stat
 import threading
@@ -10,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from lockd.domain.errors import UnavailableError, ValidationError
+from lockd.domain.errors import UnauthenticatedError, UnavailableError, ValidationError
 from lockd.domain.ports import PutMode
+from lockd.domain.resources import User
 from lockd.store import SQLITE_FILE_NAME, MemoryStore, SqliteStore, build_store, open_store
-from lockd.store.sqlite_ops import EXPIRE_DUE_QUERY
-from tests.contract.helpers import T0, all_events, at, lock
+from lockd.store.sqlite_ops import EXPIRE_DUE_QUERY, SCHEMA_VERSION
+from tests.contract.helpers import T0, all_events, at, join_token, lock
 
 
 def recording_connection(threads: set[int]) -> type[sqlite3.Connection]:
@@ -179,3 +181,123 @@ async def test_open_store_returns_an_open_healthy_store(tmp_path: Path) -> None:
         assert (await store.snapshot()).revision == 0
     finally:
         await store.close()
+
+
+def downgrade_to_version_1(path: Path) -> None:
+    """Make a current database look like one written by the lockd before join tokens."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("DROP TABLE tokens")
+        conn.execute("PRAGMA user_version = 1")
+    finally:
+        conn.close()
+
+
+def schema_of(path: Path) -> tuple[int, list[tuple[str, str]]]:
+    conn = sqlite3.connect(path)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        rows = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        conn.close()
+    return version, rows
+
+
+async def test_a_version_1_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    """A database from before join tokens opens, keeps everything, and gains the table."""
+    path = tmp_path / "t.db"
+    old = SqliteStore(path)
+    await old.open()
+    await old.put(lock("a", expires=at(30)), PutMode.CREATE, T0)
+    await old.put_user(User("bob", ("dev",)), PutMode.CREATE)
+    before, log = await old.snapshot(), await all_events(old)
+    await old.close()
+    downgrade_to_version_1(path)
+    assert schema_of(path)[0] == 1
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.snapshot() == before
+        assert await all_events(store) == log
+        assert await store.list_users() == [User("bob", ("dev",))]
+        await store.put_token(join_token())
+        assert await store.consume_token(join_token().digest, "agent", T0) == join_token()
+    finally:
+        await store.close()
+    assert schema_of(path)[0] == SCHEMA_VERSION == 2
+
+
+async def test_an_upgraded_database_has_exactly_the_fresh_schema(tmp_path: Path) -> None:
+    """Migrating from version 1 yields the same tables and indexes as a new database."""
+    for name in ("fresh", "upgraded"):
+        store = SqliteStore(tmp_path / f"{name}.db")
+        await store.open()
+        await store.close()
+    downgrade_to_version_1(tmp_path / "upgraded.db")
+    upgraded = SqliteStore(tmp_path / "upgraded.db")
+    await upgraded.open()
+    await upgraded.close()
+    assert schema_of(tmp_path / "upgraded.db") == schema_of(tmp_path / "fresh.db")
+
+
+async def test_a_failed_upgrade_leaves_the_old_version_to_retry(tmp_path: Path) -> None:
+    """An IO error mid-migration rolls it back whole; the next open upgrades cleanly."""
+    path = tmp_path / "t.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.put(lock("a"), PutMode.CREATE, T0)
+    await store.close()
+    downgrade_to_version_1(path)
+    fault = DiskFault("PRAGMA user_version = 2")
+    fault.arm()
+    failing = SqliteStore(path, connection_factory=fault.connection_class())
+    with pytest.raises(UnavailableError, match="disk I/O error"):
+        await failing.open()
+    version, rows = schema_of(path)
+    assert version == 1
+    assert "tokens" not in [name for name, _ in rows]
+    retry = SqliteStore(path)
+    await retry.open()
+    try:
+        assert [resource.name for resource in (await retry.snapshot()).resources] == ["a"]
+        await retry.put_token(join_token())
+    finally:
+        await retry.close()
+
+
+async def test_an_io_error_while_consuming_leaves_the_token_usable(tmp_path: Path) -> None:
+    """A disk error at the delete or the commit of a consume uses nothing up."""
+    for statement in ("DELETE FROM tokens", "COMMIT"):
+        fault = DiskFault(statement)
+        store = SqliteStore(
+            tmp_path / f"{statement[:6]}.db", connection_factory=fault.connection_class()
+        )
+        await store.open()
+        await store.put_token(join_token())
+        fault.arm()
+        with pytest.raises(UnavailableError, match=r"^store unavailable: disk I/O error$"):
+            await store.consume_token(join_token().digest, "agent", T0)
+        assert not store.healthy
+        assert await store.consume_token(join_token().digest, "agent", T0) == join_token()
+        assert store.healthy
+        await store.close()
+
+
+async def test_two_connections_racing_for_one_token_get_it_once(tmp_path: Path) -> None:
+    """Two stores on one file (two connections, two threads): one token, one winner."""
+    path = tmp_path / "t.db"
+    stores = [SqliteStore(path) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        await stores[0].put_token(join_token())
+        results = await asyncio.gather(
+            *(stores[i % 2].consume_token(join_token().digest, "agent", T0) for i in range(20)),
+            return_exceptions=True,
+        )
+    finally:
+        for store in stores:
+            await store.close()
+    assert results.count(join_token()) == 1
+    assert sum(isinstance(result, UnauthenticatedError) for result in results) == 19
