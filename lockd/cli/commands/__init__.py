@@ -1,0 +1,1 @@
+"""One module per lockctl command; each exposes `register(commands)`."""

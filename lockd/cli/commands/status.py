@@ -1,0 +1,129 @@
+"""`lockctl status`: the cluster, its store and revision, and every agent's sync state.
+
+The first lines have the shape of `tctl status`:
+
+    Cluster lockd.example.com
+    Version 0.1.0
+    CA pin  sha256:<hex>          (only once the cluster has a CA)
+
+then the store (type, health, revision, epoch) and a table of the agents the auth server
+knows: connected ones first, then those that disconnected (State `disconnected`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+
+from lockd.cli.console import Console
+from lockd.cli.errors import EXIT_OK
+from lockd.cli.parser import Runner, Subcommands, add_command
+from lockd.cli.tables import render_pairs, render_table
+from lockd.client import AgentInfo, AuthClient, ClusterStatus
+from lockd.domain.timeparse import format_rfc3339
+
+AGENT_HEADERS = ("Server ID", "Address", "State", "Applied", "Lag", "Last ack")
+
+EXAMPLES = """
+lockctl status
+lockctl status --format=json
+"""
+
+DESCRIPTION = """\
+Show the cluster name, version and CA pin (sha256 of the cluster CA's public key, once
+the cluster has a CA), the store with its health, revision and epoch, and one row per
+agent: its server ID, address, sync state, the revision it applied, its lag behind the
+auth server in revisions, and how long ago it last acknowledged."""
+
+
+def register(commands: Subcommands) -> None:
+    parser = add_command(
+        commands,
+        "status",
+        summary="show the cluster and every agent's sync state",
+        description=DESCRIPTION,
+        examples=EXAMPLES,
+        prepare=prepare,
+    )
+    parser.add_argument(
+        "--format", "-o", choices=("text", "json"), default="text", help="default text"
+    )
+
+
+def prepare(args: argparse.Namespace) -> Runner:
+    fmt: str = args.format
+
+    async def run(client: AuthClient, console: Console) -> int:
+        status = await client.status()
+        now = datetime.now(UTC)
+        console.data(render_json(status) if fmt == "json" else render_text(status, now))
+        return EXIT_OK
+
+    return run
+
+
+def _ordered(agents: tuple[AgentInfo, ...]) -> list[AgentInfo]:
+    return sorted(agents, key=lambda agent: (not agent.connected, agent.server_id))
+
+
+def render_text(status: ClusterStatus, now: datetime) -> str:
+    head = [("Cluster", status.cluster_name), ("Version", status.version)]
+    if status.ca_pin:
+        head.append(("CA pin", status.ca_pin))
+    connected = sum(agent.connected for agent in status.agents)
+    gone = len(status.agents) - connected
+    body = [
+        ("Store", f"{status.store_type} ({'healthy' if status.store_healthy else 'UNHEALTHY'})"),
+        ("Revision", str(status.revision)),
+        ("Epoch", status.epoch),
+        ("Agents", f"{connected} connected" + (f", {gone} disconnected" if gone else "")),
+    ]
+    rows = [_agent_row(agent, now) for agent in _ordered(status.agents)]
+    return "\n".join((render_pairs(head), render_pairs(body), render_table(AGENT_HEADERS, rows)))
+
+
+def _agent_row(agent: AgentInfo, now: datetime) -> list[str]:
+    return [
+        agent.server_id,
+        agent.address,
+        agent.state if agent.connected else "disconnected",
+        str(agent.applied_revision),
+        str(agent.lag),
+        ago(agent.last_ack, now),
+    ]
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0.0, (now - moment).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f}s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60)}s ago"
+    return format_rfc3339(moment)
+
+
+def render_json(status: ClusterStatus) -> str:
+    document = {
+        "cluster_name": status.cluster_name,
+        "version": status.version,
+        "ca_pin": status.ca_pin,
+        "store": {"type": status.store_type, "healthy": status.store_healthy},
+        "epoch": status.epoch,
+        "revision": status.revision,
+        "agents": [
+            {
+                "server_id": agent.server_id,
+                "address": agent.address,
+                "connected": agent.connected,
+                "state": agent.state,
+                "applied_revision": agent.applied_revision,
+                "lag": agent.lag,
+                "last_ack": format_rfc3339(agent.last_ack) if agent.last_ack else None,
+            }
+            for agent in _ordered(status.agents)
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,90 @@
+"""`lockctl`: parse, check locally, connect to the admin socket, run, map errors to exits.
+
+Exit codes: 0 ok, 1 operational or remote error, 2 usage or validation error. Errors go
+to stderr as `ERROR: <message>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lockd import __version__
+from lockd.cli import connection
+from lockd.cli.commands import create, get, lock, rm, status, unlock, users
+from lockd.cli.console import Console
+from lockd.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, exit_code_for
+from lockd.cli.parser import Parser, Runner
+from lockd.domain.errors import LockdError
+
+DESCRIPTION = """\
+lockctl administers lockd, Teleport-style session and identity locking: lock a user,
+role, device or server out of every agent at once, and manage roles, users and the
+cluster's locking mode. Run it on the auth host: it reads the auth server's config
+(-c FILE, $LOCKD_CONFIG, else /etc/lockd.yaml) and talks to its admin socket with full
+rights. Results go to stdout; progress, notes and errors to stderr.
+Exit codes: 0 ok, 1 operational or remote error, 2 usage or validation error."""
+
+EXAMPLES = """\
+examples:
+  lockctl -c /etc/lockd.yaml status
+  lockctl lock --user=foo@example.com --message="Suspicious activity." --ttl=10h
+  lockctl get locks --format=text
+  lockctl rm locks/dc7cee9d-fe5e-4534-a90d-db770f0234a1
+  lockctl unlock --user=foo@example.com
+  lockctl create -f locksmith.yaml
+  lockctl users update alice --set-roles access,locksmith
+
+Run `lockctl COMMAND --help` for a command's flags and more examples."""
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="lockctl",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lockctl {__version__}")
+    connection.add_connection_flags(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (lock, unlock, get, rm, create, users, status):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    console = Console()
+    args = build_parser().parse_args(argv)
+    try:
+        runner: Runner = args.prepare(args)
+        socket = connection.resolve(args)
+        return asyncio.run(_run(socket, runner, console))
+    except LockdError as error:
+        console.error(str(error))
+        return exit_code_for(error)
+    except KeyboardInterrupt:
+        console.note("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `lockctl get locks | head`
+        _silence_stdout()
+        return EXIT_FAILURE
+
+
+async def _run(socket: Path, runner: Runner, console: Console) -> int:
+    async with connection.connect(socket) as client:
+        return await runner(client, console)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, keep Python from failing again when it flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

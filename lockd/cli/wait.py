@@ -1,0 +1,112 @@
+"""`lockctl lock --wait`: wait until every connected agent has applied a revision.
+
+The auth server reports, per agent, the revision it last acknowledged and its lag. An
+agent has applied the lock when it acknowledged a revision at or past the lock's in the
+auth server's current epoch. `AgentStatus` carries no epoch, so the epoch check is read
+from the lag the server computes: the same epoch gives `lag = max(0, revision - applied)`,
+another epoch gives `lag = revision`; for an agent at or past the lock's revision (≥ 1)
+only the first can hold. If that server rule ever changes, --wait fails safe: it times
+out instead of confirming.
+
+Who must confirm: every agent seen connected during the wait. An agent that drops off
+before confirming stays pending (it is named, marked disconnected, if time runs out);
+one that connects later must confirm too. With no agent connected at the first look,
+there is nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from lockd.cli.console import Console
+from lockd.cli.errors import OperationError
+from lockd.client import AgentInfo, AuthClient, ClusterStatus
+from lockd.domain.timeparse import format_duration
+
+DEFAULT_WAIT = "30s"
+POLL_INTERVAL = 0.05
+MAX_POLL_INTERVAL = 0.5
+
+
+def has_applied(agent: AgentInfo, status: ClusterStatus, revision: int) -> bool:
+    """The agent acknowledged `revision` (or later) in the server's current epoch."""
+    same_epoch = agent.lag == max(0, status.revision - agent.applied_revision)
+    return agent.applied_revision >= revision and same_epoch
+
+
+@dataclass
+class WaitState:
+    """What one wait has seen so far; `observe` folds in each status."""
+
+    revision: int
+    seen: dict[str, AgentInfo] = field(default_factory=dict)
+    confirmed: set[str] = field(default_factory=set)
+
+    def observe(self, status: ClusterStatus) -> None:
+        for agent in status.agents:
+            if agent.connected or agent.server_id in self.seen:
+                self.seen[agent.server_id] = agent
+                if has_applied(agent, status, self.revision):
+                    self.confirmed.add(agent.server_id)
+
+    def pending(self) -> list[AgentInfo]:
+        return [agent for sid, agent in sorted(self.seen.items()) if sid not in self.confirmed]
+
+    def describe_pending(self) -> str:
+        return ", ".join(_describe(agent) for agent in self.pending())
+
+
+def _describe(agent: AgentInfo) -> str:
+    where = "disconnected" if not agent.connected else agent.state
+    return f"{agent.server_id} (at revision {agent.applied_revision}, {where})"
+
+
+async def wait_for_agents(
+    client: AuthClient,
+    console: Console,
+    *,
+    epoch: str,
+    revision: int,
+    within: timedelta,
+    started: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once every agent confirmed; OperationError naming the others on timeout.
+
+    `started` (a `clock()` reading taken just before the lock was created) is where the
+    timeout and the reported time count from; default: now.
+    """
+    state = WaitState(revision)
+    start = clock() if started is None else started
+    interval = POLL_INTERVAL
+    reported = -1
+    while True:
+        status = await client.status()
+        if status.epoch != epoch:
+            raise OperationError(
+                f"the auth server's history changed (epoch {epoch} → {status.epoch}) while "
+                "waiting; check the lock with lockctl get locks"
+            )
+        state.observe(status)
+        elapsed = clock() - start
+        total, done = len(state.seen), len(state.confirmed)
+        if not state.seen:
+            console.note("note: no agents are connected; nothing to wait for")
+            return
+        if done == total:
+            console.note(f"lock applied by {done}/{total} agents in {elapsed:.2f}s")
+            return
+        if elapsed >= within.total_seconds():
+            raise OperationError(
+                f"{total - done} of {total} agents did not confirm revision {revision} "
+                f"within {format_duration(within)}: {state.describe_pending()}"
+            )
+        if done != reported:
+            console.note(f"waiting: lock applied by {done}/{total} agents")
+            reported = done
+        await asyncio.sleep(min(interval, max(0.0, within.total_seconds() - elapsed)))
+        interval = min(interval * 1.5, MAX_POLL_INTERVAL)
