@@ -34,6 +34,8 @@ from lockd.v1 import agent_service_pb2 as agent_pb
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
+from lockd.v1 import identity_service_pb2 as identity_pb
+from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
 
@@ -70,6 +72,14 @@ class AgentInfo:
     lag: int
     last_ack: datetime | None
     connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIdentity:
+    certificate_pem: bytes
+    ca_certificate_pem: bytes
+    roles: tuple[str, ...]
+    not_after: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,7 @@ class AuthClient:
         self.channel = channel
         self._locks = lock_grpc.LockServiceStub(channel)
         self._cluster = cluster_grpc.ClusterServiceStub(channel)
+        self._identity = identity_grpc.IdentityServiceStub(channel)
 
     @classmethod
     def connect(
@@ -271,6 +282,27 @@ class AuthClient:
 
     async def delete_user(self, name: str) -> None:
         await call(self._cluster.DeleteUser(cluster_pb.DeleteUserRequest(name=name)))
+
+    async def sign_user_identity(self, user: str, ttl: timedelta, csr_pem: bytes) -> SignedIdentity:
+        """A client certificate for `user` (with the user's current roles) for this CSR."""
+        request = identity_pb.SignUserIdentityRequest(
+            user=user, ttl=convert.duration_to_pb(ttl), csr_pem=csr_pem
+        )
+        response = await call(self._identity.SignUserIdentity(request))
+        return SignedIdentity(
+            certificate_pem=response.certificate_pem,
+            ca_certificate_pem=response.ca_certificate_pem,
+            roles=tuple(response.roles),
+            not_after=convert.timestamp_from_pb(response, "not_after"),
+        )
+
+    async def create_agent_token(self, ttl: timedelta) -> tuple[str, datetime | None]:
+        """A one-time agent join token and when it expires."""
+        request = identity_pb.CreateTokenRequest(
+            type=identity_pb.TOKEN_TYPE_AGENT, ttl=convert.duration_to_pb(ttl)
+        )
+        response = await call(self._identity.CreateToken(request))
+        return response.token, convert.timestamp_from_pb(response, "expires")
 
     async def status(self) -> ClusterStatus:
         response = await call(self._cluster.GetClusterStatus(cluster_pb.GetClusterStatusRequest()))

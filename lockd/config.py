@@ -25,6 +25,7 @@ working directory when there is no file); every other relative path names a file
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import uuid
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ DATA_DIR_ENV = "LOCKD_DATA_DIR"
 DEFAULT_DATA_DIR = Path("/var/lib/lockd")
 DEFAULT_CLUSTER_NAME = "lockd.local"
 DEFAULT_AUTH_LISTEN_ADDR = "127.0.0.1:3025"
+DEFAULT_JOIN_LISTEN_ADDR = "127.0.0.1:3026"
 DEFAULT_AUTH_METRICS_ADDR = "127.0.0.1:3081"
 DEFAULT_AGENT_METRICS_ADDR = "127.0.0.1:3082"
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=5)
@@ -101,7 +103,9 @@ class AuthServiceConfig:
     storage: StorageConfig
     authentication: AuthenticationConfig
     heartbeat_interval: timedelta
-    insecure: bool  # plaintext gRPC: local development only
+    insecure: bool  # plaintext gRPC: local development only, loopback addresses only
+    join_listen_addr: str  # host:port where agents exchange join tokens (TLS, no client cert)
+    tls_names: tuple[str, ...]  # extra DNS names / IPs for the server certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,10 @@ class AgentServiceConfig:
     socket_mode: int  # permission bits of that socket
     metrics_addr: str  # host:port of /metrics; "" = disabled
     max_staleness: timedelta  # how long the view may go unconfirmed before STALE
+    join_token: str  # one-time token to join a TLS cluster (lockctl tokens add)
+    ca_pin: str  # "sha256:<hex>" of the cluster CA, checked before joining
+    join_servers: tuple[str, ...]  # host:port of auth join ports, tried in turn
+    insecure: bool  # plaintext to the auth servers: local development only
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +318,8 @@ _AUTH_KEYS = (
     "authentication",
     "heartbeat_interval",
     "insecure",
+    "join_listen_addr",
+    "tls_names",
 )
 _STORAGE_KEYS = ("type", "path")
 _AUTHENTICATION_KEYS = ("locking_mode",)
@@ -321,6 +331,10 @@ _AGENT_KEYS = (
     "socket_mode",
     "metrics_addr",
     "max_staleness",
+    "join_token",
+    "ca_pin",
+    "join_servers",
+    "insecure",
 )
 
 
@@ -409,8 +423,47 @@ def _auth_service(section: Mapping[str, object], data_dir: Path) -> AuthServiceC
             MIN_HEARTBEAT_INTERVAL,
             MAX_HEARTBEAT_INTERVAL,
         ),
-        insecure=_bool(section, "insecure", prefix, False),
+        insecure=_insecure(section, prefix, ("listen_addr",)),
+        join_listen_addr=_address(section, "join_listen_addr", prefix, DEFAULT_JOIN_LISTEN_ADDR),
+        tls_names=_names(section, "tls_names", prefix),
     )
+
+
+def _insecure(section: Mapping[str, object], prefix: str, addresses: tuple[str, ...]) -> bool:
+    """Plaintext is for local development: refused unless every address is loopback."""
+    insecure = _bool(section, "insecure", prefix, False)
+    if not insecure:
+        return False
+    for key in addresses:
+        values = section.get(key, [])
+        for value in values if isinstance(values, list) else [values]:
+            host = str(value).rpartition(":")[0].strip("[]")
+            if not _is_loopback(host):
+                raise _error(
+                    f"{prefix}.insecure",
+                    f'plaintext is only allowed on loopback addresses, not "{value}" '
+                    f"({prefix}.{key})",
+                )
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _names(section: Mapping[str, object], key: str, prefix: str) -> tuple[str, ...]:
+    value = section.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise _error(
+            _join(prefix, key),
+            f"must be a list of host names or IP addresses, got {_describe(value)}",
+        )
+    return tuple(value)
 
 
 def _agent_service(section: Mapping[str, object], data_dir: Path) -> AgentServiceConfig:
@@ -420,7 +473,7 @@ def _agent_service(section: Mapping[str, object], data_dir: Path) -> AgentServic
     problem = _server_id_problem(server_id) if server_id else None
     if problem:
         raise _error(f"{prefix}.server_id", problem)
-    auth_servers = _auth_servers(section, prefix)
+    auth_servers = _address_list(section, "auth_servers", prefix, DEFAULT_AUTH_LISTEN_ADDR)
     if enabled and not auth_servers:
         raise _error(f"{prefix}.auth_servers", "must name at least one auth server")
     return AgentServiceConfig(
@@ -435,14 +488,35 @@ def _agent_service(section: Mapping[str, object], data_dir: Path) -> AgentServic
         max_staleness=_duration(
             section, "max_staleness", prefix, DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS, None
         ),
+        join_token=_string(section, "join_token", prefix, ""),
+        ca_pin=_ca_pin(section, prefix),
+        join_servers=_address_list(section, "join_servers", prefix, DEFAULT_JOIN_LISTEN_ADDR),
+        insecure=_insecure(section, prefix, ("auth_servers",)),
     )
 
 
-def _auth_servers(section: Mapping[str, object], prefix: str) -> tuple[str, ...]:
-    path = f"{prefix}.auth_servers"
-    if "auth_servers" not in section:
-        return (DEFAULT_AUTH_LISTEN_ADDR,)
-    value = section["auth_servers"]
+def _ca_pin(section: Mapping[str, object], prefix: str) -> str:
+    pin = _string(section, "ca_pin", prefix, "")
+    digest = pin.removeprefix("sha256:")
+    if pin and (
+        not pin.startswith("sha256:")
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise _error(
+            f"{prefix}.ca_pin",
+            f'"{pin}" is not a CA pin: want sha256:<64 hex digits> (lockctl status prints it)',
+        )
+    return pin
+
+
+def _address_list(
+    section: Mapping[str, object], key: str, prefix: str, default: str
+) -> tuple[str, ...]:
+    path = f"{prefix}.{key}"
+    if key not in section:
+        return (default,)
+    value = section[key]
     if not isinstance(value, list):
         raise _error(path, f"must be a list of host:port addresses, got {_describe(value)}")
     servers: list[str] = []

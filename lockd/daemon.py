@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from lockd import __version__
 from lockd.api.agent_server import AgentApp, AgentSettings
-from lockd.api.auth_server import AuthServerApp, AuthServerSettings
+from lockd.api.auth_server import AuthServerApp, AuthServerSettings, TlsSettings
+from lockd.api.join import AgentIdentity, issue_local_agent_identity, join
 from lockd.auth.watch import WatchSettings
 from lockd.config import Config, audit_path, load_config, resolve_server_id
 from lockd.domain.errors import LockdError, UnavailableError, ValidationError
@@ -89,6 +90,7 @@ async def run(config: Config, command: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
         audit = open_audit_sink(audit_path(config) or config.audit.sink)
         stack.callback(audit.close)
+        auth: AuthServerApp | None = None
         if command in ("auth", "start") and config.auth_service.enabled:
             registry = CollectorRegistry()
             auth = build_auth_server(config, clock, audit, registry)
@@ -97,7 +99,8 @@ async def run(config: Config, command: str) -> None:
             _serve_metrics(stack, registry, config.auth_service.metrics_addr)
         if command in ("agent", "start") and config.agent_service.enabled:
             registry = CollectorRegistry()
-            agent = build_agent(config, clock, audit, registry)
+            identity = await agent_identity(config, auth, clock)
+            agent = build_agent(config, clock, audit, registry, identity)
             await agent.start()
             stack.push_async_callback(agent.stop)
             _serve_metrics(stack, registry, config.agent_service.metrics_addr)
@@ -135,14 +138,61 @@ def build_auth_server(
         admin_socket=auth.admin_socket,
         static_locking_mode=auth.authentication.locking_mode,
         watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
+        tls=None
+        if auth.insecure
+        else TlsSettings(
+            ca_dir=config.data_dir, join_listen_addr=auth.join_listen_addr, hosts=auth.tls_names
+        ),
     )
     return AuthServerApp(
         settings, store, clock, audit, AuthMetrics(registry), GrpcServerMetrics(registry)
     )
 
 
+async def agent_identity(
+    config: Config, local_auth: AuthServerApp | None, clock: Clock
+) -> AgentIdentity | None:
+    """The agent's certificate: from the local CA (embedded), the data dir, or a join.
+
+    None means plaintext: the local auth server is insecure, or the agent is configured
+    `insecure` for a dev cluster.
+    """
+    agent = config.agent_service
+    if local_auth is not None:
+        if local_auth.ca is None:
+            return None
+        return issue_local_agent_identity(local_auth.ca, resolve_server_id(config), clock.now())
+    if agent.insecure:
+        return None
+    stored = AgentIdentity.load(config.data_dir)
+    if stored is not None:
+        return stored
+    if not agent.join_token or not agent.ca_pin:
+        raise ValidationError(
+            "agent_service.join_token and agent_service.ca_pin are needed to join the "
+            "cluster (`lockctl tokens add --type=agent` prints both), or set "
+            "agent_service.insecure for a plaintext development cluster"
+        )
+    failures = []
+    for address in agent.join_servers:
+        try:
+            identity = await join(
+                address, agent.join_token, resolve_server_id(config), agent.ca_pin
+            )
+        except (UnavailableError, OSError) as error:
+            failures.append(f"{address}: {error}")
+            continue
+        identity.save(config.data_dir)
+        return identity
+    raise UnavailableError("could not join through any join server: " + "; ".join(failures))
+
+
 def build_agent(
-    config: Config, clock: Clock, audit: AuditSink, registry: CollectorRegistry
+    config: Config,
+    clock: Clock,
+    audit: AuditSink,
+    registry: CollectorRegistry,
+    identity: AgentIdentity | None,
 ) -> AgentApp:
     agent = config.agent_service
     settings = AgentSettings(
@@ -154,7 +204,9 @@ def build_agent(
         max_staleness=agent.max_staleness,
         data_dir=config.data_dir,
     )
-    return AgentApp(settings, clock, audit, AgentMetrics(registry), GrpcServerMetrics(registry))
+    return AgentApp(
+        settings, clock, audit, AgentMetrics(registry), GrpcServerMetrics(registry), identity
+    )
 
 
 if __name__ == "__main__":

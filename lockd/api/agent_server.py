@@ -24,6 +24,7 @@ from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
 from lockd.agent.runtime import AgentRuntime
 from lockd.api.agent_servicer import AgentServicer
 from lockd.api.interceptors import ObservabilityInterceptor
+from lockd.api.join import AgentIdentity, IdentityHolder, renew_forever
 from lockd.api.watch_client import WatchClient, WatchClientSettings
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
@@ -63,7 +64,10 @@ class AgentApp:
         audit: AuditSink,
         metrics: AgentMetrics,
         grpc_metrics: GrpcServerMetrics | None = None,
+        identity: AgentIdentity | None = None,
     ) -> None:
+        # None: plaintext to the auth servers (insecure dev mode).
+        self.identity = None if identity is None else IdentityHolder(identity)
         self._interceptors = (
             [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
         )
@@ -125,6 +129,7 @@ class AgentApp:
                 auth_servers=self.settings.auth_servers,
                 backoff=self.settings.backoff,
                 ack_interval=self.settings.ack_interval,
+                credentials=None if self.identity is None else self.identity.credentials,
             ),
         )
         self._tasks = [
@@ -133,6 +138,17 @@ class AgentApp:
             asyncio.create_task(self.runtime.persist_forever()),
             asyncio.create_task(self._serving_after_first_sync()),
         ]
+        if self.identity is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    renew_forever(
+                        self.identity,
+                        self.settings.auth_servers,
+                        self.settings.server_id,
+                        self.settings.data_dir,
+                    )
+                )
+            )
         _log.info(
             "agent started",
             server_id=self.settings.server_id,

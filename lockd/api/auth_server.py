@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -22,12 +23,16 @@ from prometheus_client import CollectorRegistry
 
 from lockd import __version__
 from lockd.api.auth_servicers import ClusterServicer, LockServicer
+from lockd.api.identity_servicer import IdentityServicer
 from lockd.api.interceptors import ObservabilityInterceptor
 from lockd.api.rpc import CallerResolver, admin_caller
+from lockd.api.tls import anonymous_caller, server_credentials, server_identity, tls_caller
 from lockd.api.watch import ProtoWatchEncoder, WatchHandler
 from lockd.auth import background
 from lockd.auth.agents import AgentRegistry
+from lockd.auth.ca import ClusterCA
 from lockd.auth.hub import ReplicationHub
+from lockd.auth.identity import DEFAULT_AGENT_CERT_TTL, IdentityService
 from lockd.auth.service import AuthService, ClusterInfo
 from lockd.auth.timed_store import TimedStore
 from lockd.auth.watch import WatchSettings
@@ -36,8 +41,14 @@ from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
-from lockd.v1 import cluster_service_pb2, lock_service_pb2, watch_service_pb2
+from lockd.v1 import (
+    cluster_service_pb2,
+    identity_service_pb2,
+    lock_service_pb2,
+    watch_service_pb2,
+)
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
+from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
 
 _log = structlog.get_logger("lockd.auth")
@@ -54,6 +65,7 @@ SERVICE_NAMES = (
     lock_service_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
     cluster_service_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     watch_service_pb2.DESCRIPTOR.services_by_name["WatchService"].full_name,
+    identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
 
 
@@ -66,6 +78,19 @@ class AuthServerSettings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     ring_capacity: int = 4096
     shutdown_grace: float = 5.0
+    # None: plaintext on listen_addr, every TCP caller is the admin (loopback dev only).
+    tls: TlsSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """mTLS on listen_addr with the cluster CA kept in `ca_dir`, plus the join port."""
+
+    ca_dir: Path
+    join_listen_addr: str = "127.0.0.1:3026"
+    # Extra names and addresses for the server certificate (besides listen host, localhost).
+    hosts: tuple[str, ...] = ()
+    agent_cert_ttl: timedelta = DEFAULT_AGENT_CERT_TTL
 
 
 class AuthServerApp:
@@ -91,6 +116,9 @@ class AuthServerApp:
         self._servers: list[grpc.aio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.join_port = 0
+        self.ca: ClusterCA | None = None
+        self._identity: IdentityService | None = None
         self.service: AuthService
         self.hub: ReplicationHub
         self.watch: WatchHandler
@@ -119,10 +147,25 @@ class AuthServerApp:
         self.service = AuthService(store, self.hub, self.agents, self.clock, self.audit, cluster)
         await self.service.apply_static_locking_mode()
         self.watch = WatchHandler(
-            self.hub, store, self.agents, self.clock, self.settings.watch, self.metrics
+            self.hub,
+            store,
+            self.agents,
+            self.clock,
+            self.settings.watch,
+            self.metrics,
+            self.service,
         )
-        self._servers.append(self._build_server(admin_caller))
-        self.port = self._servers[0].add_insecure_port(self.settings.listen_addr)
+        tls = self.settings.tls
+        if tls is None:
+            _log.warning(
+                "serving plaintext gRPC without authentication (insecure dev mode)",
+                listen_addr=self.settings.listen_addr,
+            )
+            main = self._build_server(admin_caller, None)
+            self.port = main.add_insecure_port(self.settings.listen_addr)
+            self._servers.append(main)
+        else:
+            self._start_tls(tls)
         if self.settings.admin_socket is not None:
             self._servers.append(self._admin_server(self.settings.admin_socket))
         for server in self._servers:
@@ -146,21 +189,50 @@ class AuthServerApp:
             revision=self.hub.revision,
         )
 
+    def _start_tls(self, tls: TlsSettings) -> None:
+        now = self.clock.now()
+        self.ca = ClusterCA.load_or_create(tls.ca_dir, self.settings.cluster_name, now)
+        identity = IdentityService(self.ca, self.service, tls.agent_cert_ttl)
+        host = self.settings.listen_addr.rpartition(":")[0].strip("[]")
+        key, cert = server_identity(self.ca, (host, *tls.hosts), now)
+        main = self._build_server(tls_caller, identity)
+        self.port = main.add_secure_port(
+            self.settings.listen_addr,
+            server_credentials(key, cert, self.ca.cert_pem, require_client_cert=True),
+        )
+        join = grpc.aio.server(interceptors=self._interceptors)
+        identity_grpc.add_IdentityServiceServicer_to_server(
+            IdentityServicer(identity, anonymous_caller), join
+        )
+        self.join_port = join.add_secure_port(
+            tls.join_listen_addr,
+            server_credentials(key, cert, self.ca.cert_pem, require_client_cert=False),
+        )
+        self._servers += [main, join]
+        self._identity = identity
+
     def _admin_server(self, path: Path) -> grpc.aio.Server:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        server = self._build_server(admin_caller)
+        server = self._build_server(admin_caller, self._identity)
         server.add_insecure_port(f"unix:{path}")
         return server
 
-    def _build_server(self, caller_of: CallerResolver) -> grpc.aio.Server:
+    def _build_server(
+        self, caller_of: CallerResolver, identity: IdentityService | None
+    ) -> grpc.aio.Server:
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         lock_grpc.add_LockServiceServicer_to_server(LockServicer(self.service, caller_of), server)
+        ca_pin = self.ca.pin if self.ca is not None else ""
         cluster_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(self.service, caller_of), server
+            ClusterServicer(self.service, caller_of, ca_pin), server
         )
-        server.add_generic_rpc_handlers((self.watch.rpc_handler(),))
+        if identity is not None:
+            identity_grpc.add_IdentityServiceServicer_to_server(
+                IdentityServicer(identity, caller_of), server
+            )
+        server.add_generic_rpc_handlers((self.watch.rpc_handler(caller_of),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

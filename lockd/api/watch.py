@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +17,18 @@ import grpc
 import structlog
 
 from lockd.api import convert
+from lockd.api.errors import status_for
+from lockd.api.rpc import CallerResolver
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub, ResetReason
+from lockd.auth.service import AuthService
 from lockd.auth.watch import Hello, SnapshotGate, WatchSettings, WatchStream
+from lockd.domain import rbac
+from lockd.domain.errors import AccessDeniedError, ValidationError
 from lockd.domain.events import Event
 from lockd.domain.ports import Clock, Store
-from lockd.domain.resources import ReplicatedResource
+from lockd.domain.rbac import Caller, CallerKind
+from lockd.domain.resources import Kind, ReplicatedResource
 from lockd.obs.metrics import AuthMetrics
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import watch_service_pb2 as pb
@@ -102,8 +109,10 @@ class WatchHandler:
         clock: Clock,
         settings: WatchSettings,
         metrics: AuthMetrics,
+        service: AuthService,
     ) -> None:
         self._metrics = metrics
+        self._service = service
         self._hub = hub
         self._store = store
         self._agents = agents
@@ -111,12 +120,13 @@ class WatchHandler:
         self._settings = settings
         self._gate = SnapshotGate(settings.max_concurrent_snapshots)
 
-    def rpc_handler(self) -> grpc.GenericRpcHandler:
+    def rpc_handler(self, caller_of: CallerResolver) -> grpc.GenericRpcHandler:
+        """The WatchLocks handler for a server whose callers `caller_of` identifies."""
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
                 "WatchLocks": grpc.stream_stream_rpc_method_handler(
-                    self.watch_locks,
+                    functools.partial(self.watch_locks, caller_of),
                     request_deserializer=pb.WatchLocksRequest.FromString,
                     response_serializer=_identity,
                 )
@@ -125,6 +135,7 @@ class WatchHandler:
 
     async def watch_locks(
         self,
+        caller_of: CallerResolver,
         requests: AsyncIterator[pb.WatchLocksRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
@@ -133,8 +144,12 @@ class WatchHandler:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
             return
         hello = Hello(first.hello.agent_id, first.hello.epoch, first.hello.applied_revision)
-        if not hello.agent_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Hello needs an agent_id")
+        try:
+            caller = caller_of(context)
+            self._admit(caller, hello)
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
             return
         token = self._agents.connect(hello.agent_id, context.peer(), self._clock.now())
         reader = asyncio.create_task(self._read_acks(requests, hello.agent_id, token))
@@ -146,14 +161,17 @@ class WatchHandler:
             self._gate,
             hello,
             on_batch_sent=self._count_batch,
+            locked=functools.partial(self._locked_message, caller),
         )
         write_timeout = self._settings.slow_consumer_after.total_seconds()
         self._metrics.watch_streams.inc()
+        stalled = False
         try:
             async for frame in stream.frames():
                 await asyncio.wait_for(context.write(frame), write_timeout)
         except TimeoutError:
             _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
+            stalled = True
         finally:
             self._metrics.watch_streams.dec()
             if stream.snapshotted:
@@ -162,9 +180,40 @@ class WatchHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._agents.disconnect(hello.agent_id, token)
+        if stream.reset_reason is ResetReason.LOCKED:
+            self._agents.forget(hello.agent_id)  # a locked agent is unregistered
         if stream.reset_reason is not None:
             self._metrics.resets_total.labels(reason=stream.reset_reason.value).inc()
             _log.info("watch stream reset", agent_id=hello.agent_id, reason=stream.reset_reason)
+        if stalled:
+            # No Reset can get through a stalled stream: end it with a status instead of a
+            # clean close, so the agent knows it was dropped (and resumes on reconnect).
+            self._metrics.resets_total.labels(reason=ResetReason.SLOW_CONSUMER.value).inc()
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"slow consumer: a write to this stream waited more than {write_timeout:g}s; "
+                "reconnect and resume",
+            )
+
+    def _admit(self, caller: Caller, hello: Hello) -> None:
+        """Agents watch as themselves only; users need list+read on locks; never locked."""
+        if not hello.agent_id:
+            raise ValidationError("Hello needs an agent_id")
+        if caller.kind is CallerKind.AGENT:
+            if hello.agent_id != caller.server_id:
+                raise AccessDeniedError(
+                    f'agent "{caller.server_id}" may only watch as itself, not as '
+                    f'"{hello.agent_id}"'
+                )
+            self._service.check_not_locked(caller)
+        else:
+            self._service.authorize(caller, Kind.LOCK, rbac.LIST)
+
+    def _locked_message(self, caller: Caller) -> str | None:
+        hit = self._service.lock_index.first_hit(
+            caller.identity().query_targets(), self._clock.now()
+        )
+        return None if hit is None else hit.in_force_message()
 
     def _count_batch(self, events: int) -> None:
         self._metrics.event_batches_sent_total.inc()

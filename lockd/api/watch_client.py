@@ -55,7 +55,8 @@ class WatchClientSettings:
     backoff: Backoff = field(default_factory=Backoff)
     healthy_period: float = 30.0
     ack_interval: float = 5.0
-    credentials: grpc.ChannelCredentials | None = None
+    # Read at every connection, so a renewed certificate is used from then on.
+    credentials: Callable[[], grpc.ChannelCredentials] | None = None
 
 
 class StreamEnded(Exception):
@@ -93,7 +94,6 @@ class WatchClient:
             except StreamEnded as ended:
                 floor = ended.retry_after
                 _log.info("watch stream reset", address=address, reason=ended.reason)
-                self._count_resync(ended.reason)
             except ViewMismatch as mismatch:
                 _log.warning("view mismatch; resuming", address=address, detail=str(mismatch))
                 self._count_resync("gap")
@@ -105,6 +105,9 @@ class WatchClient:
                     detail=error.details(),
                 )
                 index += 1  # try the next auth server
+            except Exception as error:  # never let one bad stream stop the watcher
+                _log.error("watch stream broke", address=address, error=repr(error))
+                index += 1
             finally:
                 self._runtime.on_connection(False)
             if loop.time() - started >= self._settings.healthy_period:
@@ -117,7 +120,8 @@ class WatchClient:
         self._runtime.metrics.resyncs_total.labels(reason=reason).inc()
 
     async def _stream(self, address: str) -> None:
-        credentials = self._settings.credentials
+        provider = self._settings.credentials
+        credentials = provider() if provider is not None else None
         channel = (
             grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
             if credentials is not None
@@ -166,7 +170,10 @@ class WatchClient:
                 end = response.snapshot_end
                 if pending is None or len(pending) != end.count:
                     raise ViewMismatch("snapshot ended with a different count than it sent")
+                held = runtime.view.state.epoch  # "" = an empty view's first fill
                 runtime.on_snapshot(end.epoch, end.revision, pending)
+                if held:
+                    self._count_resync("epoch_changed" if end.epoch != held else "too_old")
                 pending = None
                 await self._ack(call)
             elif kind == "events":

@@ -14,7 +14,13 @@ from dataclasses import dataclass, replace
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub
 from lockd.domain import rbac
-from lockd.domain.errors import LockedError, NotFoundError, PreconditionError, ValidationError
+from lockd.domain.errors import (
+    AccessDeniedError,
+    LockedError,
+    NotFoundError,
+    PreconditionError,
+    ValidationError,
+)
 from lockd.domain.events import Event
 from lockd.domain.index import LockIndex
 from lockd.domain.lock import Lock, LockTarget
@@ -23,7 +29,14 @@ from lockd.domain.ports import Clock, PutMode, Store
 from lockd.domain.rbac import Caller
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role, User, Verb
 from lockd.domain.timeparse import format_rfc3339
-from lockd.obs.audit import AuditSink, lock_created, lock_deleted, lock_expired, lock_updated
+from lockd.obs.audit import (
+    AuditSink,
+    access_denied,
+    lock_created,
+    lock_deleted,
+    lock_expired,
+    lock_updated,
+)
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
@@ -68,14 +81,32 @@ class AuthService:
     # -- authorisation -------------------------------------------------------------
 
     def authorize(self, caller: Caller, resource: Kind, verbs: Iterable[Verb]) -> None:
-        """Refuse a locked caller (admins too), then check RBAC."""
+        """Refuse a locked caller (admins too), then check RBAC; audit every refusal."""
         self.check_not_locked(caller)
-        rbac.authorize(caller, self.hub.state.roles, resource, verbs)
+        try:
+            rbac.authorize(caller, self.hub.state.roles, resource, verbs)
+        except AccessDeniedError as error:
+            self._audit_denied(caller, str(error), "")
+            raise
 
     def check_not_locked(self, caller: Caller) -> None:
         hit = self.lock_index.first_hit(caller.identity().query_targets(), self.clock.now())
         if hit is not None:
-            raise LockedError(hit.in_force_message(), hit.name)
+            message = hit.in_force_message()
+            self._audit_denied(caller, message, hit.name)
+            raise LockedError(message, hit.name)
+
+    def _audit_denied(self, caller: Caller, reason: str, lock_name: str) -> None:
+        self.audit.emit(
+            access_denied(
+                caller.identity(),
+                reason,
+                self.hub.state.cluster_auth_preference.locking_mode,
+                self.cluster.name,
+                self.clock.now(),
+                lock=lock_name,
+            )
+        )
 
     # -- locks ---------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ class WatchStream:
         gate: SnapshotGate,
         hello: Hello,
         on_batch_sent: Callable[[int], None] = lambda events: None,
+        locked: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._hub = hub
         self._store = store
@@ -76,6 +77,7 @@ class WatchStream:
         self._gate = gate
         self._hello = hello
         self._on_batch_sent = on_batch_sent
+        self._locked = locked
         self.position = 0
         self.snapshotted = False
         self.reset_reason: ResetReason | None = None
@@ -150,7 +152,7 @@ class WatchStream:
         hub, settings = self._hub, self._settings
         interval = settings.heartbeat_interval.total_seconds()
         slow_after = settings.slow_consumer_after.total_seconds()
-        last_sent = self._clock.monotonic()
+        last_sent = following_since = self._clock.monotonic()
         while True:
             if hub.closing:
                 yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
@@ -162,7 +164,9 @@ class WatchStream:
                 return
             now = self._clock.monotonic()
             if batch is not None:
-                if now - batch.created > slow_after:
+                # Lag counts from when this stream could first send the batch: resuming
+                # into batches that went into the ring long ago is not being slow.
+                if now - max(batch.created, following_since) > slow_after:
                     yield self._reset(
                         ResetReason.SLOW_CONSUMER,
                         f"stream lagged more than {settings.slow_consumer_after}",
@@ -173,6 +177,11 @@ class WatchStream:
                 last_sent = now
                 yield batch.payload
                 self._on_batch_sent(batch.count)
+                # The batch that locks this agent goes out first: its own view must see
+                # the lock to end its sessions. Then the stream ends.
+                if (message := self._locked()) is not None:
+                    yield self._reset(ResetReason.LOCKED, message)
+                    return
                 continue
             wait = last_sent + interval - now
             if wait <= 0:

@@ -1,0 +1,116 @@
+"""Issuing identities: user certificates, agent join tokens and agent certificates.
+
+Users get a certificate naming them and the roles they hold *now* (a change of roles
+takes effect at the next sign, as in Teleport). Agents join with a one-time token: the
+store keeps only its SHA-256, consumes it atomically, and the agent receives a
+certificate bound to its server_id, which it renews over its mTLS connection. A locked
+agent can neither join nor renew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from lockd.auth.ca import CertIdentity, ClusterCA, IdentityKind, cert_pem
+from lockd.auth.service import AuthService
+from lockd.domain import rbac
+from lockd.domain.errors import AccessDeniedError, LockedError, NotFoundError, ValidationError
+from lockd.domain.identity import Identity
+from lockd.domain.lock import access_denied_message, validate_name
+from lockd.domain.ports import JoinToken
+from lockd.domain.rbac import Caller, CallerKind
+from lockd.domain.resources import Kind, Verb
+from lockd.domain.timeparse import format_duration
+
+AGENT_TOKEN_KIND = "agent"
+MAX_USER_TTL = timedelta(days=30)
+MAX_TOKEN_TTL = timedelta(days=7)
+DEFAULT_AGENT_CERT_TTL = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCertificate:
+    certificate_pem: bytes
+    ca_certificate_pem: bytes
+    roles: tuple[str, ...]
+    not_after: datetime
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _check_ttl(ttl: timedelta, limit: timedelta, what: str) -> None:
+    if ttl <= timedelta(0):
+        raise ValidationError(f"{what} TTL must be positive")
+    if ttl > limit:
+        raise ValidationError(f"{what} TTL must not exceed {format_duration(limit)}")
+
+
+class IdentityService:
+    def __init__(
+        self,
+        ca: ClusterCA,
+        auth: AuthService,
+        agent_cert_ttl: timedelta = DEFAULT_AGENT_CERT_TTL,
+    ) -> None:
+        self.ca = ca
+        self.auth = auth
+        self.agent_cert_ttl = agent_cert_ttl
+
+    def _issued(self, csr_pem: bytes, identity: CertIdentity, ttl: timedelta) -> IssuedCertificate:
+        cert = self.ca.sign_csr(csr_pem, identity, self.auth.clock.now(), ttl)
+        return IssuedCertificate(
+            cert_pem(cert), self.ca.cert_pem, identity.roles, cert.not_valid_after_utc
+        )
+
+    async def sign_user(
+        self, caller: Caller, user_name: str, ttl: timedelta, csr_pem: bytes
+    ) -> IssuedCertificate:
+        """A certificate for `user_name` with the roles the user has now.
+
+        Issuing credentials for a user needs `create` and `update` on `user`.
+        """
+        self.auth.authorize(caller, Kind.USER, (Verb.CREATE, Verb.UPDATE))
+        _check_ttl(ttl, MAX_USER_TTL, "certificate")
+        user = await self.auth.store.get_user(user_name)
+        if user is None:
+            raise NotFoundError(f'user "{user_name}" not found')
+        return self._issued(csr_pem, CertIdentity(IdentityKind.USER, user.name, user.roles), ttl)
+
+    async def create_token(self, caller: Caller, kind: str, ttl: timedelta) -> tuple[str, datetime]:
+        """A fresh one-time join token (the secret is returned once and never stored)."""
+        self.auth.authorize(caller, Kind.TOKEN, rbac.CREATE)
+        if kind != AGENT_TOKEN_KIND:
+            raise ValidationError(f'token type "{kind}" not supported (supported: agent)')
+        _check_ttl(ttl, MAX_TOKEN_TTL, "token")
+        token = secrets.token_hex(16)
+        expires = self.auth.clock.now() + ttl
+        await self.auth.store.put_token(JoinToken(token_digest(token), kind, expires, caller.name))
+        return token, expires
+
+    async def join_agent(self, token: str, server_id: str, csr_pem: bytes) -> IssuedCertificate:
+        """Exchange a join token for an agent certificate bound to `server_id`."""
+        validate_name(server_id, "server_id")
+        await self.auth.store.consume_token(
+            token_digest(token), AGENT_TOKEN_KIND, self.auth.clock.now()
+        )
+        self._refuse_locked_agent(server_id)
+        identity = CertIdentity(IdentityKind.AGENT, server_id)
+        return self._issued(csr_pem, identity, self.agent_cert_ttl)
+
+    async def renew_agent(self, caller: Caller, csr_pem: bytes) -> IssuedCertificate:
+        if caller.kind is not CallerKind.AGENT:
+            raise AccessDeniedError(access_denied_message("renew", "certificate"))
+        self._refuse_locked_agent(caller.server_id)
+        identity = CertIdentity(IdentityKind.AGENT, caller.server_id)
+        return self._issued(csr_pem, identity, self.agent_cert_ttl)
+
+    def _refuse_locked_agent(self, server_id: str) -> None:
+        query = Identity(server_id=server_id).query_targets()
+        hit = self.auth.lock_index.first_hit(query, self.auth.clock.now())
+        if hit is not None:
+            raise LockedError(hit.in_force_message(), hit.name)
