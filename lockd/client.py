@@ -72,6 +72,7 @@ class AgentInfo:
     lag: int
     last_ack: datetime | None
     connected: bool
+    epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,7 @@ class AuthClient:
                     lag=agent.lag,
                     last_ack=convert.timestamp_from_pb(agent, "last_ack"),
                     connected=agent.connected,
+                    epoch=agent.epoch,
                 )
                 for agent in response.agents
             ),

@@ -199,6 +199,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
                     else revision,
                     last_ack=convert.timestamp_to_pb(record.last_ack),
                     connected=record.connected,
+                    epoch=record.epoch,
                 )
                 for record in service.agents.records()
             ],

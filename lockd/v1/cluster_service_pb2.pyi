@@ -479,12 +479,15 @@ class AgentStatus(_message.Message):
     LAG_FIELD_NUMBER: _builtins.int
     LAST_ACK_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     address: _builtins.str
     state: Global___AgentSyncState.ValueType
     applied_revision: _builtins.int
     lag: _builtins.int
     connected: _builtins.bool
+    epoch: _builtins.str
+    """The epoch the agent's applied revision belongs to."""
     @_builtins.property
     def last_ack(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -497,10 +500,11 @@ class AgentStatus(_message.Message):
         lag: _builtins.int = ...,
         last_ack: _timestamp_pb2.Timestamp | None = ...,
         connected: _builtins.bool = ...,
+        epoch: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_ack", b"last_ack"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "lag", b"lag", "last_ack", b"last_ack", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "epoch", b"epoch", "lag", b"lag", "last_ack", b"last_ack", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
