@@ -158,16 +158,17 @@ class AuthClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def ping(self, timeout: float = 5.0) -> bool:
+    async def ping(self, deadline: float = 5.0) -> bool:
         """Check that an auth server answers (gRPC health); True when it is SERVING.
 
         Raises ServerUnreachableError, with the transport's reason (e.g. `connect:
-        Connection refused (111)`), when nothing answers within `timeout` seconds.
+        Connection refused (111)`), when nothing answers within the gRPC `deadline`
+        (seconds).
         """
         request = health_pb2.HealthCheckRequest(service="")
         try:
             response = await health_pb2_grpc.HealthStub(self.channel).Check(
-                request, timeout=timeout
+                request, timeout=deadline
             )
         except grpc.aio.AioRpcError as error:
             code = error.code()
