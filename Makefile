@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= deploy/examples/lockd-dev.yaml
 
-.PHONY: run test venv proto check-proto lint typecheck contracts pytest clean
+.PHONY: run test venv system-deps proto check-proto lint typecheck contracts pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,19 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lockd start --config $(CONFIG)
 
-test: $(STAMP) check-proto lint typecheck contracts pytest
+test: $(STAMP) system-deps check-proto lint typecheck contracts pytest
+
+# Debian packages some tests use (a real Prometheus); installed only when running as root
+# with apt-get, otherwise those tests skip and say why.
+system-deps:
+	@if command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus for the metrics tests"; \
+	  (apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1)) || \
+	  echo "could not install prometheus; the Prometheus tests will skip"; \
+	else echo "prometheus not installed (needs root and apt-get); the Prometheus tests will skip"; fi
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
