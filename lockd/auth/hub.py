@@ -10,10 +10,11 @@ with PostgreSQL, another replica) is filled from the store's log, never skipped.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -25,6 +26,12 @@ from lockd.domain.resources import ReplicatedResource
 _log = structlog.get_logger("lockd.auth.hub")
 
 FETCH_LIMIT = 1000
+# Every WatchLocks frame stays well under gRPC's default 4 MiB receive limit, which an
+# agent written by someone else is likely to keep: an event batch or snapshot chunk that
+# would be bigger is split (a single resource is at most ~15 KB).
+MAX_FRAME_BYTES = 1 << 20
+
+T = TypeVar("T")
 
 
 class ResetReason(StrEnum):
@@ -56,6 +63,20 @@ class WatchEncoder(Protocol):
 
 
 EventFetcher = Callable[[int, int], Awaitable[list[Event]]]
+
+
+def encode_within(
+    items: Sequence[T], encode: Callable[[Sequence[T]], bytes], limit: int = MAX_FRAME_BYTES
+) -> list[tuple[Sequence[T], bytes]]:
+    """`items` encoded as few consecutive frames of at most `limit` bytes as halving finds
+    (a single item is never split, whatever its size); each part with its frame."""
+    payload = encode(items)
+    if len(payload) <= limit or len(items) <= 1:
+        return [(items, payload)]
+    middle = len(items) // 2
+    return encode_within(items[:middle], encode, limit) + encode_within(
+        items[middle:], encode, limit
+    )
 
 
 class ReplicationHub:
@@ -117,10 +138,10 @@ class ReplicationHub:
         for stale in [rev for rev in self._pending if rev <= self.state.revision]:
             del self._pending[stale]
         if batch:
-            payload = self.encoder.events(self.state.epoch, batch)
-            self.ring.append(
-                batch[0].revision, batch[-1].revision, payload, len(batch), self._clock.monotonic()
-            )
+            encode = functools.partial(self.encoder.events, self.state.epoch)
+            now = self._clock.monotonic()
+            for part, payload in encode_within(batch, encode):
+                self.ring.append(part[0].revision, part[-1].revision, payload, len(part), now)
             for listener in self.on_batch:
                 listener(batch)
             self._wake()

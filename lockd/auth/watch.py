@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lockd.auth.hub import ReplicationHub, ResetReason
+from lockd.auth.hub import ReplicationHub, ResetReason, encode_within
 from lockd.auth.ring import Overrun
 from lockd.domain.errors import CompactedError
 from lockd.domain.ports import Clock, Store
@@ -130,9 +131,11 @@ class WatchStream:
             events = [event for event in events if event.revision <= hub.revision]
             if not events:
                 return
-            self.position = events[-1].revision
-            yield hub.encoder.events(hub.epoch, events)
-            self._on_batch_sent(len(events))
+            encode = functools.partial(hub.encoder.events, hub.epoch)
+            for part, frame in encode_within(events, encode):
+                self.position = part[-1].revision
+                yield frame
+                self._on_batch_sent(len(part))
 
     def _snapshot(self) -> tuple[list[bytes], int]:
         """State and ring position captured together (no await in between)."""
@@ -142,7 +145,8 @@ class WatchStream:
         count = len(resources)
         frames = [hub.encoder.snapshot_begin(epoch, revision, count)]
         for start in range(0, count, SNAPSHOT_CHUNK):
-            frames.append(hub.encoder.snapshot_chunk(resources[start : start + SNAPSHOT_CHUNK]))
+            chunk = resources[start : start + SNAPSHOT_CHUNK]
+            frames.extend(frame for _, frame in encode_within(chunk, hub.encoder.snapshot_chunk))
         frames.append(hub.encoder.snapshot_end(epoch, revision, count))
         self.position = revision
         self.snapshotted = True
@@ -152,7 +156,11 @@ class WatchStream:
         hub, settings = self._hub, self._settings
         interval = settings.heartbeat_interval.total_seconds()
         slow_after = settings.slow_consumer_after.total_seconds()
-        last_sent = following_since = self._clock.monotonic()
+        following_since = self._clock.monotonic()
+        # A heartbeat goes out at once when the stream starts caught up: after a resume it
+        # is the agent's proof that its view is current (it would otherwise wait a full
+        # interval in DEGRADED).
+        last_sent = following_since - interval
         while True:
             if hub.closing:
                 yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
