@@ -87,6 +87,7 @@ async def run(config: Config, command: str) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     clock = SystemClock()
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     async with contextlib.AsyncExitStack() as stack:
         audit = open_audit_sink(audit_path(config) or config.audit.sink)
         stack.callback(audit.close)

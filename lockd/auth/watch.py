@@ -100,7 +100,7 @@ class WatchStream:
                 f"agent applied revision {hello.applied_revision}, server is at {hub.revision}",
             )
             return
-        if hello.epoch == hub.epoch and hello.applied_revision > 0:
+        if hello.epoch and hello.epoch == hub.epoch:
             self.position = hello.applied_revision
             try:
                 async for frame in self._catch_up():

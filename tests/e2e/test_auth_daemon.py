@@ -261,11 +261,6 @@ async def test_auth_refuses_a_config_without_the_auth_service(
     assert "auth_service" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in lockd/daemon.py (reported): with the audit sink outside data_dir, "
-    "nothing creates a missing data_dir before SQLite opens <data_dir>/lockd.db",
-)
 async def test_auth_creates_a_missing_data_dir(daemons: Daemons, tmp_path: Path) -> None:
     """A fresh machine: data_dir does not exist yet and audit goes to stdout; the daemon
     creates data_dir and starts."""
