@@ -8,6 +8,7 @@ import grpc
 
 from lockd.api import convert
 from lockd.api.rpc import CallerResolver, unary
+from lockd.api.tls import anonymous_caller
 from lockd.auth.identity import AGENT_TOKEN_KIND, IdentityService, IssuedCertificate
 from lockd.domain.errors import ValidationError
 from lockd.v1 import identity_service_pb2 as pb
@@ -56,7 +57,11 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
     async def JoinAgent(
         self, request: pb.JoinAgentRequest, context: Context
     ) -> pb.JoinAgentResponse:
-        issued = await self._service.join_agent(request.token, request.server_id, request.csr_pem)
+        # The join port has no caller; elsewhere the caller is known and locks apply to it.
+        caller = None if self._caller_of is anonymous_caller else self._caller_of(context)
+        issued = await self._service.join_agent(
+            request.token, request.server_id, request.csr_pem, caller
+        )
         return pb.JoinAgentResponse(
             certificate_pem=issued.certificate_pem,
             ca_certificate_pem=issued.ca_certificate_pem,

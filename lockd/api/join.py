@@ -34,7 +34,7 @@ from lockd.auth.ca import (
     spki_pin,
 )
 from lockd.auth.identity import DEFAULT_AGENT_CERT_TTL
-from lockd.domain.errors import UnauthenticatedError, UnavailableError
+from lockd.domain.errors import LockdError, UnauthenticatedError
 from lockd.v1 import identity_service_pb2 as pb
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 
@@ -162,7 +162,9 @@ async def renew_forever(
         for address in addresses:
             try:
                 holder.identity = await renew(address, holder.identity, server_id)
-            except (UnavailableError, UnauthenticatedError) as error:
+            except LockdError as error:
+                # Refused (a locked agent, a revoked CA) or unreachable: keep the current
+                # certificate and retry later; never let the renewal task die.
                 _log.warning("certificate renewal failed", auth_server=address, error=str(error))
                 continue
             if directory is not None:

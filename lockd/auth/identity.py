@@ -17,8 +17,7 @@ from datetime import datetime, timedelta
 from lockd.auth.ca import CertIdentity, ClusterCA, IdentityKind, cert_pem
 from lockd.auth.service import AuthService
 from lockd.domain import rbac
-from lockd.domain.errors import AccessDeniedError, LockedError, NotFoundError, ValidationError
-from lockd.domain.identity import Identity
+from lockd.domain.errors import AccessDeniedError, NotFoundError, ValidationError
 from lockd.domain.lock import access_denied_message, validate_name
 from lockd.domain.ports import JoinToken
 from lockd.domain.rbac import Caller, CallerKind
@@ -92,25 +91,28 @@ class IdentityService:
         await self.auth.store.put_token(JoinToken(token_digest(token), kind, expires, caller.name))
         return token, expires
 
-    async def join_agent(self, token: str, server_id: str, csr_pem: bytes) -> IssuedCertificate:
-        """Exchange a join token for an agent certificate bound to `server_id`."""
+    async def join_agent(
+        self, token: str, server_id: str, csr_pem: bytes, caller: Caller | None = None
+    ) -> IssuedCertificate:
+        """Exchange a join token for an agent certificate bound to `server_id`.
+
+        `caller` is who called, when the port authenticates callers (the mTLS port, the
+        admin socket): locks apply to it as to every authenticated call.
+        """
+        if caller is not None:
+            self.auth.check_not_locked(caller)
         validate_name(server_id, "server_id")
         await self.auth.store.consume_token(
             token_digest(token), AGENT_TOKEN_KIND, self.auth.clock.now()
         )
-        self._refuse_locked_agent(server_id)
+        self.auth.check_not_locked(Caller.agent(server_id))  # refused and audited
         identity = CertIdentity(IdentityKind.AGENT, server_id)
         return self._issued(csr_pem, identity, self.agent_cert_ttl)
 
     async def renew_agent(self, caller: Caller, csr_pem: bytes) -> IssuedCertificate:
+        # Locks first, for every caller (SPEC §6): a locked user learns it is locked.
+        self.auth.check_not_locked(caller)
         if caller.kind is not CallerKind.AGENT:
             raise AccessDeniedError(access_denied_message("renew", "certificate"))
-        self._refuse_locked_agent(caller.server_id)
         identity = CertIdentity(IdentityKind.AGENT, caller.server_id)
         return self._issued(csr_pem, identity, self.agent_cert_ttl)
-
-    def _refuse_locked_agent(self, server_id: str) -> None:
-        query = Identity(server_id=server_id).query_targets()
-        hit = self.auth.lock_index.first_hit(query, self.auth.clock.now())
-        if hit is not None:
-            raise LockedError(hit.in_force_message(), hit.name)
