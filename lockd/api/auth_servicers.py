@@ -41,7 +41,7 @@ class LockServicer(lock_grpc.LockServiceServicer):
     async def CreateLock(
         self, request: lock_pb.CreateLockRequest, context: Context
     ) -> lock_pb.CreateLockResponse:
-        lock = convert.lock_from_pb(request.lock)
+        lock = convert.lock_from_pb(request.lock, validate=False)
         stored, revision = await self._service.create_lock(self._caller_of(context), lock)
         return lock_pb.CreateLockResponse(lock=convert.lock_to_pb(stored), revision=revision)
 
@@ -49,7 +49,7 @@ class LockServicer(lock_grpc.LockServiceServicer):
     async def UpsertLock(
         self, request: lock_pb.UpsertLockRequest, context: Context
     ) -> lock_pb.UpsertLockResponse:
-        lock = convert.lock_from_pb(request.lock)
+        lock = convert.lock_from_pb(request.lock, validate=False)
         stored, revision, created = await self._service.upsert_lock(self._caller_of(context), lock)
         return lock_pb.UpsertLockResponse(
             lock=convert.lock_to_pb(stored), revision=revision, created=created
@@ -127,7 +127,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
     async def PutRole(
         self, request: cluster_pb.PutRoleRequest, context: Context
     ) -> cluster_pb.PutRoleResponse:
-        role = convert.role_from_pb(request.role)
+        role = convert.role_from_pb(request.role, validate=False)
         created, revision = await self._service.put_role(
             self._caller_of(context), role, PUT_MODE_FROM_PB[request.mode]
         )
@@ -158,7 +158,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
     async def PutUser(
         self, request: cluster_pb.PutUserRequest, context: Context
     ) -> cluster_pb.PutUserResponse:
-        user = convert.user_from_pb(request.user)
+        user = convert.user_from_pb(request.user, validate=False)
         created = await self._service.put_user(
             self._caller_of(context), user, PUT_MODE_FROM_PB[request.mode]
         )
@@ -176,7 +176,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
         self, request: cluster_pb.GetClusterStatusRequest, context: Context
     ) -> cluster_pb.GetClusterStatusResponse:
         service = self._service
-        service.check_not_locked(self._caller_of(context))
+        service.authorize_status(self._caller_of(context))
         revision = service.hub.revision
         return cluster_pb.GetClusterStatusResponse(
             cluster_name=service.cluster.name,

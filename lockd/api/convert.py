@@ -97,8 +97,9 @@ def lock_to_pb(lock: Lock) -> pb.Lock:
     )
 
 
-def lock_from_pb(message: pb.Lock) -> Lock:
-    """A validated lock (ValidationError when it breaks SPEC §1)."""
+def lock_from_pb(message: pb.Lock, *, validate: bool = True) -> Lock:
+    """A lock, validated unless the caller validates later (servicers authorise first,
+    so an unauthorised caller learns nothing from validation errors)."""
     lock = Lock(
         name=message.name,
         target=target_from_pb(message.target),
@@ -107,7 +108,8 @@ def lock_from_pb(message: pb.Lock) -> Lock:
         created_at=timestamp_from_pb(message, "created_at"),
         created_by=message.created_by,
     )
-    lock.validate()
+    if validate:
+        lock.validate()
     return lock
 
 
@@ -131,14 +133,15 @@ def role_to_pb(role: Role) -> pb.Role:
     )
 
 
-def role_from_pb(message: pb.Role) -> Role:
+def role_from_pb(message: pb.Role, *, validate: bool = True) -> Role:
     role = Role(
         name=message.name,
         allow=_rules_from_pb(message.allow_rules),
         deny=_rules_from_pb(message.deny_rules),
         lock_mode=_mode_from_pb(message.lock_mode),
     )
-    role.validate()
+    if validate:
+        role.validate()
     return role
 
 
@@ -161,9 +164,10 @@ def user_to_pb(user: User) -> pb.User:
     return pb.User(name=user.name, roles=user.roles)
 
 
-def user_from_pb(message: pb.User) -> User:
+def user_from_pb(message: pb.User, *, validate: bool = True) -> User:
     user = User(name=message.name, roles=tuple(message.roles))
-    user.validate()
+    if validate:
+        user.validate()
     return user
 
 

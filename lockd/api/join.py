@@ -58,6 +58,10 @@ class AgentIdentity:
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.cert_pem)
 
+    def valid_at(self, now: datetime) -> bool:
+        cert = self.certificate()
+        return cert.not_valid_before_utc <= now < cert.not_valid_after_utc
+
     def renew_after(self) -> datetime:
         cert = self.certificate()
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc

@@ -23,10 +23,10 @@ from lockd.domain.errors import (
 )
 from lockd.domain.events import Event
 from lockd.domain.index import LockIndex
-from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.lock import Lock, LockTarget, access_denied_message
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, PutMode, Store
-from lockd.domain.rbac import Caller
+from lockd.domain.rbac import Caller, CallerKind
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role, User, Verb
 from lockd.domain.timeparse import format_rfc3339
 from lockd.obs.audit import (
@@ -96,6 +96,16 @@ class AuthService:
             self._audit_denied(caller, message, hit.name)
             raise LockedError(message, hit.name)
 
+    def authorize_status(self, caller: Caller) -> None:
+        """Cluster status names every agent: admins and users who may list locks (what
+        `lockctl lock --wait` needs), never agents."""
+        if caller.kind is CallerKind.AGENT:
+            self.check_not_locked(caller)
+            message = access_denied_message("read", "cluster status")
+            self._audit_denied(caller, message, "")
+            raise AccessDeniedError(message)
+        self.authorize(caller, Kind.LOCK, rbac.LIST)
+
     def _audit_denied(self, caller: Caller, reason: str, lock_name: str) -> None:
         self.audit.emit(
             access_denied(
@@ -111,7 +121,7 @@ class AuthService:
     # -- locks ---------------------------------------------------------------------
 
     async def create_lock(self, caller: Caller, lock: Lock) -> tuple[Lock, int]:
-        self.authorize(caller, Kind.LOCK, rbac.CREATE)
+        self.authorize(caller, Kind.LOCK, rbac.PUT)
         stamped = self._stamp(caller, lock)
         committed = await self.store.put(stamped, PutMode.CREATE, self.clock.now())
         self.hub.publish([committed.event])

@@ -14,9 +14,7 @@ from enum import StrEnum
 from lockd.domain.errors import AccessDeniedError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import access_denied_message
-from lockd.domain.resources import Kind, Role, Verb
-
-ADMIN_NAME = "Admin"
+from lockd.domain.resources import ADMIN_NAME, Kind, Role, Verb
 
 
 class CallerKind(StrEnum):

@@ -32,6 +32,8 @@ class Verb(StrEnum):
     DELETE = "delete"
 
 
+# The identity of the local admin socket (`created_by: Admin`); no user may take it.
+ADMIN_NAME = "Admin"
 WILDCARD = "*"
 RULE_RESOURCES = frozenset(kind.value for kind in Kind) | {WILDCARD}
 RULE_VERBS = frozenset(verb.value for verb in Verb) | {WILDCARD}
@@ -84,6 +86,8 @@ class User:
 
     def validate(self) -> None:
         validate_name(self.name, "user")
+        if self.name == ADMIN_NAME:
+            raise ValidationError(f'user name "{ADMIN_NAME}" is reserved for the local admin')
         for role in self.roles:
             validate_name(role, "role")
 

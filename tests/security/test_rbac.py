@@ -5,8 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from lockd.domain.errors import AccessDeniedError
+from lockd.domain.errors import AccessDeniedError, ValidationError
 from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.ports import PutMode
+from lockd.domain.resources import Role, Rule, User
 from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import resources_pb2 as res_pb
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
@@ -75,3 +77,44 @@ async def test_an_agent_may_watch_only_as_itself(cluster: SecureCluster) -> None
     await itself.hello()
     await itself.read_until("snapshot_end")
     itself.cancel()
+
+
+async def test_creating_a_lock_needs_update_as_well_as_create(cluster: SecureCluster) -> None:
+    """SPEC §6: create or update a lock needs both verbs, for CreateLock too."""
+    admin = cluster.admin()
+    creator = Role("creator", allow=(Rule(("lock",), ("create", "list", "read")),))
+    await admin.put_role(creator, PutMode.UPSERT)
+    client = cluster.client((await cluster.user("cris", ("creator",))).credentials())
+    with pytest.raises(
+        AccessDeniedError, match=r'^access denied to perform action "update" on "lock"$'
+    ):
+        await client.create_lock(Lock("l1", LockTarget(user="mallory")))
+
+
+async def test_an_unauthorised_caller_learns_nothing_from_validation(
+    cluster: SecureCluster,
+) -> None:
+    """Permission is checked before the request: a bad lock from a roleless user is
+    PERMISSION_DENIED, not INVALID_ARGUMENT."""
+    nobody = await cluster.user("nobody", ())
+    request = lock_pb.CreateLockRequest(lock=res_pb.Lock(name="bad name/with slash"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await LockServiceStub(cluster.channel(nobody.credentials())).CreateLock(request, timeout=10)
+    assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert caught.value.details() == DENIED_CREATE_LOCK
+
+
+async def test_agents_may_not_read_the_cluster_status(cluster: SecureCluster) -> None:
+    """The status names every agent and its address: not for agents."""
+    agent = cluster.client((await cluster.agent("node-2")).credentials())
+    with pytest.raises(
+        AccessDeniedError,
+        match=r'^access denied to perform action "read" on "cluster status"$',
+    ):
+        await agent.status()
+
+
+async def test_no_user_may_be_called_admin(cluster: SecureCluster) -> None:
+    """ "Admin" is the local admin socket's identity; a user of that name is refused."""
+    with pytest.raises(ValidationError, match='user name "Admin" is reserved'):
+        await cluster.admin().put_user(User("Admin", ("locksmith",)), PutMode.CREATE)
