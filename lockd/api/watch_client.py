@@ -57,6 +57,9 @@ class WatchClientSettings:
     ack_interval: float = 5.0
     # Read at every connection, so a renewed certificate is used from then on.
     credentials: Callable[[], grpc.ChannelCredentials] | None = None
+    # Added to CHANNEL_OPTIONS (e.g. `lockd bench` gives each of its many in-process
+    # agents its own connection with ("grpc.use_local_subchannel_pool", 1)).
+    channel_options: tuple[tuple[str, int | str], ...] = ()
 
 
 class StreamEnded(Exception):
@@ -122,10 +125,11 @@ class WatchClient:
     async def _stream(self, address: str) -> None:
         provider = self._settings.credentials
         credentials = provider() if provider is not None else None
+        options = [*CHANNEL_OPTIONS, *self._settings.channel_options]
         channel = (
-            grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+            grpc.aio.secure_channel(address, credentials, options=options)
             if credentials is not None
-            else grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            else grpc.aio.insecure_channel(address, options=options)
         )
         async with channel:
             call = watch_grpc.WatchServiceStub(channel).WatchLocks()

@@ -1,0 +1,124 @@
+"""Bare grpc.aio servers: the transport floors lockd is compared with.
+
+`BareFanOut` is a streaming server that does nothing but fan one pre-built frame out to
+every stream — the same bytes an auth server sends for a one-lock event batch, with the
+same server options — each time the coordinator says `publish`. `BareUnary` answers a
+CheckAccess-shaped unary call on a Unix socket with a pre-built response, without
+deserialising the request. Both run in their own worker process, like the real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from lockd.api.agent_servicer import decision_to_pb
+from lockd.api.auth_server import SERVER_OPTIONS
+from lockd.api.watch import ProtoWatchEncoder
+from lockd.bench.wire import Message
+from lockd.domain.events import Event
+from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.modes import LockingMode
+from lockd.domain.view import Decision
+from lockd.v1 import agent_service_pb2 as agent_pb
+
+CHECK_ACCESS = "/lockd.v1.AgentService/CheckAccess"
+EPOCH = "0f8c2a1e-6b7d-4c55-9a0e-3b1d2c4e5f60"  # a UUID, as real epochs are
+
+
+def probe_lock(index: int) -> Lock:
+    """The lock the propagation scenario creates, round `index` (it hits nobody)."""
+    return Lock(
+        f"bench-{index:06d}",
+        LockTarget(user=f"bench-victim-{index}"),
+        message="bench propagation",
+    )
+
+
+def event_frame(index: int) -> bytes:
+    """The WatchLocks frame an auth server sends for the `probe_lock(index)` event."""
+    now = datetime.now(UTC)
+    lock = replace(probe_lock(index), created_at=now, created_by="admin")
+    return ProtoWatchEncoder().events(EPOCH, [Event.put(index + 1, lock, now)])
+
+
+def allowed_response() -> bytes:
+    """What the agent answers to an allowed CheckAccess (best-effort mode)."""
+    decision = decision_to_pb(Decision(True, LockingMode.BEST_EFFORT))
+    return agent_pb.CheckAccessResponse(decision=decision).SerializeToString()
+
+
+class BareFanOut:
+    """Fan-out of pre-built frames to every stream (the WatchLocks transport floor)."""
+
+    def __init__(self) -> None:
+        self._frames: list[bytes] = []
+        self._changed = asyncio.Event()
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_stream_rpc_method_handler(
+            self._watch
+        )
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("lockd.bench.Bare", {"Watch": handler}),)
+        )
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    async def _watch(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        await anext(aiter(requests), None)  # the client's hello
+        await context.write(b"")  # welcome: the stream is live
+        sent = 0
+        while True:
+            while sent < len(self._frames):
+                await context.write(self._frames[sent])
+                sent += 1
+            await self._changed.wait()
+
+    def publish(self, index: int) -> None:
+        self._frames.append(event_frame(index))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def handle(self, command: Message) -> Message:
+        if command["cmd"] == "publish":
+            self.publish(int(command["index"]))
+            return {}
+        raise ValueError(f"unknown command {command['cmd']!r}")
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+
+
+class BareUnary:
+    """A unary server answering CheckAccess with pre-built bytes (the unary floor)."""
+
+    def __init__(self, socket: Path) -> None:
+        self._response = allowed_response()
+        self.server = grpc.aio.server()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+            self._check
+        )
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "lockd.v1.AgentService", {"CheckAccess": handler}
+                ),
+            )
+        )
+        self.server.add_insecure_port(f"unix:{socket}")
+
+    async def _check(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        return self._response
+
+    async def handle(self, command: Message) -> Message:
+        raise ValueError(f"unknown command {command['cmd']!r}")
+
+    async def stop(self) -> None:
+        await self.server.stop(0)

@@ -1,0 +1,180 @@
+"""`lockd bench SCENARIO [options] [--json]`: parse, run, print, clean up.
+
+Each scenario prints a table (a heading with its parameters, then one figure per line)
+or, with `--json`, one JSON object per scenario on stdout. Progress goes to stderr.
+Whatever happens — an error, Ctrl-C, SIGTERM — every child process is killed and the
+temporary directory removed (`--keep` keeps the directory, for its logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from lockd.bench.procs import Reaper, raise_nofile
+from lockd.bench.report import Result, render_table
+from lockd.bench.scenarios.check import CheckParams, check
+from lockd.bench.scenarios.common import Common
+from lockd.bench.scenarios.create import CreateParams, create
+from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
+from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
+from lockd.bench.scenarios.terminate import TerminateParams, terminate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockd bench",
+        description="Measure lockd on this machine: a real `lockd auth` subprocess, real "
+        "agent code in worker processes, bare grpc.aio servers as transport floors.",
+        epilog="Example: lockd bench propagation --agents 1000 --procs 2 --with-baseline",
+    )
+    scenarios = parser.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
+
+    def scenario(name: str, text: str) -> argparse.ArgumentParser:
+        command = scenarios.add_parser(name, help=text, description=text)
+        command.add_argument("--json", action="store_true", help="one JSON object per scenario")
+        command.add_argument(
+            "--store", choices=("sqlite", "memory"), default="sqlite", help="auth server store"
+        )
+        command.add_argument(
+            "--heartbeat", default="5s", help="auth heartbeat_interval (default 5s)"
+        )
+        command.add_argument(
+            "--keep", action="store_true", help="keep the temporary directory (logs)"
+        )
+        return command
+
+    for name, text in (
+        ("propagation", "time from CreateLock to the first and last of N agents applying it"),
+        ("baseline", "the same fan-out over a bare grpc.aio server (transport floor)"),
+    ):
+        command = scenario(name, text)
+        command.add_argument("--agents", type=int, default=100, help="agents (streams)")
+        command.add_argument("--locks", type=int, default=50, help="locks created, one by one")
+        command.add_argument("--procs", type=int, default=2, help="agent worker processes")
+        command.add_argument("--warmup", type=int, default=3, help="unmeasured locks first")
+        command.add_argument("--gap", type=float, default=0.05, help="seconds between locks")
+        if name == "propagation":
+            command.add_argument(
+                "--with-baseline", action="store_true", help="run baseline too, and compare"
+            )
+
+    command = scenario("terminate", "from a lock event's arrival to every hit session ending")
+    command.add_argument("--sessions", type=int, default=1000, help="sessions registered")
+    command.add_argument("--matching", type=int, default=100, help="sessions the lock hits")
+    command.add_argument("--rounds", type=int, default=5, help="locks, one per round")
+    command.add_argument("--locks", type=int, default=0, help="background locks in the view")
+    command.add_argument("--procs", type=int, default=2, help="sidecar processes")
+
+    command = scenario("check", "CheckAccess over the Unix socket (vs bare gRPC) and in-process")
+    command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
+    command.add_argument("--concurrency", type=int, default=50, help="calls in flight")
+    command.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    command.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    command.add_argument("--procs", type=int, default=1, help="checker processes")
+
+    command = scenario("create", "durable CreateLock latency, one call at a time")
+    command.add_argument("--locks", type=int, default=200, help="locks created")
+    command.add_argument("--warmup", type=int, default=10, help="unmeasured creates first")
+
+    command = scenario("reconnect", "auth server restart: time until every agent is SYNCED")
+    command.add_argument("--agents", type=int, default=100, help="agents (streams)")
+    command.add_argument("--procs", type=int, default=2, help="agent worker processes")
+    command.add_argument("--locks", type=int, default=0, help="locks in the store")
+
+    command = scenario("snapshot", "cold start of N agents against L existing locks")
+    command.add_argument("--agents", type=int, default=100, help="agents (streams)")
+    command.add_argument("--locks", type=int, default=1000, help="locks in the store")
+    command.add_argument("--procs", type=int, default=2, help="agent worker processes")
+    return parser
+
+
+def _common(args: argparse.Namespace) -> Common:
+    return Common(args.store, args.heartbeat)
+
+
+async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = FanOutParams(args.agents, args.locks, args.procs, args.warmup, args.gap)
+    if args.scenario == "baseline":
+        return [await baseline(reaper, params)]
+    results = []
+    floor = None
+    if args.with_baseline:
+        floor = await baseline(reaper, params)
+        results.append(floor)
+    ours = await propagation(reaper, params, _common(args))
+    if floor is not None:
+        compare(ours, floor)
+    results.append(ours)
+    return results
+
+
+async def _terminate(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = TerminateParams(args.sessions, args.matching, args.rounds, args.locks, args.procs)
+    return [await terminate(reaper, params, _common(args))]
+
+
+async def _check(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = CheckParams(args.locks, args.concurrency, args.seconds, args.warmup, args.procs)
+    return [await check(reaper, params, _common(args))]
+
+
+async def _create(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    return [await create(reaper, CreateParams(args.locks, args.warmup), _common(args))]
+
+
+async def _resync(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = ResyncParams(args.agents, args.locks, args.procs)
+    run = reconnect if args.scenario == "reconnect" else snapshot
+    return [await run(reaper, params, _common(args))]
+
+
+Runner = Callable[[Reaper, argparse.Namespace], Awaitable[list[Result]]]
+RUNNERS: dict[str, Runner] = {
+    "propagation": _fan_out,
+    "baseline": _fan_out,
+    "terminate": _terminate,
+    "check": _check,
+    "create": _create,
+    "reconnect": _resync,
+    "snapshot": _resync,
+}
+
+
+async def _run(args: argparse.Namespace, reaper: Reaper) -> list[Result]:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await RUNNERS[args.scenario](reaper, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    raise_nofile()
+    reaper = Reaper(keep=args.keep)
+    try:
+        results = asyncio.run(_run(args, reaper))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("lockd bench: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except Exception as error:
+        print(f"lockd bench: {args.scenario} failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        reaper.close()
+        if args.keep:
+            print(f"lockd bench: kept {reaper.workdir}", file=sys.stderr)
+    for result in results:
+        if args.json:
+            print(result.to_json(), flush=True)
+        else:
+            render_table(result, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The `lockd bench` scenarios, one module each (docs/benchmarks.md describes them)."""

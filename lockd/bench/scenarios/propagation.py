@@ -1,0 +1,162 @@
+"""`propagation` and `baseline`: how fast one lock reaches every agent.
+
+propagation: N real agents (K worker processes) watch a real `lockd auth`; M locks are
+created one at a time over the admin socket. For each, the time from the CreateLock call
+to the moment its revision was applied by the first and by the last agent.
+
+baseline: the same harness over a bare grpc.aio server that fans the same-size frame out
+(`lockd.bench.bare`): the transport floor the propagation figures are compared with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from lockd.bench.bare import probe_lock
+from lockd.bench.procs import Reaper
+from lockd.bench.report import Result, Value, latency_summary, mb
+from lockd.bench.scenarios.common import (
+    Common,
+    applied,
+    close_workers,
+    connect_and_sync,
+    settle,
+    split,
+    start_auth,
+    start_workers,
+    total_cpu,
+    total_rss,
+)
+from lockd.bench.wire import Worker
+
+APPLY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutParams:
+    agents: int = 100
+    locks: int = 50
+    procs: int = 2
+    warmup: int = 3
+    gap: float = 0.05
+
+
+class Publisher(Protocol):
+    async def __call__(self, index: int) -> int:
+        """Publish lock number `index`; return the revision (frame number) it got."""
+        ...
+
+
+async def _measure(
+    publish: Publisher, workers: list[Worker], params: FanOutParams, server_pid: int
+) -> dict[str, Value]:
+    """Publish warmup + M items one at a time; first/last-applied latencies and CPU."""
+    first: list[float] = []
+    last: list[float] = []
+    cpu_before = total_cpu([server_pid])
+    workers_cpu_before = total_cpu([worker.pid for worker in workers])
+    for index in range(params.warmup + params.locks):
+        start = time.monotonic()
+        revision = await publish(index)
+        events = await applied(workers, revision, APPLY_TIMEOUT)
+        if index >= params.warmup:
+            first.append(min(float(event["first"]) for event in events) - start)
+            last.append(max(float(event["last"]) for event in events) - start)
+        await asyncio.sleep(params.gap)
+    cpu = total_cpu([server_pid]) - cpu_before
+    workers_cpu = total_cpu([worker.pid for worker in workers]) - workers_cpu_before
+    return {
+        **latency_summary("last", last),
+        **latency_summary("first", first),
+        "server_cpu_s": round(cpu, 2),
+        "server_cpu_ms_per_lock": round(cpu * 1000 / max(1, params.warmup + params.locks), 2),
+        "agents_cpu_s": round(workers_cpu, 2),
+    }
+
+
+def _params(name: str, params: FanOutParams, common: Common | None) -> dict[str, Value]:
+    values: dict[str, Value] = {
+        "agents": params.agents,
+        "locks": params.locks,
+        "procs": params.procs,
+    }
+    if common is not None:
+        values["store"] = common.store
+    return values
+
+
+async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> Result:
+    result = Result("propagation", _params("propagation", params, common))
+    auth = await start_auth(reaper, common)
+    workers: list[Worker] = []
+    try:
+        idle_rss = auth.rss()
+        sizes = split(params.agents, params.procs)
+        workers = await start_workers(reaper, "agents", sizes, ["--auth", auth.address], "a")
+        started, synced = await connect_and_sync(workers, params.agents)
+        await settle()
+        streams_rss = auth.rss()
+        client = auth.admin()
+        revision = (await client.status()).revision
+        for worker in workers:
+            await worker.call("track", from_rev=revision + 1)
+
+        async def create(index: int) -> int:
+            _, committed = await client.create_lock(probe_lock(index))
+            return committed
+
+        figures = await _measure(create, workers, params, auth.pid)
+        result.update(figures)
+        result.add(
+            sync_all_s=round(max(synced) - started, 2),
+            server_rss_mb=mb(auth.rss()),
+            server_rss_idle_mb=mb(idle_rss),
+            rss_per_stream_kb=round((streams_rss - idle_rss) / 1024 / max(1, params.agents), 1),
+            agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
+        )
+    finally:
+        await close_workers(reaper, workers)
+        await auth.close()
+    return result
+
+
+async def baseline(reaper: Reaper, params: FanOutParams) -> Result:
+    result = Result("baseline", _params("baseline", params, None))
+    server = await Worker.start(reaper, "fanout", "bare-fanout", [])
+    workers: list[Worker] = []
+    try:
+        ready = await server.event("ready", 60.0)
+        idle_rss = total_rss([server.pid])
+        sizes = split(params.agents, params.procs)
+        address = f"127.0.0.1:{ready['port']}"
+        workers = await start_workers(reaper, "bare-watchers", sizes, ["--auth", address], "b")
+        started, synced = await connect_and_sync(workers, params.agents)
+        await settle()
+        streams_rss = total_rss([server.pid])
+
+        async def publish(index: int) -> int:
+            await server.call("publish", index=index)
+            return index + 1
+
+        result.update(await _measure(publish, workers, params, server.pid))
+        result.add(
+            sync_all_s=round(max(synced) - started, 2),
+            server_rss_mb=mb(total_rss([server.pid])),
+            server_rss_idle_mb=mb(idle_rss),
+            rss_per_stream_kb=round((streams_rss - idle_rss) / 1024 / max(1, params.agents), 1),
+            agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
+        )
+    finally:
+        await close_workers(reaper, [*workers, server])
+    return result
+
+
+def compare(propagated: Result, floor: Result) -> None:
+    """Add the ratio of propagation's p99 (and p50) to the bare transport's."""
+    for key in ("last_p99_ms", "last_p50_ms"):
+        ours, bare = propagated.figures.get(key), floor.figures.get(key)
+        if isinstance(ours, float) and isinstance(bare, float) and bare > 0:
+            propagated.figures[f"vs_baseline_{key.removesuffix('_ms')}"] = round(ours / bare, 2)

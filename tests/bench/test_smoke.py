@@ -1,0 +1,212 @@
+"""`lockd bench` smoke tests: every scenario at tiny sizes, through the real command.
+
+Each runs `lockd bench SCENARIO ... --json` in a subprocess and checks that it exits 0
+and prints one valid JSON object per scenario with the documented fields
+(docs/benchmarks.md). No timing is asserted: figures from a loaded CI machine mean
+nothing. One test interrupts a run and checks that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 90
+
+LATENCY = ("p50_ms", "p99_ms", "max_ms")
+FAN_OUT = (
+    *(f"last_{key}" for key in LATENCY),
+    *(f"first_{key}" for key in LATENCY),
+    "server_cpu_s",
+    "server_cpu_ms_per_lock",
+    "agents_cpu_s",
+    "sync_all_s",
+    "server_rss_mb",
+    "server_rss_idle_mb",
+    "rss_per_stream_kb",
+    "agents_rss_mb",
+)
+FIELDS = {
+    "baseline": FAN_OUT,
+    "propagation": (*FAN_OUT, "vs_baseline_last_p99", "vs_baseline_last_p50"),
+    "terminate": (
+        *(f"session_{key}" for key in LATENCY),
+        *(f"all_{key}" for key in LATENCY),
+        *(f"create_to_all_{key}" for key in LATENCY),
+        "agent_cpu_s",
+        "agent_rss_mb",
+        "agent_rss_idle_mb",
+        "agent_rss_end_mb",
+    ),
+    "check": (
+        "inprocess_checks_per_s",
+        "inprocess_decide_per_s",
+        "socket_checks_per_s",
+        "socket_p50_ms",
+        "socket_p99_ms",
+        "socket_agent_cpu_s",
+        "bare_checks_per_s",
+        "bare_p50_ms",
+        "bare_p99_ms",
+        "bare_server_cpu_s",
+        "socket_vs_bare",
+    ),
+    "create": (*(f"create_{key}" for key in LATENCY), "creates_per_s", "server_cpu_ms_per_create"),
+    "reconnect": ("restart_s", "resync_all_s", "total_s", "resumed_share", "snapshots"),
+    "snapshot": (
+        *(f"synced_{key}" for key in LATENCY),
+        "all_synced_s",
+        "server_cpu_s",
+        "server_rss_mb",
+        "agents_rss_mb",
+        "rss_per_agent_kb",
+        "agents_cpu_s",
+    ),
+}
+
+
+def bench(tmp_path: Path, *args: str) -> list[dict[str, object]]:
+    """Run `lockd bench ARGS --json`; the JSON objects it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lockd.daemon", "bench", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("lockd-bench-*")), "the temporary directory was left"
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def check_fields(result: dict[str, object], scenario: str) -> dict[str, object]:
+    assert result["scenario"] == scenario
+    assert isinstance(result["params"], dict)
+    assert isinstance(result["notes"], list)
+    figures = result["results"]
+    assert isinstance(figures, dict)
+    missing = [key for key in FIELDS[scenario] if key not in figures]
+    assert not missing, f"{scenario} lacks {missing}"
+    for key in FIELDS[scenario]:
+        assert isinstance(figures[key], int | float), f"{scenario}.{key} = {figures[key]!r}"
+    return figures
+
+
+def test_propagation_with_baseline(tmp_path: Path) -> None:
+    results = bench(
+        tmp_path, "propagation", "--agents", "6", "--procs", "2", "--locks", "3",
+        "--warmup", "1", "--gap", "0", "--with-baseline", "--store", "memory",
+    )  # fmt: skip
+    assert [result["scenario"] for result in results] == ["baseline", "propagation"]
+    check_fields(results[0], "baseline")
+    figures = check_fields(results[1], "propagation")
+    assert results[1]["params"] == {"agents": 6, "locks": 3, "procs": 2, "store": "memory"}
+    assert float(figures["last_p50_ms"]) >= float(figures["first_p50_ms"])  # type: ignore[arg-type]
+
+
+def test_terminate(tmp_path: Path) -> None:
+    (result,) = bench(
+        tmp_path, "terminate", "--sessions", "20", "--matching", "4", "--rounds", "2",
+        "--locks", "30", "--procs", "2",
+    )  # fmt: skip
+    check_fields(result, "terminate")
+
+
+def test_check(tmp_path: Path) -> None:
+    (result,) = bench(
+        tmp_path, "check", "--locks", "50", "--concurrency", "4", "--seconds", "0.5",
+        "--warmup", "0.1",
+    )  # fmt: skip
+    figures = check_fields(result, "check")
+    assert float(figures["socket_checks_per_s"]) > 0  # type: ignore[arg-type]
+
+
+def test_create(tmp_path: Path) -> None:
+    (result,) = bench(tmp_path, "create", "--locks", "5", "--warmup", "1")
+    check_fields(result, "create")
+    assert result["params"] == {"locks": 5, "store": "sqlite"}
+
+
+def test_reconnect(tmp_path: Path) -> None:
+    (result,) = bench(tmp_path, "reconnect", "--agents", "4", "--procs", "1")
+    figures = check_fields(result, "reconnect")
+    assert 0 <= float(figures["resumed_share"]) <= 1  # type: ignore[arg-type]
+
+
+def test_snapshot(tmp_path: Path) -> None:
+    (result,) = bench(tmp_path, "snapshot", "--agents", "4", "--locks", "20", "--procs", "1")
+    check_fields(result, "snapshot")
+
+
+def test_table_output(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lockd.daemon", "bench", "create", "--locks", "3",
+         "--store", "memory"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "== create  locks=3 store=memory" in done.stdout
+    assert "create_p99_ms" in done.stdout
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid`."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lockd.daemon", "bench", "propagation", "--agents", "4",
+         "--procs", "2", "--locks", "100000", "--gap", "0.05", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while len(children) < 3:  # the auth server and two workers
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the bench did not start its children"
+            children = _children(process.pid)
+            time.sleep(0.1)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert b"interrupted" in stderr
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children):
+            assert time.monotonic() < deadline, "children survived the interrupt"
+            time.sleep(0.1)
+        assert not list(tmp_path.glob("lockd-bench-*"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
