@@ -1,12 +1,9 @@
 """`lockctl lock --wait`: wait until every connected agent has applied a revision.
 
-The auth server reports, per agent, the revision it last acknowledged and its lag. An
-agent has applied the lock when it acknowledged a revision at or past the lock's in the
-auth server's current epoch. `AgentStatus` carries no epoch, so the epoch check is read
-from the lag the server computes: the same epoch gives `lag = max(0, revision - applied)`,
-another epoch gives `lag = revision`; for an agent at or past the lock's revision (≥ 1)
-only the first can hold. If that server rule ever changes, --wait fails safe: it times
-out instead of confirming.
+The auth server reports, per agent, the epoch and revision it last acknowledged. An
+agent has applied the lock when it acknowledged, in the auth server's current epoch, a
+revision at or past the lock's. An acknowledgement in another epoch (an agent still on
+the history from before a restore) never counts, whatever its revision.
 
 Who must confirm: every agent seen connected during the wait. An agent that drops off
 before confirming stays pending (it is named, marked disconnected, if time runs out);
@@ -34,8 +31,7 @@ MAX_POLL_INTERVAL = 0.5
 
 def has_applied(agent: AgentInfo, status: ClusterStatus, revision: int) -> bool:
     """The agent acknowledged `revision` (or later) in the server's current epoch."""
-    same_epoch = agent.lag == max(0, status.revision - agent.applied_revision)
-    return agent.applied_revision >= revision and same_epoch
+    return agent.epoch == status.epoch and agent.applied_revision >= revision
 
 
 @dataclass
@@ -43,10 +39,12 @@ class WaitState:
     """What one wait has seen so far; `observe` folds in each status."""
 
     revision: int
+    epoch: str = ""  # the server's, as of the last status
     seen: dict[str, AgentInfo] = field(default_factory=dict)
     confirmed: set[str] = field(default_factory=set)
 
     def observe(self, status: ClusterStatus) -> None:
+        self.epoch = status.epoch
         for agent in status.agents:
             if agent.connected or agent.server_id in self.seen:
                 self.seen[agent.server_id] = agent
@@ -57,12 +55,13 @@ class WaitState:
         return [agent for sid, agent in sorted(self.seen.items()) if sid not in self.confirmed]
 
     def describe_pending(self) -> str:
-        return ", ".join(_describe(agent) for agent in self.pending())
+        return ", ".join(_describe(agent, self.epoch) for agent in self.pending())
 
 
-def _describe(agent: AgentInfo) -> str:
+def _describe(agent: AgentInfo, epoch: str) -> str:
     where = "disconnected" if not agent.connected else agent.state
-    return f"{agent.server_id} (at revision {agent.applied_revision}, {where})"
+    other = " of another epoch" if agent.epoch and agent.epoch != epoch else ""
+    return f"{agent.server_id} (at revision {agent.applied_revision}{other}, {where})"
 
 
 async def wait_for_agents(

@@ -55,3 +55,22 @@ def agents() -> Iterator[Callable[[AuthServer, str], FakeAgent]]:
     yield start
     for agent in started:
         agent.close()
+
+
+@pytest.fixture(scope="module")
+def tls_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    """A `lockd auth` with TLS on (no `insecure: true`): mTLS on its port, a join port."""
+    server = start_auth_server(tmp_path_factory.mktemp("tls"), tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tls_server(tls_auth_server: AuthServer) -> AuthServer:
+    """The module's TLS auth server, emptied of locks, roles and users."""
+    if tls_auth_server.process.poll() is not None:
+        pytest.fail(f"lockd auth died: {tls_auth_server.log.read_text()}")
+    reset(tls_auth_server)
+    return tls_auth_server

@@ -28,8 +28,14 @@ def free_port() -> int:
 
 
 def write_config(
-    directory: Path, port: int, cluster_name: str = "lockctl.test", locking_mode: str = ""
+    directory: Path,
+    port: int,
+    cluster_name: str = "lockctl.test",
+    locking_mode: str = "",
+    join_port: int | None = None,
 ) -> Path:
+    """A `lockd auth` config; plaintext (`insecure: true`) unless a join port is given,
+    which makes it a TLS cluster (mTLS on `port`, the join port for agents)."""
     data = directory / "data"
     data.mkdir(parents=True, exist_ok=True)
     admin = data / "admin.sock"
@@ -46,7 +52,11 @@ def write_config(
         "  metrics_addr: ''\n"
         "  storage: {type: sqlite}\n"
         "  heartbeat_interval: 200ms\n"
-        "  insecure: true\n"  # plaintext TCP for the fake agents (loopback only)
+        + (
+            "  insecure: true\n"  # plaintext TCP for the fake agents (loopback only)
+            if join_port is None
+            else f"  join_listen_addr: 127.0.0.1:{join_port}\n"
+        )
         + (f"  authentication: {{locking_mode: {locking_mode}}}\n" if locking_mode else ""),
         encoding="utf-8",
     )
@@ -61,6 +71,7 @@ class AuthServer:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    join_port: int | None = None  # a TLS cluster's join port; None: plaintext (insecure)
 
     @property
     def admin_socket(self) -> Path:
@@ -69,6 +80,10 @@ class AuthServer:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def join_address(self) -> str:
+        return f"127.0.0.1:{self.join_port}"
 
     def client_call(self, work):  # type: ignore[no-untyped-def]
         """Run `await work(client)` on a fresh AuthClient to the admin socket."""
@@ -93,16 +108,18 @@ class AuthServer:
 
 
 def start_auth_server(
-    directory: Path, cluster_name: str = "lockctl.test", locking_mode: str = ""
+    directory: Path, cluster_name: str = "lockctl.test", locking_mode: str = "", tls: bool = False
 ) -> AuthServer:
+    """`tls`: a TLS cluster (the default config, without `insecure: true`)."""
     port = free_port()
-    config = write_config(directory, port, cluster_name, locking_mode)
+    join_port = free_port() if tls else None
+    config = write_config(directory, port, cluster_name, locking_mode, join_port)
     log = directory / "lockd.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [LOCKD, "auth", "--config", str(config)], stdout=sink, stderr=subprocess.STDOUT
         )
-    server = AuthServer(config, port, process, log)
+    server = AuthServer(config, port, process, log, join_port)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:
@@ -140,10 +157,14 @@ def lockctl(
     env: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `lockctl -c CONFIG ARGS...` (no -c when `server` is None)."""
+    """Run `lockctl -c CONFIG ARGS...` (no -c when `server` is None).
+
+    Under test, gRPC core logs stay off (as lockctl sets them by default) whatever the
+    environment says, so stderr is lockctl's own."""
     config = server.config if isinstance(server, AuthServer) else server
     prefix = ["-c", str(config)] if config is not None else []
     environment = {key: value for key, value in os.environ.items() if key != "LOCKD_CONFIG"}
+    environment.pop("GRPC_VERBOSITY", None)
     environment.update(env or {})
     return subprocess.run(
         [LOCKCTL, *prefix, *args],
@@ -163,3 +184,56 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> Non
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def remote(
+    server: AuthServer, identity: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `lockctl --auth-server=ADDRESS --identity=FILE ARGS...` (mTLS, no config)."""
+    return lockctl(
+        None, f"--auth-server={server.address}", f"--identity={identity}", *args, timeout=timeout
+    )
+
+
+@dataclass
+class Agent:
+    """A real `lockd agent --config FILE` subprocess."""
+
+    config: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_agent(directory: Path, agent_service: str, server_id: str) -> Agent:
+    """Start `lockd agent` with the given `agent_service:` YAML block (as `lockctl tokens
+    add` prints it) plus a data dir, a server_id and no metrics port."""
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    assert len(str(data / "agent.sock")) < 100, f"Unix socket path too long: {data}"
+    config = directory / "agent.yaml"
+    config.write_text(
+        "cluster_name: lockctl.test\n"
+        f"data_dir: {data}\n"
+        "log: {format: json, level: info}\n"
+        "audit: {sink: stderr}\n"
+        + agent_service.rstrip("\n")
+        + "\n"
+        + f"  server_id: {server_id}\n"
+        + "  metrics_addr: ''\n",
+        encoding="utf-8",
+    )
+    log = directory / "agent.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [LOCKD, "agent", "--config", str(config)], stdout=sink, stderr=subprocess.STDOUT
+        )
+    return Agent(config, process, log)

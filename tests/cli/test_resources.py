@@ -232,13 +232,17 @@ def test_users_add_errors(server: AuthServer) -> None:
         ),
         (
             ["--auth-server", "auth.example.com:3025", "get", "locks"],
-            "remote access (--auth-server/--identity) needs the security issue's mTLS "
-            "identities; use -c on the auth host",
+            "--auth-server needs --identity FILE (an identity file: on the auth host, "
+            "lockctl auth sign --user=NAME --out=FILE)",
         ),
         (
             ["get", "locks", "--identity", "/tmp/id.pem"],
-            "remote access (--auth-server/--identity) needs the security issue's mTLS "
-            "identities; use -c on the auth host",
+            "--identity needs --auth-server HOST:PORT (the auth server's listen_addr)",
+        ),
+        (
+            ["get", "locks", "--identity", "/tmp/id.pem", "--auth-server", "a:1"],
+            "use either -c/--config (the admin socket, on the auth host) or --auth-server "
+            "with --identity (remote), not both",
         ),
     ],
 )
@@ -321,6 +325,8 @@ def test_help_explains_flags_with_examples() -> None:
         ["users"],
         ["users", "add"],
         ["users", "update"],
+        ["auth", "sign"],
+        ["tokens", "add"],
     ):
         result = lockctl(None, *command, "--help")
         assert result.returncode == 0, command

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import argparse
 import io
-from datetime import UTC, datetime
+import stat
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from lockd.auth.ca import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
+from lockd.cli.commands.auth import check_destination, write_private
+from lockd.cli.commands.tokens import JoinAddresses, dialable, in_words, render_text
 from lockd.cli.commands.unlock import exact_and_partial
+from lockd.cli.connection import check_address, check_valid, remote_reason
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_FAILURE, EXIT_USAGE, UsageError, exit_code_for
+from lockd.cli.errors import EXIT_FAILURE, EXIT_USAGE, OperationError, UsageError, exit_code_for
 from lockd.cli.main import build_parser
 from lockd.cli.refs import Ref, parse_ref
 from lockd.cli.tables import cell, render_pairs, render_table, width
 from lockd.cli.targets import target_from_args
 from lockd.cli.timeflags import expiry
 from lockd.cli.wait import WaitState, has_applied
-from lockd.client import AgentInfo, ClusterStatus
-from lockd.domain.errors import AccessDeniedError, NotFoundError, ValidationError
+from lockd.client import AgentInfo, ClusterStatus, IdentityFile
+from lockd.domain.errors import (
+    AccessDeniedError,
+    NotFoundError,
+    UnauthenticatedError,
+    ValidationError,
+)
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.resources import Kind
 
@@ -139,8 +151,10 @@ def test_expiry_rules() -> None:
         expiry("1h", "2031-01-01T00:00:00Z", now)
 
 
-def agent(server_id: str, applied: int, lag: int, connected: bool = True) -> AgentInfo:
-    return AgentInfo(server_id, "ipv4:127.0.0.1:1", "synced", applied, lag, None, connected)
+def agent(
+    server_id: str, applied: int, lag: int, connected: bool = True, epoch: str = "e1"
+) -> AgentInfo:
+    return AgentInfo(server_id, "ipv4:127.0.0.1:1", "synced", applied, lag, None, connected, epoch)
 
 
 def status(revision: int, *agents: AgentInfo) -> ClusterStatus:
@@ -151,8 +165,17 @@ def test_has_applied_needs_the_revision_in_the_same_epoch() -> None:
     assert has_applied(agent("a", 5, 0), status(5), 5)
     assert has_applied(agent("a", 6, 0), status(6), 5)
     assert not has_applied(agent("a", 4, 1), status(5), 5)
-    # Another epoch: the server reports lag = its revision, whatever was applied.
-    assert not has_applied(agent("a", 7, 5), status(5), 5)
+    # Another epoch (the agent's ack is from an older history): never, whatever revision.
+    assert not has_applied(agent("a", 7, 5, epoch="e0"), status(5), 5)
+    assert not has_applied(agent("a", 7, 0, epoch=""), status(5), 5)
+
+
+def test_pending_agents_name_another_epoch() -> None:
+    state = WaitState(revision=5)
+    state.observe(status(5, agent("a", 7, 5, epoch="e0"), agent("b", 4, 1)))
+    assert state.describe_pending() == (
+        "a (at revision 7 of another epoch, synced), b (at revision 4, synced)"
+    )
 
 
 def test_wait_state_tracks_agents_seen_connected() -> None:
@@ -235,3 +258,121 @@ def test_status_text_has_tctl_shape_with_ca_pin() -> None:
         "node-a     ipv4:10.0.0.7:5  synced        7        0    0.0s ago\n"
         "node-b     ipv4:10.0.0.8:6  disconnected  3        4    never\n"
     )
+
+
+# -- identities, tokens and remote connections ------------------------------------------
+
+
+def identity_file(ttl: timedelta = timedelta(hours=1), now: datetime | None = None) -> IdentityFile:
+    moment = now or datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as directory:  # the CA stays usable in memory
+        ca = ClusterCA.load_or_create(Path(directory), "unit.test", moment)
+    key = new_key()
+    cert = ca.issue(key.public_key(), CertIdentity(IdentityKind.USER, "alice"), moment, ttl)
+    return IdentityFile(key_pem(key), cert_pem(cert), ca.cert_pem)
+
+
+def test_identity_file_round_trip() -> None:
+    identity = identity_file()
+    rendered = identity.render()
+    assert rendered.count(b"-----BEGIN ") == 3
+    assert rendered.startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert IdentityFile.parse(b"# a comment\n" + rendered, "x.pem") == identity
+    with pytest.raises(ValidationError, match="the certificate was not issued by the CA"):
+        IdentityFile.parse(identity.key_pem + identity.cert_pem + identity_file().ca_pem)
+    with pytest.raises(ValidationError, match=r"^x\.pem: 2 private keys"):
+        IdentityFile.parse(identity.key_pem + rendered, "x.pem")
+
+
+def test_check_valid_names_the_expiry_and_the_fix() -> None:
+    identity = identity_file(timedelta(hours=1), datetime(2030, 1, 1, tzinfo=UTC))
+    check_valid(identity, Path("a.pem"), datetime(2030, 1, 1, 0, 30, tzinfo=UTC))
+    with pytest.raises(UnauthenticatedError) as expired:
+        check_valid(identity, Path("a.pem"), datetime(2030, 1, 1, 1, tzinfo=UTC))
+    assert str(expired.value) == (
+        "the identity in a.pem expired at 2030-01-01T01:00:00Z; sign a new one on the auth "
+        "host: lockctl auth sign --user=alice --out=a.pem"
+    )
+    assert exit_code_for(expired.value) == EXIT_FAILURE
+    with pytest.raises(UnauthenticatedError, match="not valid before 2029-12-31T23:59:00Z"):
+        check_valid(identity, Path("a.pem"), datetime(2029, 12, 31, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("address", ["auth.example.com:3025", "10.0.0.1:1", "[::1]:3025"])
+def test_good_addresses(address: str) -> None:
+    check_address(address)
+
+
+@pytest.mark.parametrize("address", ["", "host", ":3025", "host:", "host:0", "host:65536"])
+def test_bad_addresses(address: str) -> None:
+    with pytest.raises(UsageError, match="is not HOST:PORT"):
+        check_address(address)
+
+
+def test_remote_reasons() -> None:
+    prefix = "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:3025: "
+    plain = remote_reason(
+        prefix + "Ssl handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:"
+        "SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER: Invalid certificate verification "
+        "context",
+        Path("a.pem"),
+    )
+    assert plain == (
+        "TLS handshake failed: WRONG_VERSION_NUMBER: Invalid certificate verification context "
+        "(the server does not speak TLS there; does it run with auth_service.insecure?)"
+    )
+    closed = remote_reason(prefix.replace("UNKNOWN", "UNAVAILABLE") + "Socket closed", Path("a"))
+    assert closed.startswith("the server closed the connection: it refused the certificate in a")
+    name = remote_reason(prefix + "Peer name x.example.com is not in peer certificate", Path("a"))
+    assert name.startswith("TLS: Peer name x.example.com is not in peer certificate (dial a")
+    assert remote_reason("connect: Connection refused (111)", Path("a")).endswith(
+        "(is the auth server running, with auth_service.listen_addr there?)"
+    )
+
+
+def test_token_wording_and_addresses() -> None:
+    assert in_words(timedelta(hours=1)) == "60 minutes"
+    assert in_words(timedelta(minutes=1)) == "1 minute"
+    assert in_words(timedelta(seconds=90)) == "1m30s"
+    assert in_words(timedelta(seconds=20)) == "20s"
+    assert dialable("10.0.0.5:3026", ()) == "10.0.0.5:3026"
+    assert dialable("0.0.0.0:3026", ("auth1.example.com",)) == "auth1.example.com:3026"
+    assert dialable("[::]:3026", ("fd00::5",)) == "[fd00::5]:3026"
+    assert dialable("0.0.0.0:3025", ()) == "<auth-host>:3025"
+
+
+def test_token_text_tells_what_to_fill_in() -> None:
+    text = render_text(
+        "ab" * 16,
+        timedelta(minutes=30),
+        "sha256:" + "cd" * 32,
+        JoinAddresses(("<auth-host>:3025",), ("<auth-host>:3026",)),
+    )
+    assert text.startswith(
+        f"The invite token: {'ab' * 16}\nThis token will expire in 30 minutes.\n\n"
+    )
+    assert '  auth_servers: ["<auth-host>:3025"]\n' in text
+    assert "  - Replace <auth-host> with the auth server's address" in text
+    remote_text = render_text(
+        "ab" * 16,
+        timedelta(minutes=30),
+        "sha256:" + "cd" * 32,
+        JoinAddresses(("auth:3025",), ("auth:3026",), assumed_join_port=True),
+    )
+    assert "assumed on port 3026" in remote_text
+    assert "<auth-host>" not in remote_text
+
+
+def test_write_private(tmp_path: Path) -> None:
+    path = tmp_path / "id.pem"
+    write_private(path, b"one", overwrite=False)
+    assert (path.read_bytes(), stat.S_IMODE(path.stat().st_mode)) == (b"one", 0o600)
+    with pytest.raises(OperationError, match="exists"):
+        write_private(path, b"two", overwrite=False)
+    path.chmod(0o644)
+    write_private(path, b"two", overwrite=True)
+    assert (path.read_bytes(), stat.S_IMODE(path.stat().st_mode)) == (b"two", 0o600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["id.pem"]
+    with pytest.raises(UsageError, match="exists; pass --overwrite"):
+        check_destination(path, overwrite=False)
+    check_destination(path, overwrite=True)

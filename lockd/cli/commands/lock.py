@@ -41,7 +41,8 @@ The lock's name is a fresh UUIDv4, printed on stdout:
 --ttl takes Go-style durations (90s, 10h, 1h30m); --expires an RFC3339 time with a zone.
 --wait[=TIMEOUT] (default {DEFAULT_WAIT}) then waits until every connected agent has
 applied the lock, printing progress on stderr; it exits 1 naming the agents that did not
-confirm in time (the lock itself stays created)."""
+confirm in time (the lock itself stays created). It reads the cluster status, which
+needs list on lock (besides create and update, which every lock needs)."""
 
 
 def register(commands: Subcommands) -> None:

@@ -4,7 +4,7 @@ The first lines have the shape of `tctl status`:
 
     Cluster lockd.example.com
     Version 0.1.0
-    CA pin  sha256:<hex>          (only once the cluster has a CA)
+    CA pin  sha256:<hex>          (not for an `auth_service.insecure` cluster: no CA)
 
 then the store (type, health, revision, epoch) and a table of the agents the auth server
 knows: connected ones first, then those that disconnected (State `disconnected`).
@@ -28,13 +28,18 @@ AGENT_HEADERS = ("Server ID", "Address", "State", "Applied", "Lag", "Last ack")
 EXAMPLES = """
 lockctl status
 lockctl status --format=json
+lockctl status --format=json | jq -r .ca_pin      # for agent_service.ca_pin
+lockctl --auth-server=auth.example.com:3025 --identity=alice.pem status
 """
 
 DESCRIPTION = """\
-Show the cluster name, version and CA pin (sha256 of the cluster CA's public key, once
-the cluster has a CA), the store with its health, revision and epoch, and one row per
-agent: its server ID, address, sync state, the revision it applied, its lag behind the
-auth server in revisions, and how long ago it last acknowledged."""
+Show the cluster name, version and CA pin (`sha256:` of the cluster CA's public key;
+new agents check the auth server against it when they join: put it in their
+agent_service.ca_pin, see lockctl tokens add), the store with its health, revision and
+epoch, and one row per agent: its server ID, address, sync state, the revision it
+applied, its lag behind the auth server in revisions, and how long ago it last
+acknowledged. A cluster run with auth_service.insecure: true has no CA and no pin line.
+JSON adds each agent's epoch. Remotely, the status needs list on lock."""
 
 
 def register(commands: Subcommands) -> None:
@@ -121,6 +126,7 @@ def render_json(status: ClusterStatus) -> str:
                 "state": agent.state,
                 "applied_revision": agent.applied_revision,
                 "lag": agent.lag,
+                "epoch": agent.epoch,
                 "last_ack": format_rfc3339(agent.last_ack) if agent.last_ack else None,
             }
             for agent in _ordered(status.agents)

@@ -50,7 +50,9 @@ def register(commands: Subcommands) -> None:
         summary="replace a user's roles",
         description="Replace a user's roles. Prints:\n"
         "  User <name> has been updated:\n"
-        "  \tNew roles: <roles>",
+        "  \tNew roles: <roles>\n"
+        "Identity files signed before keep the old roles: sign a new one with\n"
+        "lockctl auth sign --user=<name> --out=FILE --overwrite.",
         examples='lockctl users update alice --set-roles "access,locksmith"',
         prepare=prepare_update,
     )

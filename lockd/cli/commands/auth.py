@@ -1,0 +1,144 @@
+"""`lockctl auth sign`: issue a user identity file for remote lockctl use (tctl auth sign).
+
+The key is generated here and never leaves this machine: the auth server signs a
+certificate request for it, naming the user and the roles the user holds now. The file
+holds the private key, the certificate and the cluster CA's certificate (PEM blocks in
+that order, like Teleport's identity file) and is written mode 0600. An existing file
+is refused unless --overwrite is given; then it is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from pathlib import Path
+
+from lockd.auth.ca import key_pem, make_csr, new_key
+from lockd.cli.console import Console
+from lockd.cli.errors import EXIT_OK, OperationError, UsageError
+from lockd.cli.parser import Runner, Subcommands, add_command
+from lockd.cli.timeflags import positive_duration
+from lockd.client import AuthClient, IdentityFile
+from lockd.domain.errors import LockdError, ValidationError
+from lockd.domain.lock import quote, validate_name
+from lockd.domain.timeparse import format_rfc3339
+
+DEFAULT_TTL = "12h"
+INSECURE_CLUSTER = (
+    "the auth server has no CA (it runs with auth_service.insecure: true), so it issues "
+    "no identities"
+)
+
+EXAMPLES = """
+lockctl auth sign --user=alice --out=alice.pem
+lockctl auth sign --user=alice --ttl=1h --out=alice.pem --overwrite
+# then, from any machine that reaches the auth server's listen_addr:
+lockctl --auth-server=auth.example.com:3025 --identity=alice.pem lock --user=foo@example.com
+"""
+
+SIGN_DESCRIPTION = f"""\
+Issue an identity file for a user: a fresh private key (generated here; it never leaves
+this machine), a certificate from the cluster CA naming the user and the roles the user
+holds now, and the CA's certificate. lockctl uses it with --auth-server HOST:PORT
+--identity FILE to act as that user over mutual TLS.
+
+Roles are fixed when the file is signed: after `lockctl users update`, sign again
+(Teleport's "sign out and sign in again"). --ttl (default {DEFAULT_TTL}, at most 720h) is how long
+the identity is valid. The file is written mode 0600; an existing file is refused
+unless --overwrite is given. Issuing identities needs create and update on user (the
+admin socket has them). Prints:
+  The identity for user "<name>" (roles: <roles>) is in <path>; valid until <RFC3339>."""
+
+
+def register(commands: Subcommands) -> None:
+    parser = add_command(
+        commands,
+        "auth",
+        summary="issue user identities for remote lockctl use",
+        description="Issue identities signed by the cluster CA (see lockctl auth sign --help).",
+        examples=EXAMPLES,
+    )
+    auth = parser.add_subparsers(dest="auth_command", metavar="COMMAND", required=True)
+    sign = add_command(
+        auth,
+        "sign",
+        summary="write an identity file for a user",
+        description=SIGN_DESCRIPTION,
+        examples=EXAMPLES,
+        prepare=prepare_sign,
+    )
+    sign.add_argument("--user", required=True, metavar="NAME", help="an existing user")
+    sign.add_argument("--out", required=True, metavar="PATH", help="the identity file to write")
+    sign.add_argument(
+        "--ttl", default=DEFAULT_TTL, metavar="DURATION", help=f"validity (default {DEFAULT_TTL})"
+    )
+    sign.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
+
+
+def prepare_sign(args: argparse.Namespace) -> Runner:
+    user: str = args.user
+    try:
+        validate_name(user, "user")
+    except ValidationError as error:
+        raise UsageError(f"--user: {error}") from None
+    ttl = positive_duration("--ttl", args.ttl)
+    out = Path(args.out)
+    overwrite: bool = args.overwrite
+    check_destination(out, overwrite)
+
+    async def run(client: AuthClient, console: Console) -> int:
+        key = new_key()
+        try:
+            signed = await client.sign_user_identity(user, ttl, make_csr(key, user))
+        except LockdError as error:
+            # An insecure auth server serves no IdentityService at all.
+            if str(error).startswith("UNIMPLEMENTED"):
+                raise OperationError(INSECURE_CLUSTER) from None
+            raise
+        identity = IdentityFile(key_pem(key), signed.certificate_pem, signed.ca_certificate_pem)
+        write_private(out, identity.render(), overwrite)
+        roles = ",".join(signed.roles) or "none"
+        until = format_rfc3339(signed.not_after) if signed.not_after else "unknown"
+        console.result(
+            f"The identity for user {quote(user)} (roles: {roles}) is in {out}; "
+            f"valid until {until}."
+        )
+        return EXIT_OK
+
+    return run
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse before signing anything: an existing file (without --overwrite), a directory,
+    a missing parent directory."""
+    if path.is_dir():
+        raise UsageError(f"--out: {path} is a directory")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise UsageError(f"--out: {path} exists; pass --overwrite to replace it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out: cannot write {path}: no directory {parent}")
+
+
+def write_private(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write `data` to a new file of mode 0600 (atomically replacing one with overwrite)."""
+    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if overwrite else path
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise OperationError(f"{path} exists (created meanwhile); nothing written") from None
+    except OSError as error:
+        raise OperationError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(target, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            target.unlink()  # ours: created above
+        raise OperationError(f"cannot write {path}: {error.strerror or error}") from None
