@@ -70,6 +70,17 @@ def load_view(path: Path, owner: ViewOwner) -> ReplicatedState | None:
     except OSError as error:
         raise ValidationError(f"cannot read {path}: {error}") from None
     try:
+        return _parse(raw, path, owner)
+    except ValidationError:
+        raise
+    # Whatever else a hostile or damaged file provokes (e.g. RecursionError from deeply
+    # nested JSON) must not stop the agent from starting.
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        raise ValidationError(f"{path} is not a readable view: {error!r}") from None
+
+
+def _parse(raw: bytes, path: Path, owner: ViewOwner) -> ReplicatedState:
+    try:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValidationError(f"{path} is not valid JSON: {error}") from None

@@ -10,8 +10,10 @@ import grpc
 
 from lockd.agent.runtime import AgentRuntime
 from lockd.api import convert
+from lockd.api.errors import status_for
 from lockd.api.rpc import unary
 from lockd.api.watch_client import STATE_TO_PB
+from lockd.domain.errors import LockdError
 from lockd.domain.view import Decision
 from lockd.v1 import agent_service_pb2 as pb
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
@@ -37,7 +39,11 @@ class AgentServicer(agent_grpc.AgentServiceServicer):
     ) -> AsyncIterator[pb.OpenSessionResponse]:
         runtime = self._runtime
         identity = convert.identity_from_pb(request.identity)
-        session_id, decision, signal = runtime.open_session(identity, request.session_id)
+        try:
+            session_id, decision, signal = runtime.open_session(identity, request.session_id)
+        except LockdError as error:  # e.g. the id of a live session: FAILED_PRECONDITION
+            await context.abort(*status_for(error))
+            return
         try:
             yield pb.OpenSessionResponse(
                 opened=pb.SessionOpened(session_id=session_id, decision=decision_to_pb(decision))

@@ -41,6 +41,9 @@ STATE_TO_PB = {
 RESET_REASON_NAMES = {
     value: name.removeprefix("RESET_REASON_").lower() for name, value in pb.ResetReason.items()
 }
+# Stream endings after which another auth server is tried (docs/protocol.md): the server
+# is going away, lags behind our view, or closed without a Reset (a transport failure).
+ROTATE_ON = frozenset({"shutdown", "ahead_of_server", "closed"})
 CHANNEL_OPTIONS = [
     ("grpc.http2.bdp_probe", 0),
     ("grpc.keepalive_time_ms", 20_000),
@@ -97,6 +100,8 @@ class WatchClient:
             except StreamEnded as ended:
                 floor = ended.retry_after
                 _log.info("watch stream reset", address=address, reason=ended.reason)
+                if ended.reason in ROTATE_ON:
+                    index += 1  # this server cannot serve us now: try the next one
             except ViewMismatch as mismatch:
                 _log.warning("view mismatch; resuming", address=address, detail=str(mismatch))
                 self._count_resync("gap")
@@ -113,6 +118,11 @@ class WatchClient:
                 index += 1
             finally:
                 self._runtime.on_connection(False)
+            # grpc.aio may turn our own cancellation (agent stopping) into an AioRpcError
+            # while a call is connecting; do not swallow it and loop on forever.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             if loop.time() - started >= self._settings.healthy_period:
                 attempt = 0
             delay = self._settings.backoff.delay(attempt, self._draw, floor)
@@ -206,7 +216,12 @@ class WatchClient:
             state=STATE_TO_PB[self._runtime.sync_state()],
         )
         async with self._write_lock:
-            await call.write(pb.WatchLocksRequest(ack=ack))
+            try:
+                await call.write(pb.WatchLocksRequest(ack=ack))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
+                # The stream is ending. Reading it tells how (a Reset and its
+                # retry_after, or the error); a failed ack must not mask that.
+                _log.debug("ack not sent", error=repr(error))
 
     async def _ack_periodically(self, call: Any) -> None:
         while True:

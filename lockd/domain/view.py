@@ -161,7 +161,9 @@ class LocalView:
             raise ViewMismatch(f"events of epoch {epoch}, view is at epoch {self.state.epoch}")
         if to_revision <= self.state.revision:
             return []  # already applied (a duplicate after resume): never go back
-        if from_revision != self.state.revision + 1 or not _contiguous(events, from_revision):
+        if from_revision != self.state.revision + 1 or not _contiguous(
+            events, from_revision, to_revision
+        ):
             raise ViewMismatch(
                 f"events {from_revision}..{to_revision} do not follow revision "
                 f"{self.state.revision}"
@@ -225,7 +227,7 @@ class LocalView:
     ) -> Decision:
         """Check and, when allowed, subscribe the session — in one step."""
         if session_id in self._sessions:
-            raise ViewMismatch(f'session "{session_id}" is already registered')
+            raise PreconditionError(f'session "{session_id}" is already registered')
         decision = self.decide(identity, now, wall)
         if decision.allowed:
             served = identity.on_server(self.settings.server_id)
@@ -263,5 +265,9 @@ class LocalView:
         return Termination(session_id, identity, reason, lock_name, cause)
 
 
-def _contiguous(events: Sequence[Event], first: int) -> bool:
-    return all(event.revision == first + offset for offset, event in enumerate(events))
+def _contiguous(events: Sequence[Event], first: int, last: int) -> bool:
+    """One event per revision, exactly `first..last`: a batch that claims revisions it
+    does not carry would otherwise advance the view past changes it never saw."""
+    return len(events) == last - first + 1 and all(
+        event.revision == first + offset for offset, event in enumerate(events)
+    )

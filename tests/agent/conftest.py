@@ -1,0 +1,36 @@
+"""Fixtures of the agent suite: a real auth server and real node agents in one process.
+
+`cluster` starts `AuthServerApp`s (loopback gRPC, SQLite in tmp_path by default, small
+heartbeat interval) and `AgentApp`s (Unix socket in a short /tmp directory, fast backoff),
+and stops everything still running at teardown. Sidecars talk to an agent with the
+public `AgentClient`; admins with `AuthClient` over the auth server's TCP listener
+(which grants admin rights until TLS identities exist).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.helpers import Cluster
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory for Unix sockets (tmp_path may exceed the 108-byte limit)."""
+    path = Path(tempfile.mkdtemp(prefix="lockd-agent-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Cluster]:
+    manager = Cluster(tmp_path, socket_dir)
+    try:
+        yield manager
+    finally:
+        await manager.close()

@@ -1,0 +1,286 @@
+"""The agent without its auth server: best_effort keeps enforcing, strict locks out,
+changes made meanwhile arrive on reconnection, and the view survives an agent restart
+(SPEC §5, DESIGN §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import pytest
+import structlog
+
+from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
+from lockd.client import SessionDenied
+from lockd.domain.errors import UnavailableError
+from lockd.domain.identity import Identity
+from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
+from lockd.domain.modes import LockingMode
+from lockd.domain.ports import PutMode
+from lockd.domain.resources import ClusterAuthPreference, Role
+from tests.agent.helpers import (
+    CLUSTER,
+    Cluster,
+    closed_port,
+    eventually,
+    terminated_within,
+    user_lock,
+)
+
+ALICE = Identity(user="alice", roles=("dev",))
+BOB = Identity(user="bob", roles=("ops",))
+CAROL = Identity(user="carol", roles=("dev",))
+SHORT_STALENESS = timedelta(seconds=2)
+
+
+async def test_best_effort_sessions_survive_an_auth_outage_and_locks_stay_enforced(
+    cluster: Cluster,
+) -> None:
+    """Auth gone: the agent goes DEGRADED then STALE, best_effort sessions keep running,
+    the last known locks still refuse alice, and others are still allowed."""
+    auth = await cluster.start_auth()
+    _, revision = await auth.client().create_lock(user_lock("l1", message="nope"))
+    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    await agent.wait_revision(revision)
+    bob = await agent.open(BOB)
+    await auth.stop()
+    await agent.wait_state("stale")
+    assert not bob.is_terminated()
+    with pytest.raises(SessionDenied, match=r'^lock targeting User:"alice" is in force: nope$'):
+        await agent.open(ALICE)
+    carol = await agent.client.check_access(CAROL)
+    assert (carol.allowed, carol.mode) == (True, LockingMode.BEST_EFFORT)
+    assert (await agent.status()).sessions == 1
+
+
+async def test_strict_role_sessions_are_locked_out_once_the_view_is_stale(
+    cluster: Cluster,
+) -> None:
+    """A role with `lock: strict`: when the view goes STALE its sessions end with the
+    preventive lock-out and its checks are refused; best_effort ones carry on. Back in
+    sync, strict sessions are allowed again."""
+    auth = await cluster.start_auth()
+    await auth.client().put_role(Role("ops", lock_mode=LockingMode.STRICT), PutMode.UPSERT)
+    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    strict, relaxed = await agent.open(BOB), await agent.open(ALICE)
+    assert strict.decision.mode is LockingMode.STRICT
+    assert relaxed.decision.mode is LockingMode.BEST_EFFORT
+    await auth.stop()
+    assert await terminated_within(strict) == (STRICT_LOCKOUT_MESSAGE, "")
+    assert (await agent.status()).state == "stale"
+    refused = await agent.client.check_access(BOB)
+    assert (refused.allowed, refused.reason, refused.mode) == (
+        False,
+        STRICT_LOCKOUT_MESSAGE,
+        LockingMode.STRICT,
+    )
+    with pytest.raises(SessionDenied, match=STRICT_LOCKOUT_MESSAGE):
+        await agent.open(BOB)
+    assert not relaxed.is_terminated()
+    await agent.wait_metric("lockd_agent_terminations_total", 1, reason="strict_stale")
+    [line] = await agent.recorded("session.terminated")
+    assert line.fields["reason"] == STRICT_LOCKOUT_MESSAGE
+    assert line.fields["reason_kind"] == "strict_stale"
+
+    await cluster.start_auth(db=auth.db, port=auth.port)
+    await agent.wait_state("synced")
+    assert (await agent.open(BOB)).decision.allowed
+
+
+async def test_a_strict_cluster_preference_locks_out_every_session(cluster: Cluster) -> None:
+    """`cluster_auth_preference` strict: every session, with or without roles, is strict."""
+    auth = await cluster.start_auth()
+    await auth.client().set_cluster_auth_preference(ClusterAuthPreference(LockingMode.STRICT))
+    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    sessions = [await agent.open(ALICE), await agent.open(Identity(login="root"))]
+    assert {session.decision.mode for session in sessions} == {LockingMode.STRICT}
+    await auth.stop()
+    for session in sessions:
+        assert await terminated_within(session) == (STRICT_LOCKOUT_MESSAGE, "")
+    assert not (await agent.client.check_access(CAROL)).allowed
+
+
+async def test_a_static_strict_locking_mode_reaches_the_agent(cluster: Cluster) -> None:
+    """`auth_service.authentication.locking_mode: strict` in the auth config is what the
+    agent enforces."""
+    await cluster.start_auth(static_mode=LockingMode.STRICT)
+    agent = await cluster.start_agent()
+    assert (await agent.status()).cluster_locking_mode is LockingMode.STRICT
+    assert (await agent.client.check_access(CAROL)).mode is LockingMode.STRICT
+
+
+async def test_a_lock_created_while_the_agent_is_cut_off_arrives_on_reconnection(
+    cluster: Cluster,
+) -> None:
+    """The agent's auth address goes dark; a lock is committed elsewhere on the same
+    SQLite file; when the address answers again the agent resumes and ends the session."""
+    first = await cluster.start_auth()
+    await first.client().create_lock(user_lock("unrelated", user="mallory"))
+    agent = await cluster.start_agent()
+    session = await agent.open(ALICE)
+    await first.stop()
+    await agent.wait_state("degraded")
+
+    elsewhere = await cluster.start_auth(db=first.db)  # another port: the agent cannot see it
+    _, revision = await elsewhere.client().create_lock(user_lock("late", message="while away"))
+    await elsewhere.stop()
+    assert not session.is_terminated()
+    assert (await agent.status()).revision < revision
+
+    await cluster.start_auth(db=first.db, port=first.port)
+    assert await terminated_within(session) == (
+        'lock targeting User:"alice" is in force: while away',
+        "late",
+    )
+    await agent.wait_revision(revision)
+    # Resumed from its revision with events, not a snapshot.
+    assert agent.metric("lockd_agent_resyncs_total", reason="too_old") == 0
+    await agent.recorded("session.terminated", 1)
+
+
+async def test_a_restarted_agent_enforces_its_persisted_view_while_auth_is_down(
+    cluster: Cluster,
+) -> None:
+    """The last view is on disk: a new agent process, auth unreachable, still refuses
+    alice (best_effort) and refuses strict interactions (never synced)."""
+    auth = await cluster.start_auth()
+    await auth.client().put_role(Role("ops", lock_mode=LockingMode.STRICT), PutMode.UPSERT)
+    _, revision = await auth.client().create_lock(user_lock("l1", message="persisted"))
+    agent = await cluster.start_agent()
+    await agent.wait_revision(revision)
+    await agent.stop()
+    await auth.stop()
+    assert agent.data_dir is not None
+    assert (agent.data_dir / VIEW_FILE_NAME).exists()
+
+    again = await cluster.start_agent(data_dir=agent.data_dir, name="again", wait_synced=False)
+    status = await again.status()
+    assert (status.state, status.revision, status.locks_in_force) == ("syncing", revision, 1)
+    with pytest.raises(SessionDenied, match=r"is in force: persisted$"):
+        await again.open(ALICE)
+    strict = await again.client.check_access(BOB)
+    assert (strict.allowed, strict.reason) == (False, STRICT_LOCKOUT_MESSAGE)
+    assert (await again.client.check_access(CAROL)).allowed
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe garbage",
+        b"[" * 100_000,
+        json.dumps({"format": "something-else/9", "view": {}}).encode(),
+        b"",
+    ],
+    ids=["truncated", "binary", "deeply-nested", "foreign-format", "empty"],
+)
+async def test_a_corrupt_view_file_is_ignored_with_a_warning(
+    cluster: Cluster, content: bytes
+) -> None:
+    """A view file that cannot be trusted is ignored (logged) and the agent starts empty."""
+    auth = await cluster.start_auth()
+    data_dir = cluster.directory / "corrupt"
+    data_dir.mkdir()
+    (data_dir / VIEW_FILE_NAME).write_bytes(content)
+    with structlog.testing.capture_logs() as logs:
+        agent = await cluster.start_agent(
+            data_dir=data_dir, addresses=(f"127.0.0.1:{closed_port()}",), wait_synced=False
+        )
+    warnings = [log for log in logs if log["event"] == "ignoring the persisted view"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    status = await agent.status()
+    assert (status.state, status.revision, status.epoch, status.locks_in_force) == (
+        "syncing",
+        0,
+        "",
+        0,
+    )
+    assert auth.revision == 0
+
+
+async def test_a_view_of_another_agent_or_cluster_is_not_loaded(cluster: Cluster) -> None:
+    """A valid file written for another server_id is ignored: never trusted partially."""
+    auth = await cluster.start_auth()
+    _, revision = await auth.client().create_lock(user_lock("l1"))
+    first = await cluster.start_agent(server_id="node-a")
+    await first.wait_revision(revision)
+    await first.stop()
+    await auth.stop()
+    with structlog.testing.capture_logs() as logs:
+        other = await cluster.start_agent(
+            server_id="node-b", data_dir=first.data_dir, name="b", wait_synced=False
+        )
+    assert any(log["event"] == "ignoring the persisted view" for log in logs)
+    assert (await other.status()).locks_in_force == 0
+    assert (await other.client.check_access(ALICE)).allowed
+
+
+async def test_an_epoch_change_replaces_the_view_with_a_snapshot(cluster: Cluster) -> None:
+    """The auth server comes back with another history (a fresh store): the agent takes
+    its snapshot — old locks gone, new ones ending the sessions they hit."""
+    first = await cluster.start_auth(memory=True)
+    await first.client().create_lock(user_lock("old", user="bob"))
+    agent = await cluster.start_agent()
+    alice = await agent.open(ALICE)
+    old_epoch = (await agent.status()).epoch
+    await first.stop()
+
+    second = await cluster.start_auth(memory=True, port=first.port)
+    assert second.app.hub.epoch != old_epoch
+    await second.client().create_lock(user_lock("new", message="fresh history"))
+    assert await terminated_within(alice) == (
+        'lock targeting User:"alice" is in force: fresh history',
+        "new",
+    )
+
+    async def switched() -> bool:
+        return (await agent.status()).epoch == second.app.hub.epoch
+
+    await eventually(switched, what="the agent to take the new epoch")
+    await agent.wait_revision(second.revision)
+    assert (await agent.open(BOB)).decision.allowed
+    assert agent.metric("lockd_agent_resyncs_total", reason="epoch_changed") == 1
+
+
+async def test_the_next_auth_address_is_tried_when_one_is_down(cluster: Cluster) -> None:
+    """First address refuses connections: the agent moves on and syncs from the second."""
+    auth = await cluster.start_auth()
+    agent = await cluster.start_agent(addresses=(f"127.0.0.1:{closed_port()}", auth.address))
+    _, revision = await auth.client().create_lock(user_lock("l1"))
+    await agent.wait_revision(revision)
+    assert not (await agent.client.check_access(ALICE)).allowed
+
+
+async def test_the_view_is_persisted_soon_after_a_change_without_a_clean_stop(
+    cluster: Cluster,
+) -> None:
+    """A lock applied by the agent reaches the view file within the debounce delay, so a
+    crash (no clean stop) still leaves it enforced on the next start."""
+    auth = await cluster.start_auth()
+    agent = await cluster.start_agent(server_id="node-p", name="p")
+    _, revision = await auth.client().create_lock(user_lock("l1"))
+    await agent.wait_revision(revision)
+    assert agent.data_dir is not None
+    path, owner = agent.data_dir / VIEW_FILE_NAME, ViewOwner(CLUSTER, "node-p")
+
+    def saved() -> bool:
+        state = load_view(path, owner)
+        return state is not None and state.revision == revision and "l1" in state.locks
+
+    await eventually(saved, what="the view file to hold the lock")
+
+
+async def test_a_stopping_agent_tells_its_sidecars_it_is_unavailable(cluster: Cluster) -> None:
+    """When the agent shuts down, a sidecar waiting on terminated() gets UnavailableError
+    (not a termination: the session was not locked)."""
+    await cluster.start_auth()
+    agent = await cluster.start_agent()
+    session = await agent.open(ALICE)
+    waiter = asyncio.create_task(session.terminated())
+    await agent.app.stop()
+    with pytest.raises(UnavailableError):
+        async with asyncio.timeout(20):
+            await waiter
+    assert not session.is_terminated()
