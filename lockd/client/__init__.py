@@ -1,0 +1,43 @@
+"""Typed async clients: `AuthClient` for the auth server (lockctl, tools, benchmarks) and
+`AgentClient` for sidecars talking to their node agent.
+
+Every failed call raises the domain error of the status code (`lockd.api.errors`), so
+callers handle `NotFoundError`, `AccessDeniedError` … instead of gRPC details.
+
+    async with AuthClient.connect("unix:/var/lib/lockd/admin.sock") as auth:
+        lock, revision = await auth.create_lock(Lock(name, LockTarget(user="foo")))
+
+Off the auth host, over mTLS with an identity file from `lockctl auth sign`:
+
+    async with AuthClient.connect_with_identity("auth.example.com:3025", "alice.pem") as auth:
+        status = await auth.status()
+"""
+
+from lockd.client.agent import (
+    AccessDecision,
+    AgentClient,
+    AgentStatus,
+    Session,
+    SessionDenied,
+    SessionTermination,
+)
+from lockd.client.auth import AgentInfo, AuthClient, ClusterStatus, SignedIdentity
+from lockd.client.identity_file import IdentityFile
+from lockd.client.rpc import ServerUnreachableError, call, channel_target
+
+__all__ = [
+    "AccessDecision",
+    "AgentClient",
+    "AgentInfo",
+    "AgentStatus",
+    "AuthClient",
+    "ClusterStatus",
+    "IdentityFile",
+    "ServerUnreachableError",
+    "Session",
+    "SessionDenied",
+    "SessionTermination",
+    "SignedIdentity",
+    "call",
+    "channel_target",
+]

@@ -1,0 +1,51 @@
+"""Shared plumbing of the clients: calling an RPC, naming a channel target."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import grpc
+
+from lockd.api.errors import error_for
+from lockd.domain.errors import UnavailableError
+
+T = TypeVar("T")
+
+
+class ServerUnreachableError(UnavailableError):
+    """Nothing answered at the address (no socket, connection refused, timed out).
+
+    Raised by `AuthClient.ping`, so a caller can tell "no server there" apart from a
+    server that answered UNAVAILABLE (e.g. its store is down).
+    """
+
+
+async def call(rpc: Awaitable[T]) -> T:
+    """Await a gRPC call, raising the domain error for a failed status."""
+    try:
+        return await rpc
+    except grpc.aio.AioRpcError as error:
+        raise error_for(error.code(), error.details() or "") from None
+
+
+def transport_reason(error: grpc.aio.AioRpcError) -> str:
+    """The useful tail of gRPC's connect failure text.
+
+    `failed to connect to all addresses; last error: UNKNOWN: unix:/x.sock: connect:
+    Connection refused (111)` becomes `connect: Connection refused (111)`.
+    """
+    details = error.details() or ""
+    if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "no answer in time"
+    marker = "connect: "
+    if marker in details:
+        return marker + details.rsplit(marker, 1)[1]
+    return details or "unavailable"
+
+
+def channel_target(address: str) -> str:
+    """`host:port`, `unix:/path` or a bare filesystem path (taken as a Unix socket)."""
+    if address.startswith(("/", "./")):
+        return f"unix:{address}"
+    return address
