@@ -1,0 +1,102 @@
+"""The typed configuration: dataclasses, defaults and limits (docs/config.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from lockd.domain.modes import LockingMode
+
+DATA_DIR_ENV = "LOCKD_DATA_DIR"
+
+DEFAULT_DATA_DIR = Path("/var/lib/lockd")
+DEFAULT_CLUSTER_NAME = "lockd.local"
+DEFAULT_AUTH_LISTEN_ADDR = "127.0.0.1:3025"
+DEFAULT_JOIN_LISTEN_ADDR = "127.0.0.1:3026"
+DEFAULT_AUTH_METRICS_ADDR = "127.0.0.1:3081"
+DEFAULT_AGENT_METRICS_ADDR = "127.0.0.1:3082"
+DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=5)
+DEFAULT_MAX_STALENESS = timedelta(minutes=5)
+DEFAULT_SOCKET_MODE = 0o660
+
+MIN_HEARTBEAT_INTERVAL = timedelta(milliseconds=10)
+MAX_HEARTBEAT_INTERVAL = timedelta(minutes=1)
+MIN_MAX_STALENESS = timedelta(seconds=1)
+
+LOG_FORMATS = ("json", "console", "auto")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+STORAGE_TYPES = ("sqlite", "memory")
+AUDIT_STREAMS = ("stdout", "stderr")
+SERVER_ID_FILE = "server_id"
+MAX_SERVER_ID_LENGTH = 253
+
+
+# --------------------------------------------------------------------------- the types
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    format: str = "auto"  # "json" | "console" | "auto" (console on a TTY, else json)
+    level: str = "info"  # debug | info | warning | error
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """`sink`: "" (the default: `<data_dir>/audit.log`), "stdout", "stderr" or a file.
+
+    A file is stored as an absolute path; use `audit_path(config)` for the file to open.
+    """
+
+    sink: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    type: str  # "sqlite" | "memory"
+    path: Path  # the SQLite database file; unused by "memory"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationConfig:
+    locking_mode: LockingMode | None = None  # the static cluster-wide default; None: unset
+
+
+@dataclass(frozen=True, slots=True)
+class AuthServiceConfig:
+    enabled: bool
+    listen_addr: str  # host:port of the gRPC API
+    admin_socket: Path  # the local admin socket (mode 0600)
+    metrics_addr: str  # host:port of /metrics; "" = disabled
+    storage: StorageConfig
+    authentication: AuthenticationConfig
+    heartbeat_interval: timedelta
+    insecure: bool  # plaintext gRPC: local development only, loopback addresses only
+    join_listen_addr: str  # host:port where agents exchange join tokens (TLS, no client cert)
+    tls_names: tuple[str, ...]  # extra DNS names / IPs for the server certificate
+
+
+@dataclass(frozen=True, slots=True)
+class AgentServiceConfig:
+    enabled: bool
+    server_id: str  # "" = generated once and kept in <data_dir>/server_id
+    auth_servers: tuple[str, ...]  # host:port of auth servers, tried in turn
+    socket: Path  # the Unix socket sidecars talk to
+    socket_mode: int  # permission bits of that socket
+    metrics_addr: str  # host:port of /metrics; "" = disabled
+    max_staleness: timedelta  # how long the view may go unconfirmed before STALE
+    join_token: str  # one-time token to join a TLS cluster (lockctl tokens add)
+    ca_pin: str  # "sha256:<hex>" of the cluster CA, checked before joining
+    join_servers: tuple[str, ...]  # host:port of auth join ports, tried in turn
+    insecure: bool  # plaintext to the auth servers: local development only
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    cluster_name: str
+    data_dir: Path  # absolute
+    log: LogConfig
+    audit: AuditConfig
+    auth_service: AuthServiceConfig
+    agent_service: AgentServiceConfig
+    source: Path | None  # the file it was read from, if any
