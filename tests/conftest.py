@@ -1,9 +1,15 @@
-"""Shared pytest configuration: hypothesis profiles for a loaded 2-core CI machine."""
+"""Shared pytest configuration: hypothesis profile for a loaded 2-core CI machine, and a
+short directory for Unix sockets."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -13,3 +19,11 @@ settings.register_profile(
     max_examples=int(os.environ.get("LOCKD_HYPOTHESIS_EXAMPLES", "200")),
 )
 settings.load_profile("ci")
+
+
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    """A short directory for Unix sockets (tmp_path may exceed the 108-byte limit)."""
+    path = Path(tempfile.mkdtemp(prefix="lockd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -9,22 +9,12 @@ public `AgentClient`; admins with `AuthClient` over the auth server's TCP listen
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.agent.helpers import Cluster
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory for Unix sockets (tmp_path may exceed the 108-byte limit)."""
-    path = Path(tempfile.mkdtemp(prefix="lockd-agent-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -34,39 +30,11 @@ from lockd.obs.audit import AuditEvent, MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
 from lockd.store import SqliteStore
 from lockd.testing import MemoryStore
+from tests.support import WAIT, eventually
 
 CLUSTER = "test.lockd"
-WAIT = 20.0  # generous: the suite must pass on a loaded 2-core machine
 HEARTBEAT = timedelta(milliseconds=100)
 FAST_BACKOFF = Backoff(base=0.05, cap=0.5)
-
-
-async def eventually(
-    probe: Callable[[], Any],
-    *,
-    within: float = WAIT,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> Any:
-    """Poll `probe` (sync or async) until it returns something truthy, and return that;
-    fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = probe()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def user_lock(name: str, user: str = "alice", message: str = "", **fields: str) -> Lock:

@@ -17,7 +17,7 @@ import pytest
 
 from lockd.client import AgentClient, AuthClient
 from lockd.domain.lock import Lock, LockTarget
-from tests.agent.helpers import closed_port, eventually
+from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ async def run_sidecar(socket: Path) -> asyncio.subprocess.Process:
 async def lockd_start(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Path]:
     """`lockd start` with auth + agent; yields its data dir; SIGTERM at the end (exit 0)."""
     data_dir = socket_dir / "data"  # short: it holds the Unix sockets
-    auth_port, metrics_port = closed_port(), closed_port()
+    auth_port, metrics_port = free_port(), free_port()
     config = tmp_path / "lockd.yaml"
     config.write_text(
         textwrap.dedent(

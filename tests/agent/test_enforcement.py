@@ -11,7 +11,8 @@ from lockd.client import SessionDenied
 from lockd.domain.errors import PreconditionError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
-from tests.agent.helpers import Cluster, eventually, terminated_within, user_lock
+from tests.agent.helpers import Cluster, terminated_within, user_lock
+from tests.support import eventually
 
 ALICE = Identity(user="alice", roles=("dev",), login="root")
 BOB = Identity(user="bob", roles=("ops",), login="root")

@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lockd.client import SessionDenied
 from lockd.domain.identity import Identity
-from tests.agent.helpers import CLUSTER, Cluster, closed_port, eventually, user_lock
+from tests.agent.helpers import CLUSTER, Cluster, user_lock
+from tests.support import eventually, free_port
 
 ALICE = Identity(user="alice", roles=("dev",), login="root", device="laptop-1")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -33,7 +34,7 @@ async def test_the_socket_gets_its_configured_mode(
 async def test_health_turns_serving_only_after_the_first_sync(cluster: Cluster) -> None:
     """Until the agent has synced with an auth server its gRPC health is NOT_SERVING,
     for the whole server and for AgentService."""
-    port = closed_port()
+    port = free_port()
     agent = await cluster.start_agent(addresses=(f"127.0.0.1:{port}",), wait_synced=False)
     health = health_pb2_grpc.HealthStub(agent.client.channel)
 

@@ -22,11 +22,10 @@ from lockd.domain.resources import ClusterAuthPreference, Role
 from tests.agent.helpers import (
     CLUSTER,
     Cluster,
-    closed_port,
-    eventually,
     terminated_within,
     user_lock,
 )
+from tests.support import eventually, free_port
 
 ALICE = Identity(user="alice", roles=("dev",))
 BOB = Identity(user="bob", roles=("ops",))
@@ -185,7 +184,7 @@ async def test_a_corrupt_view_file_is_ignored_with_a_warning(
     (data_dir / VIEW_FILE_NAME).write_bytes(content)
     with structlog.testing.capture_logs() as logs:
         agent = await cluster.start_agent(
-            data_dir=data_dir, addresses=(f"127.0.0.1:{closed_port()}",), wait_synced=False
+            data_dir=data_dir, addresses=(f"127.0.0.1:{free_port()}",), wait_synced=False
         )
     warnings = [log for log in logs if log["event"] == "ignoring the persisted view"]
     assert len(warnings) == 1
@@ -247,7 +246,7 @@ async def test_an_epoch_change_replaces_the_view_with_a_snapshot(cluster: Cluste
 async def test_the_next_auth_address_is_tried_when_one_is_down(cluster: Cluster) -> None:
     """First address refuses connections: the agent moves on and syncs from the second."""
     auth = await cluster.start_auth()
-    agent = await cluster.start_agent(addresses=(f"127.0.0.1:{closed_port()}", auth.address))
+    agent = await cluster.start_agent(addresses=(f"127.0.0.1:{free_port()}", auth.address))
     _, revision = await auth.client().create_lock(user_lock("l1"))
     await agent.wait_revision(revision)
     assert not (await agent.client.check_access(ALICE)).allowed

@@ -27,7 +27,8 @@ from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
 from lockd.v1 import watch_service_pb2 as pb
 from tests.agent.fake_auth import Connection, FakeWatchServer, Script, hold_open
-from tests.agent.helpers import CLUSTER, Cluster, eventually, terminated_within
+from tests.agent.helpers import CLUSTER, Cluster, terminated_within
+from tests.support import eventually
 
 EPOCH = "fake-epoch"
 ALICE = Identity(user="alice")

@@ -8,9 +8,7 @@ with the defaults. Channels opened through a `Running` are closed with it.
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -114,14 +112,6 @@ class Servers:
         for running in reversed(self.running):
             await running.close_channels()
             await running.stop()
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory for Unix sockets (tmp_path may exceed the 108-byte limit)."""
-    path = Path(tempfile.mkdtemp(prefix="lockd-api-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ the tests see exactly what an agent written by someone else would see.
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,11 +21,11 @@ from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
+from tests.support import WAIT
 
 T = TypeVar("T")
 
 # Generous: the suite must pass on a loaded 2-core machine.
-WAIT = 15.0
 
 # Like the server: no BDP probing, so HTTP/2 windows stay at their small defaults and a
 # reader that stops reading soon blocks the server's writes. A local subchannel pool gives
@@ -88,27 +85,6 @@ async def delete_lock(channel: grpc.aio.Channel, name: str) -> int:
 
 async def cluster_status(channel: grpc.aio.Channel) -> cluster_pb.GetClusterStatusResponse:
     return await ClusterServiceStub(channel).GetClusterStatus(cluster_pb.GetClusterStatusRequest())
-
-
-async def eventually(
-    probe: Callable[[], Any],
-    *,
-    within: float = WAIT,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> Any:
-    """Poll `probe` (sync or async) until it returns something truthy, and return that;
-    fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = probe()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 class StreamEnded(Exception):

@@ -14,14 +14,13 @@ from lockd.auth.watch import WatchSettings
 from lockd.v1 import watch_service_pb2 as watch_pb
 from tests.api.conftest import Running, Servers
 from tests.api.helpers import (
-    WAIT,
     WatchClient,
     cluster_status,
     create_lock,
-    eventually,
     lock_pb_of,
     start_following,
 )
+from tests.support import WAIT, eventually
 
 SERVICES = ("lockd.v1.LockService", "lockd.v1.ClusterService", "lockd.v1.WatchService")
 SERVING = health_pb2.HealthCheckResponse.SERVING

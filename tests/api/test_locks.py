@@ -12,7 +12,8 @@ from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import resources_pb2 as res_pb
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from tests.api.conftest import Running, Servers
-from tests.api.helpers import cluster_status, create_lock, eventually, lock_pb_of, now
+from tests.api.helpers import cluster_status, create_lock, lock_pb_of, now
+from tests.support import eventually
 
 
 async def _code_of(call: object) -> tuple[grpc.StatusCode, str]:

@@ -18,11 +18,11 @@ from tests.api.helpers import (
     cluster_status,
     create_lock,
     delete_lock,
-    eventually,
     lock_pb_of,
     now,
     read_snapshot,
 )
+from tests.support import eventually
 
 
 async def test_a_restart_keeps_locks_revision_and_epoch(servers: Servers) -> None:

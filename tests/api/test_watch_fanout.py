@@ -17,10 +17,10 @@ from tests.api.helpers import (
     cluster_status,
     create_lock,
     delete_lock,
-    eventually,
     lock_pb_of,
     start_following,
 )
+from tests.support import eventually
 
 BIG = "x" * 4000  # about 4 KB per lock: a few batches fill an HTTP/2 window
 

@@ -20,11 +20,11 @@ from tests.api.helpers import (
     cluster_status,
     create_lock,
     delete_lock,
-    eventually,
     lock_pb_of,
     now,
     read_snapshot,
 )
+from tests.support import eventually
 
 
 async def test_a_fresh_stream_gets_a_snapshot_then_the_events_after_it(servers: Servers) -> None:

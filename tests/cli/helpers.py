@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,12 @@ from pathlib import Path
 
 from lockd.client import AuthClient, ClusterStatus, ServerUnreachableError
 from lockd.domain.resources import ClusterAuthPreference
+from tests.support import free_port
 
 BIN = Path(sys.executable).parent
 LOCKCTL = str(BIN / "lockctl")
 LOCKD = str(BIN / "lockd")
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(

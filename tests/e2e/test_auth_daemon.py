@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,18 +28,13 @@ from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
+from tests.support import free_port
 
 pytestmark = pytest.mark.slow
 
 LOCKD = Path(sys.executable).with_name("lockd")
 START_TIMEOUT = 30.0  # a cold start imports grpc and opens SQLite: slow on a loaded CI box
 WAIT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -69,7 +61,7 @@ class Daemons:
         self.admin_socket = sockets / "admin.sock"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.starts = 0
-        port = _free_port()
+        port = free_port()
         self.config.write_text(
             f"""\
 cluster_name: e2e.lockd
@@ -135,14 +127,6 @@ async def _exit_code(process: subprocess.Popen[bytes], within: float) -> int:
         assert time.monotonic() < deadline, f"process {process.pid} still running"
         await asyncio.sleep(0.05)
     return code
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory for the admin socket (Unix socket paths are limited to 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="lockd-e2e-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

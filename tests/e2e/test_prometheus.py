@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "lockd-rules.yml"
@@ -28,12 +27,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
     reason="prometheus/promtool not installed (make test installs Debian's prometheus as root)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _query(base: str, expression: str) -> list[dict[str, object]]:
@@ -53,13 +46,6 @@ def _wait_for(what: str, check: object, deadline: float = 60.0) -> None:
             pass
         time.sleep(0.5)
     pytest.fail(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="lockd-prom-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -85,20 +71,20 @@ def test_the_shipped_rules_and_config_pass_promtool() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_prometheus_scrapes_the_auth_server_and_the_agent(short_dir: Path) -> None:
+def test_prometheus_scrapes_the_auth_server_and_the_agent(socket_dir: Path) -> None:
     """Both endpoints are up, the agent reports SYNCED, and the rules load healthy."""
-    auth_metrics, agent_metrics, web = _free_port(), _free_port(), _free_port()
-    listen = f"127.0.0.1:{_free_port()}"
-    config = short_dir / "lockd.yaml"
+    auth_metrics, agent_metrics, web = free_port(), free_port(), free_port()
+    listen = f"127.0.0.1:{free_port()}"
+    config = socket_dir / "lockd.yaml"
     config.write_text(
         f"""
 cluster_name: prom.test
-data_dir: {short_dir / "data"}
+data_dir: {socket_dir / "data"}
 log: {{format: json, level: warning}}
 auth_service:
   enabled: true
   listen_addr: {listen}
-  join_listen_addr: 127.0.0.1:{_free_port()}
+  join_listen_addr: 127.0.0.1:{free_port()}
   metrics_addr: 127.0.0.1:{auth_metrics}
   heartbeat_interval: 1s
 agent_service:
@@ -108,7 +94,7 @@ agent_service:
   max_staleness: 30s
 """
     )
-    prometheus_config = short_dir / "prometheus.yml"
+    prometheus_config = socket_dir / "prometheus.yml"
     prometheus_config.write_text(
         f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
@@ -120,15 +106,15 @@ scrape_configs:
     static_configs: [{{targets: ["127.0.0.1:{agent_metrics}"]}}]
 """
     )
-    lockd = _start([str(LOCKD), "start", "--config", str(config)], short_dir / "lockd.log")
+    lockd = _start([str(LOCKD), "start", "--config", str(config)], socket_dir / "lockd.log")
     prometheus = _start(
         [
             "prometheus",
             f"--config.file={prometheus_config}",
-            f"--storage.tsdb.path={short_dir / 'tsdb'}",
+            f"--storage.tsdb.path={socket_dir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{web}",
         ],
-        short_dir / "prometheus.log",
+        socket_dir / "prometheus.log",
     )
     base = f"http://127.0.0.1:{web}"
     try:

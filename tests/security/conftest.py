@@ -7,9 +7,7 @@ same SQLite file and CA directory. Unix sockets live in a short directory under 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,6 @@ import pytest
 from lockd.store import SqliteStore
 from lockd.testing import MemoryStore
 from tests.security.helpers import SecureCluster
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory for Unix sockets (tmp_path may exceed the 108-byte limit)."""
-    path = Path(tempfile.mkdtemp(prefix="lockd-sec-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,12 +30,12 @@ from lockd.domain.resources import Role, Rule, User
 from lockd.obs.audit import MemoryAuditSink
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
+from tests.support import WAIT
 
 T = TypeVar("T")
 
 CLUSTER_NAME = "sec.lockd"
 # Generous: the suite must pass on a loaded 2-core machine.
-WAIT = 20.0
 LOCK_VERBS = ("list", "create", "read", "update", "delete")
 # The seed's locksmith role (Teleport's): every verb on locks.
 LOCKSMITH = Role(name="locksmith", allow=(Rule(resources=("lock",), verbs=LOCK_VERBS),))
@@ -165,23 +165,6 @@ class SecureCluster:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]],
-    *,
-    within: float = WAIT,
-    what: str = "condition",
-) -> T:
-    """Poll `probe` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 class RawWatch:

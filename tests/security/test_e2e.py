@@ -10,13 +10,10 @@ teardown.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,19 +27,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lockd.client import AgentClient, AuthClient, SessionDenied
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
-from tests.security.helpers import eventually
+from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.slow
 
 LOCKD = Path(sys.executable).with_name("lockd")
 START_TIMEOUT = 40.0  # a cold start imports grpc and cryptography: slow on a loaded box
 WAIT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Processes:
@@ -102,14 +93,6 @@ async def health_serving(socket_path: Path) -> bool:
         except grpc.aio.AioRpcError:
             return False
     return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-@pytest.fixture
-def socket_dir() -> Iterator[Path]:
-    """A short directory for Unix sockets (paths are limited to 108 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="lockd-sec-e2e-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

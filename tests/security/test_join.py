@@ -28,7 +28,8 @@ from lockd.domain.errors import AccessDeniedError, UnauthenticatedError, Validat
 from lockd.domain.lock import Lock, LockTarget
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1.identity_service_pb2_grpc import IdentityServiceStub
-from tests.security.helpers import RawWatch, SecureCluster, eventually, now
+from tests.security.helpers import RawWatch, SecureCluster, now
+from tests.support import eventually
 
 TOKEN_REFUSED = "^join token is invalid, expired or already used$"
 WRONG_PIN = "sha256:" + "0" * 64

@@ -29,7 +29,8 @@ from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.identity_service_pb2_grpc import IdentityServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
-from tests.security.helpers import RawWatch, SecureCluster, eventually, now
+from tests.security.helpers import RawWatch, SecureCluster, now
+from tests.support import eventually
 
 ALICE_LOCKED = 'lock targeting User:"alice" is in force: Suspicious activity.'
 HOUR = Duration(seconds=3600)
