@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,10 @@ from lockd.store import SqliteStore, build_store
 _log = structlog.get_logger("lockd")
 
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
+# Many long-lived objects for each stream or session, and a high allocation rate: with
+# CPython's default (700, 10, 10) the collector ran ~100 times a second and its full
+# collections stopped the event loop for 100+ ms (`lockd bench`, docs/benchmarks.md).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,8 +117,17 @@ async def run(config: Config, command: str) -> None:
             await agent.start()
             stack.push_async_callback(agent.stop)
             _serve_metrics(stack, registry, config.agent_service.metrics_addr)
+        tune_gc()
         await stop.wait()
         _log.info("stopping")
+
+
+def tune_gc() -> None:
+    """Collect once, keep what survived the start (modules, the loaded state) out of every
+    later collection, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _serve_metrics(

@@ -32,21 +32,63 @@ class ViewOwner:
     server_id: str
 
 
+class ViewWriter:
+    """Saves the view to one file, re-encoding only what changed since its last save.
+
+    Each resource's canonical JSON is kept (by identity: resources are immutable) and
+    the file is assembled from those pieces, so a save with 100k locks costs a join,
+    a hash and a write instead of encoding every lock twice. The file is exactly what
+    `_canonical` would give (the loader checks the same SHA-256).
+    """
+
+    def __init__(self, path: Path, owner: ViewOwner) -> None:
+        self.path = path
+        self.owner = owner
+        self._pieces: dict[int, tuple[object, bytes]] = {}
+
+    def save(self, state: ReplicatedState) -> None:
+        pieces: dict[int, tuple[object, bytes]] = {}
+        known = self._pieces
+        encoded = []
+        for resource in state.resources():
+            entry = known.get(id(resource))
+            if entry is None or entry[0] is not resource:
+                entry = (resource, _canonical(encode_resource(resource)))
+            pieces[id(resource)] = entry
+            encoded.append(entry[1])
+        self._pieces = pieces
+        # The canonical payload (keys sorted): cluster, epoch, resources, revision, server_id.
+        body = b"".join(
+            (
+                b'{"cluster":',
+                _canonical(self.owner.cluster),
+                b',"epoch":',
+                _canonical(state.epoch),
+                b',"resources":[',
+                b",".join(encoded),
+                b'],"revision":',
+                _canonical(state.revision),
+                b',"server_id":',
+                _canonical(self.owner.server_id),
+                b"}",
+            )
+        )
+        digest = hashlib.sha256(body).hexdigest().encode()
+        header = b'{"format":' + _canonical(FORMAT) + b',"sha256":"' + digest + b'","view":'
+        _write_atomically(self.path, header + body + b"}")
+
+
 def save_view(path: Path, owner: ViewOwner, state: ReplicatedState) -> None:
-    payload = {
-        "epoch": state.epoch,
-        "revision": state.revision,
-        "cluster": owner.cluster,
-        "server_id": owner.server_id,
-        "resources": [encode_resource(resource) for resource in state.resources()],
-    }
-    body = _canonical(payload)
-    document = {"format": FORMAT, "sha256": hashlib.sha256(body).hexdigest(), "view": payload}
+    ViewWriter(path, owner).save(state)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename, fsync of the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".view-", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(json.dumps(document, ensure_ascii=False).encode())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -116,5 +158,5 @@ def _state(payload: dict[str, Any], path: Path) -> ReplicatedState:
     return state
 
 
-def _canonical(payload: dict[str, Any]) -> bytes:
+def _canonical(payload: object) -> bytes:
     return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter as Tally
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from prometheus_client import Counter
 
-from lockd.agent.persist import ViewOwner, save_view
+from lockd.agent.persist import ViewOwner, ViewWriter
 from lockd.domain.events import Event, ReplicatedState
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock
+from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock
 from lockd.domain.resources import ReplicatedResource
 from lockd.domain.view import Decision, LocalView, SyncState, Termination
@@ -50,6 +53,12 @@ class AgentRuntime:
         self.owner = owner
         self.view_file = view_file
         self._signals: dict[str, asyncio.Future[Termination]] = {}
+        self._writer = None if view_file is None else ViewWriter(view_file, owner)
+        # Terminations signalled but not yet counted, audited and logged.
+        self._unrecorded: list[Termination] = []
+        self._recorder: asyncio.Task[None] | None = None
+        # The access-check counter of each (allowed, mode): resolved once, not per check.
+        self._checks: dict[tuple[bool, LockingMode], Counter] = {}
         self._dirty = asyncio.Event()
         self._state = view.sync_state(clock.monotonic())
         self.synced_once = asyncio.Event()
@@ -89,8 +98,14 @@ class AgentRuntime:
         return decision
 
     def _count_decision(self, identity: Identity, decision: Decision) -> None:
-        label = "allowed" if decision.allowed else "denied"
-        self.metrics.access_checks_total.labels(decision=label, mode=decision.mode.value).inc()
+        counter = self._checks.get((decision.allowed, decision.mode))
+        if counter is None:
+            label = "allowed" if decision.allowed else "denied"
+            counter = self.metrics.access_checks_total.labels(
+                decision=label, mode=decision.mode.value
+            )
+            self._checks[(decision.allowed, decision.mode)] = counter
+        counter.inc()
         if not decision.allowed:
             served = identity.on_server(self.server_id)
             self.audit.emit(
@@ -105,11 +120,44 @@ class AgentRuntime:
             )
 
     def _carry_out(self, terminations: Sequence[Termination]) -> None:
+        """Signal every terminated session now; count, audit and log them just after.
+
+        The signals go first: a lock hitting a thousand sessions must reach their
+        sidecars without waiting for a thousand audit and log lines. The bookkeeping
+        runs once the handlers woken by the signals have sent their messages.
+        """
+        if not terminations:
+            return
         for termination in terminations:
             signal = self._signals.pop(termination.session_id, None)
             if signal is not None and not signal.done():
                 signal.set_result(termination)
-            self.metrics.terminations_total.labels(reason=termination.cause.value).inc()
+        self.metrics.sessions.set(self.view.session_count)
+        self._unrecorded.extend(terminations)
+        if self._recorder is not None and not self._recorder.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._record()
+            return
+        self._recorder = loop.create_task(self._record_soon())
+
+    async def _record_soon(self) -> None:
+        # A signal wakes its handler two loop iterations later (the future's callback,
+        # then the shielded await in the servicer): yield that long.
+        for _ in range(2):
+            await asyncio.sleep(0)
+        self._record()
+
+    def _record(self) -> None:
+        terminations, self._unrecorded = self._unrecorded, []
+        if not terminations:
+            return
+        for reason, count in Tally(t.cause.value for t in terminations).items():
+            self.metrics.terminations_total.labels(reason=reason).inc(count)
+        now = self.clock.now()
+        for termination in terminations:
             self.audit.emit(
                 audit.session_terminated(
                     termination.session_id,
@@ -117,19 +165,26 @@ class AgentRuntime:
                     self.server_id,
                     termination.reason,
                     self.owner.cluster,
-                    self.clock.now(),
+                    now,
                     reason_kind=termination.cause.value,
                     lock=termination.lock_name,
                 )
             )
+        # One line per lock (or cause): each session is in the audit trail.
+        groups: dict[tuple[str, str], list[Termination]] = {}
+        for termination in terminations:
+            key = (termination.lock_name, termination.cause.value)
+            groups.setdefault(key, []).append(termination)
+        for (lock_name, cause), group in groups.items():
             _log.warning(
-                "session terminated",
-                session_id=termination.session_id,
-                user=termination.identity.user,
-                reason=termination.reason,
+                "sessions terminated",
+                count=len(group),
+                lock=lock_name,
+                reason_kind=cause,
+                reason=group[0].reason,
+                users=sorted({t.identity.user for t in group})[:10],
+                session_ids=[t.session_id for t in group[:10]],
             )
-        if terminations:
-            self.metrics.sessions.set(self.view.session_count)
 
     # -- replication ---------------------------------------------------------------------
 
@@ -203,7 +258,7 @@ class AgentRuntime:
             await self.save_now()
 
     async def save_now(self) -> None:
-        if self.view_file is None:
+        if self._writer is None:
             return
         state = self.view.state
         # A shallow copy: resources are immutable, the thread must not see later changes.
@@ -215,7 +270,7 @@ class AgentRuntime:
             state.cluster_auth_preference,
         )
         try:
-            await asyncio.to_thread(save_view, self.view_file, self.owner, copy)
+            await asyncio.to_thread(self._writer.save, copy)
         except OSError as error:
             _log.error("could not persist the view", path=str(self.view_file), error=str(error))
 
@@ -225,5 +280,8 @@ class AgentRuntime:
             if not signal.done():
                 signal.cancel()
         self._signals.clear()
+        if self._recorder is not None:
+            self._recorder.cancel()
+        self._record()
         with contextlib.suppress(asyncio.CancelledError):
             await self.save_now()

@@ -25,6 +25,9 @@ Behavior = Callable[..., Any]
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: GrpcServerMetrics) -> None:
         self._metrics = metrics
+        # Wrapped handlers by method, built on the method's first call: wrapping and
+        # resolving metric labels on every call would cost more than a CheckAccess.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], Any]] = {}
 
     async def intercept_service(
         self,
@@ -36,7 +39,19 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, _, method = handler_call_details.method.strip("/").rpartition("/")
+        name = handler_call_details.method
+        cached = self._wrapped.get(name)
+        if cached is not None and cached[0] is handler:
+            wrapped: grpc.RpcMethodHandler[Any, Any] | None = cached[1]
+            return wrapped
+        wrapped = self._wrap_handler(handler, name)
+        self._wrapped[name] = (handler, wrapped)
+        return wrapped
+
+    def _wrap_handler(
+        self, handler: grpc.RpcMethodHandler[Any, Any], name: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        service, _, method = name.strip("/").rpartition("/")
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap(handler.unary_unary, service, method, "unary"),
@@ -60,25 +75,33 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, behavior: Behavior, service: str, method: str, kind: str) -> Behavior:
         metrics = self._metrics
         labels = {"grpc_service": service, "grpc_method": method, "grpc_type": kind}
+        rpc = f"{service}/{method}"
+        started_total = metrics.started_total.labels(**labels)
+        handling_seconds = metrics.handling_seconds.labels(**labels)
+        handled: dict[str, Any] = {}
 
         def begin(context: Context) -> float:
-            metrics.started_total.labels(**labels).inc()
-            structlog.contextvars.bind_contextvars(rpc=f"{service}/{method}", peer=context.peer())
+            started_total.inc()
+            structlog.contextvars.bind_contextvars(rpc=rpc, peer=context.peer())
             return time.perf_counter()
 
         def end(context: Context, started: float, error: BaseException | None) -> None:
             code = _status(context, error)
-            metrics.handled_total.labels(**labels, grpc_code=code).inc()
-            metrics.handling_seconds.labels(**labels).observe(time.perf_counter() - started)
+            counter = handled.get(code)
+            if counter is None:
+                counter = handled[code] = metrics.handled_total.labels(**labels, grpc_code=code)
+            counter.inc()
+            handling_seconds.observe(time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("rpc", "peer")
 
         if inspect.isasyncgenfunction(behavior):
+            sent_total = metrics.msg_sent_total.labels(**labels)
 
             async def generator(request: Any, context: Context) -> AsyncIterator[Any]:
                 started, error = begin(context), None
                 try:
                     async for response in behavior(request, context):
-                        metrics.msg_sent_total.labels(**labels).inc()
+                        sent_total.inc()
                         yield response
                 except BaseException as caught:
                     error = caught
@@ -88,14 +111,29 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
             return generator
 
+        if kind != "unary":
+
+            async def stream(request: Any, context: Context) -> Any:
+                started, error = begin(context), None
+                try:
+                    return await behavior(request, context)
+                except BaseException as caught:
+                    error = caught
+                    raise
+                finally:
+                    end(context, started, error)
+
+            return stream
+
+        received_total = metrics.msg_received_total.labels(**labels)
+        sent_total = metrics.msg_sent_total.labels(**labels)
+
         async def coroutine(request: Any, context: Context) -> Any:
             started, error = begin(context), None
-            if kind == "unary":
-                metrics.msg_received_total.labels(**labels).inc()
+            received_total.inc()
             try:
                 response = await behavior(request, context)
-                if kind == "unary":
-                    metrics.msg_sent_total.labels(**labels).inc()
+                sent_total.inc()
                 return response
             except BaseException as caught:
                 error = caught

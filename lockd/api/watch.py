@@ -26,6 +26,7 @@ from lockd.auth.watch import Hello, SnapshotGate, WatchSettings, WatchStream
 from lockd.domain import rbac
 from lockd.domain.errors import AccessDeniedError, ValidationError
 from lockd.domain.events import Event
+from lockd.domain.lock import TargetPair
 from lockd.domain.ports import Clock, Store
 from lockd.domain.rbac import Caller, CallerKind
 from lockd.domain.resources import Kind, ReplicatedResource
@@ -161,14 +162,16 @@ class WatchHandler:
             self._gate,
             hello,
             on_batch_sent=self._count_batch,
-            locked=functools.partial(self._locked_message, caller),
+            locked=functools.partial(self._locked_message, caller.identity().query_targets()),
         )
         write_timeout = self._settings.slow_consumer_after.total_seconds()
         self._metrics.watch_streams.inc()
         stalled = False
         try:
             async for frame in stream.frames():
-                await asyncio.wait_for(context.write(frame), write_timeout)
+                # A timeout scope, not wait_for: no task per frame and per stream.
+                async with asyncio.timeout(write_timeout):
+                    await context.write(frame)
         except TimeoutError:
             _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
             stalled = True
@@ -209,10 +212,9 @@ class WatchHandler:
         else:
             self._service.authorize(caller, Kind.LOCK, rbac.LIST)
 
-    def _locked_message(self, caller: Caller) -> str | None:
-        hit = self._service.lock_index.first_hit(
-            caller.identity().query_targets(), self._clock.now()
-        )
+    def _locked_message(self, targets: tuple[TargetPair, ...]) -> str | None:
+        """The message of a lock on the caller (its query targets), if one is in force."""
+        hit = self._service.lock_index.first_hit(targets, self._clock.now())
         return None if hit is None else hit.in_force_message()
 
     def _count_batch(self, events: int) -> None:

@@ -151,16 +151,19 @@ class WatchClient:
                 version=__version__,
             )
             await call.write(pb.WatchLocksRequest(hello=hello))
-            acker = asyncio.create_task(self._ack_periodically(call))
+            applied = asyncio.Event()
+            acker = asyncio.create_task(self._ack_forever(call, applied))
             try:
-                await self._receive(call)
+                await self._receive(call, applied)
             finally:
                 acker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await acker
                 call.cancel()
 
-    async def _receive(self, call: Any) -> None:
+    async def _receive(self, call: Any, applied: asyncio.Event) -> None:
+        """Feed every response to the runtime; `applied` is set after each change (the
+        acker acknowledges it, so reading never waits for an ack's write)."""
         runtime = self._runtime
         pending: list[ReplicatedResource] | None = None
         first = True
@@ -189,12 +192,12 @@ class WatchClient:
                 if held:
                     self._count_resync("epoch_changed" if end.epoch != held else "too_old")
                 pending = None
-                await self._ack(call)
+                applied.set()
             elif kind == "events":
                 batch = response.events
                 events = [convert.event_from_pb(event) for event in batch.events]
                 runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, events)
-                await self._ack(call)
+                applied.set()
             elif kind == "heartbeat":
                 beat = response.heartbeat
                 interval = convert.duration_from_pb(beat.interval).total_seconds()
@@ -223,7 +226,12 @@ class WatchClient:
                 # retry_after, or the error); a failed ack must not mask that.
                 _log.debug("ack not sent", error=repr(error))
 
-    async def _ack_periodically(self, call: Any) -> None:
+    async def _ack_forever(self, call: Any, applied: asyncio.Event) -> None:
+        """Ack each applied change (changes applied before the ack goes out share it),
+        and at least every ack_interval."""
         while True:
-            await asyncio.sleep(self._settings.ack_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.ack_interval):
+                    await applied.wait()
+            applied.clear()
             await self._ack(call)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lockd.bench.procs import Reaper, interrupted
+from lockd.bench.procs import Reaper
 
 Message = dict[str, Any]
 
@@ -153,13 +153,12 @@ class Worker:
             raise self._failure(self._dead or "died")
         return message
 
-    async def close(self, reaper: Reaper, grace: float = 10.0) -> None:
-        """Close its stdin (the worker's signal to stop), then kill it if it lingers."""
+    async def close(self, reaper: Reaper, grace: float = 5.0) -> None:
+        """Close its stdin (the worker's signal to stop), then kill it if it lingers
+        `grace` seconds (at once when 0)."""
         stdin = self.process.stdin
         if stdin is not None and not stdin.is_closing():
             stdin.close()
-        if interrupted():
-            grace = 0.0
         try:
             async with asyncio.timeout(grace):
                 await self.process.wait()

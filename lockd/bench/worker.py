@@ -73,8 +73,11 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    from lockd.daemon import tune_gc
+
     wire = await ChildWire.open()
     role, ready = await build(args)
+    tune_gc()  # as `lockd agent` does once started (the floors get the same)
     ChildWire.emit("ready", **ready)
     try:
         async for command in wire.commands():

@@ -6,7 +6,6 @@ per access request, plus the `server_id` of the agent that serves the interactio
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from lockd.domain.lock import TargetPair
@@ -33,16 +32,33 @@ class Identity:
 
     def query_targets(self) -> tuple[TargetPair, ...]:
         """Single-field query targets, each only when non-empty, duplicates removed."""
-        candidates: Iterable[TargetPair] = (
-            ("user", self.user),
-            *(("role", role) for role in self.roles),
-            ("login", self.login),
-            ("mfa_device", self.mfa_device),
-            ("device", self.device),
-            *(("access_request", request) for request in self.access_requests),
-            ("server_id", self.server_id),
-            ("windows_desktop", self.windows_desktop),
-            ("bot_instance_id", self.bot_instance_id),
-            ("join_token", self.join_token),
-        )
-        return tuple(dict.fromkeys(pair for pair in candidates if pair[1]))
+        return self.query_targets_on(self.server_id)
+
+    def query_targets_on(self, server_id: str) -> tuple[TargetPair, ...]:
+        """`on_server(server_id).query_targets()`, without building that identity.
+
+        Written out field by field: it runs for every access check.
+        """
+        pairs: list[TargetPair] = []
+        if self.user:
+            pairs.append(("user", self.user))
+        pairs.extend(("role", role) for role in self.roles if role)
+        if self.login:
+            pairs.append(("login", self.login))
+        if self.mfa_device:
+            pairs.append(("mfa_device", self.mfa_device))
+        if self.device:
+            pairs.append(("device", self.device))
+        pairs.extend(("access_request", request) for request in self.access_requests if request)
+        if server_id:
+            pairs.append(("server_id", server_id))
+        if self.windows_desktop:
+            pairs.append(("windows_desktop", self.windows_desktop))
+        if self.bot_instance_id:
+            pairs.append(("bot_instance_id", self.bot_instance_id))
+        if self.join_token:
+            pairs.append(("join_token", self.join_token))
+        # Only repeated roles or access requests can repeat a pair.
+        if len(self.roles) > 1 or len(self.access_requests) > 1:
+            return tuple(dict.fromkeys(pairs))
+        return tuple(pairs)

@@ -7,6 +7,7 @@ strings, and the exact error and refusal texts.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +49,10 @@ EMPTY_TARGET_MESSAGE = "at least one target field must be set"
 
 TargetPair = tuple[str, str]
 
+# Checked on every lock an agent receives: regular expressions, not loops over characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
 
 def access_denied_message(verb: str, resource: str) -> str:
     """The refusal for a missing permission (SPEC §3)."""
@@ -75,8 +80,32 @@ class LockTarget:
     join_token: str = ""
 
     def pairs(self) -> tuple[TargetPair, ...]:
-        """The non-empty (field, value) pairs in section 1 order."""
-        return tuple((name, value) for name in TARGET_FIELDS if (value := getattr(self, name)))
+        """The non-empty (field, value) pairs in section 1 order (TARGET_FIELDS).
+
+        Written out field by field: it runs for every lock indexed, matched or checked.
+        """
+        pairs: list[TargetPair] = []
+        if self.user:
+            pairs.append(("user", self.user))
+        if self.role:
+            pairs.append(("role", self.role))
+        if self.login:
+            pairs.append(("login", self.login))
+        if self.mfa_device:
+            pairs.append(("mfa_device", self.mfa_device))
+        if self.device:
+            pairs.append(("device", self.device))
+        if self.server_id:
+            pairs.append(("server_id", self.server_id))
+        if self.windows_desktop:
+            pairs.append(("windows_desktop", self.windows_desktop))
+        if self.access_request:
+            pairs.append(("access_request", self.access_request))
+        if self.bot_instance_id:
+            pairs.append(("bot_instance_id", self.bot_instance_id))
+        if self.join_token:
+            pairs.append(("join_token", self.join_token))
+        return tuple(pairs)
 
     def is_empty(self) -> bool:
         return not self.pairs()
@@ -113,7 +142,7 @@ class LockTarget:
                 raise ValidationError(
                     f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
                 )
-            if any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
+            if _CONTROL.search(value) is not None:
                 raise ValidationError(f"lock target {name} contains control characters")
             if not _is_unicode_text(value):
                 raise ValidationError(f"lock target {name} is not valid Unicode text")
@@ -121,7 +150,7 @@ class LockTarget:
 
 def _is_unicode_text(text: str) -> bool:
     """False for strings with lone surrogates (JSON `"\\ud800"`), which UTF-8 cannot carry."""
-    return not any("\ud800" <= ch <= "\udfff" for ch in text)
+    return _SURROGATE.search(text) is None
 
 
 def validate_name(name: str, kind: str) -> None:
@@ -133,7 +162,9 @@ def validate_name(name: str, kind: str) -> None:
         raise ValidationError(f"{kind} name must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(f"{kind} name is longer than {MAX_NAME_LENGTH} characters")
-    if "/" in name or any(ch.isspace() or not ch.isprintable() for ch in name):
+    # Every whitespace character but the space is also unprintable (Unicode Zs, Zl, Zp,
+    # Cc), so this is "a '/', a whitespace or an unprintable character".
+    if "/" in name or " " in name or not name.isprintable():
         raise ValidationError(
             f"{kind} name {quote(name)} may not contain '/', whitespace or control characters"
         )

@@ -203,6 +203,8 @@ class LocalView:
 
     def mode_for(self, identity: Identity) -> LockingMode:
         roles = self.state.roles
+        if not roles or not identity.roles:
+            return resolve_mode(self.state.cluster_auth_preference.locking_mode, ())
         return resolve_mode(
             self.state.cluster_auth_preference.locking_mode,
             (roles[name].lock_mode for name in identity.roles if name in roles),
@@ -213,9 +215,9 @@ class LocalView:
 
     def decide(self, identity: Identity, now: float, wall: datetime) -> Decision:
         """Allowed or not for a new request from `identity` (served by this agent)."""
-        served = identity.on_server(self.settings.server_id)
-        mode = self.mode_for(served)
-        hit = self.locks.first_hit(served.query_targets(), wall)
+        # As served by this agent (its server_id), without building that identity.
+        mode = self.mode_for(identity)
+        hit = self.locks.first_hit(identity.query_targets_on(self.settings.server_id), wall)
         if hit is not None:
             return Decision(False, mode, hit.in_force_message(), hit.name)
         if mode is LockingMode.STRICT and not self.reliable(now):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lockd.bench.authproc import AuthServer
-from lockd.bench.procs import Reaper, cpu_seconds, rss_bytes
+from lockd.bench.procs import Reaper, cpu_seconds, interrupted, rss_bytes
 from lockd.bench.wire import Message, Worker, gather_events
 
 
@@ -45,7 +45,9 @@ async def start_workers(
 
 
 async def close_workers(reaper: Reaper, workers: Sequence[Worker]) -> None:
-    await asyncio.gather(*(worker.close(reaper) for worker in workers))
+    """Stop the workers: gracefully, or at once when the run is being interrupted."""
+    grace = 0.0 if interrupted() else 5.0
+    await asyncio.gather(*(worker.close(reaper, grace) for worker in workers))
 
 
 async def connect_and_sync(workers: Sequence[Worker], agents: int) -> tuple[float, list[float]]:
