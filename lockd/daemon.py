@@ -30,7 +30,8 @@ from lockd.domain.ports import Clock, SystemClock
 from lockd.obs.audit import AuditSink, open_audit_sink
 from lockd.obs.logging import configure_logging
 from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics, MetricsEndpoint
-from lockd.store import SqliteStore, build_store
+from lockd.recovery import delete_lock_offline
+from lockd.store import build_store
 
 _log = structlog.get_logger("lockd")
 
@@ -58,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file"
         )
+    text = "offline repairs on the auth host, with the auth server stopped"
+    recover = commands.add_parser(
+        "recover",
+        help=text,
+        description=text,
+        epilog="Example: lockd recover delete-lock dc7cee9d-fe5e-4534-a90d-db770f0234a1 "
+        "--config /etc/lockd.yaml\n(the way out of a lock on Admin: see docs/security.md)",
+    )
+    actions = recover.add_subparsers(dest="action", required=True)
+    delete = actions.add_parser(
+        "delete-lock", help="delete a lock straight from the store (server stopped)"
+    )
+    delete.add_argument("name", help="the lock's name")
+    delete.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="the auth server's config"
+    )
     text = "measure lockd on this machine (lockd bench --help)"
     commands.add_parser("bench", help=text, description=text, add_help=False)
     return parser
@@ -76,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockdError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
+    if args.command == "recover":
+        return _recover(config, args.name)
     configure_logging(config.log.format, config.log.level)
     try:
         asyncio.run(run(config, args.command))
@@ -86,8 +105,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _recover(config: Config, name: str) -> int:
+    audit = open_audit_sink(audit_path(config) or config.audit.sink)
+    try:
+        revision = asyncio.run(delete_lock_offline(config, name, audit))
+    except LockdError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ValidationError) else 1
+    finally:
+        audit.close()
+    print(f'lock "{name}" has been deleted (revision {revision}); start the auth server again')
+    return 0
+
+
 def _check_enabled(config: Config, command: str) -> None:
-    if command == "auth" and not config.auth_service.enabled:
+    if command in ("auth", "recover") and not config.auth_service.enabled:
         raise ValidationError("auth_service is not enabled in the config")
     if command == "agent" and not config.agent_service.enabled:
         raise ValidationError("agent_service is not enabled in the config")
@@ -149,11 +181,7 @@ def build_auth_server(
 ) -> AuthServerApp:
     auth = config.auth_service
     storage = auth.storage
-    store = (
-        SqliteStore(storage.path)
-        if storage.type == "sqlite"
-        else build_store(storage.type, config.data_dir)
-    )
+    store = build_store(storage.type, storage.path)
     settings = AuthServerSettings(
         cluster_name=config.cluster_name,
         listen_addr=auth.listen_addr,

@@ -19,29 +19,22 @@ __all__ = [
     "MemoryStore",
     "SqliteStore",
     "build_store",
-    "open_store",
 ]
 
 STORE_TYPES = ("memory", "sqlite")
 SQLITE_FILE_NAME = "lockd.db"
 
 
-def build_store(store_type: str, data_dir: Path) -> Store:
-    """An unopened store of `store_type`; SQLite keeps `<data_dir>/lockd.db`.
+def build_store(store_type: str, sqlite_path: Path) -> Store:
+    """An unopened store of `store_type`; SQLite keeps its database at `sqlite_path`.
 
-    Creates `data_dir` (mode 0700) when the store needs it and it is missing.
+    Creates the database's directory (mode 0700) when the store needs it and it is missing.
     """
     if store_type == "memory":
         return MemoryStore()
     if store_type == "sqlite":
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return SqliteStore(data_dir / SQLITE_FILE_NAME)
+        sqlite_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return SqliteStore(sqlite_path)
     supported = ", ".join(STORE_TYPES)
     raise ValidationError(f'store type "{store_type}" not supported (supported: {supported})')
 
-
-async def open_store(store_type: str, data_dir: Path) -> Store:
-    """`build_store`, then `open`: raises UnavailableError when the store cannot open."""
-    store = build_store(store_type, data_dir)
-    await store.open()
-    return store

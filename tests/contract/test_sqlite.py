@@ -14,7 +14,7 @@ import pytest
 from lockd.domain.errors import UnauthenticatedError, UnavailableError, ValidationError
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import User
-from lockd.store import SQLITE_FILE_NAME, MemoryStore, SqliteStore, build_store, open_store
+from lockd.store import SQLITE_FILE_NAME, MemoryStore, SqliteStore, build_store
 from lockd.store.sqlite_ops import EXPIRE_DUE_QUERY, SCHEMA_VERSION
 from tests.contract.helpers import T0, all_events, at, join_token, lock
 
@@ -161,26 +161,15 @@ async def test_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_build_store_picks_the_adapter_by_type(tmp_path: Path) -> None:
-    """`memory` and `sqlite` (in <data_dir>/lockd.db, dir created 0700); others refused."""
-    assert isinstance(build_store("memory", tmp_path), MemoryStore)
-    data_dir = tmp_path / "data"
-    sqlite_store = build_store("sqlite", data_dir)
+    """`memory` and `sqlite` (at the given path, its directory created 0700); others refused."""
+    path = tmp_path / "data" / SQLITE_FILE_NAME
+    assert isinstance(build_store("memory", path), MemoryStore)
+    sqlite_store = build_store("sqlite", path)
     assert isinstance(sqlite_store, SqliteStore)
-    assert sqlite_store.path == data_dir / SQLITE_FILE_NAME
-    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert sqlite_store.path == path
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     with pytest.raises(ValidationError, match=r'^store type "pg" not supported'):
-        build_store("pg", tmp_path)
-
-
-async def test_open_store_returns_an_open_healthy_store(tmp_path: Path) -> None:
-    """open_store builds and opens in one step."""
-    store = await open_store("sqlite", tmp_path)
-    try:
-        assert store.type == "sqlite"
-        assert store.healthy
-        assert (await store.snapshot()).revision == 0
-    finally:
-        await store.close()
+        build_store("pg", path)
 
 
 def downgrade_to_version_1(path: Path) -> None:
