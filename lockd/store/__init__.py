@@ -37,4 +37,3 @@ def build_store(store_type: str, sqlite_path: Path) -> Store:
         return SqliteStore(sqlite_path)
     supported = ", ".join(STORE_TYPES)
     raise ValidationError(f'store type "{store_type}" not supported (supported: {supported})')
-
