@@ -99,6 +99,45 @@ class ProtoWatchEncoder:
         return pb.WatchLocksResponse(reset=message).SerializeToString()
 
 
+class WriteWatchdog:
+    """Cancels the task of a stream whose frame has waited longer than `limit` seconds
+    to be written (a reader that stopped reading: its flow-control window is full).
+
+    One loop for every stream, looking every `limit / 4` (at most every second): a
+    stream notes when a write starts and ends — two dict operations — instead of arming
+    a timer for every frame it sends.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.writing: dict[asyncio.Task[Any], float] = {}  # task -> loop time of the write
+        self.stalled: set[asyncio.Task[Any]] = set()
+        self._streams = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def enter(self) -> None:
+        self._streams += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self._streams -= 1
+        self.writing.pop(task, None)
+        self.stalled.discard(task)
+        if self._streams == 0 and self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.limit / 4))
+            deadline = loop.time() - self.limit
+            for task, since in list(self.writing.items()):
+                if since < deadline and task not in self.stalled:
+                    self.stalled.add(task)
+                    task.cancel()
+
+
 class WatchHandler:
     """Serves WatchLocks for every connected agent."""
 
@@ -120,6 +159,7 @@ class WatchHandler:
         self._clock = clock
         self._settings = settings
         self._gate = SnapshotGate(settings.max_concurrent_snapshots)
+        self._watchdog = WriteWatchdog(settings.slow_consumer_after.total_seconds())
 
     def rpc_handler(self, caller_of: CallerResolver) -> grpc.GenericRpcHandler:
         """The WatchLocks handler for a server whose callers `caller_of` identifies."""
@@ -167,15 +207,24 @@ class WatchHandler:
         write_timeout = self._settings.slow_consumer_after.total_seconds()
         self._metrics.watch_streams.inc()
         stalled = False
+        task = asyncio.current_task()
+        assert task is not None
+        watchdog = self._watchdog
+        watchdog.enter()
+        writing, loop = watchdog.writing, asyncio.get_running_loop()
         try:
             async for frame in stream.frames():
-                # A timeout scope, not wait_for: no task per frame and per stream.
-                async with asyncio.timeout(write_timeout):
-                    await context.write(frame)
-        except TimeoutError:
+                writing[task] = loop.time()
+                await context.write(frame)
+                del writing[task]
+        except asyncio.CancelledError:
+            if task not in watchdog.stalled:
+                raise
+            task.uncancel()
             _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
             stalled = True
         finally:
+            watchdog.leave(task)
             self._metrics.watch_streams.dec()
             if stream.snapshotted:
                 self._metrics.snapshots_sent_total.inc()

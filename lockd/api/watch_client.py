@@ -58,6 +58,12 @@ class WatchClientSettings:
     backoff: Backoff = field(default_factory=Backoff)
     healthy_period: float = 30.0
     ack_interval: float = 5.0
+    # An ack waits this long (times 1 to 2, at random) after the change it acknowledges,
+    # so the acks of thousands of agents reach the auth server after it has fanned the
+    # batch out to all of them, not in the middle: each ack costs the server about as
+    # much as the write of the batch to that agent (`lockd bench propagation`,
+    # docs/benchmarks.md). Changes applied meanwhile share the ack.
+    ack_delay: float = 0.5
     # Read at every connection, so a renewed certificate is used from then on.
     credentials: Callable[[], grpc.ChannelCredentials] | None = None
     # Added to CHANNEL_OPTIONS (e.g. `lockd bench` gives each of its many in-process
@@ -227,11 +233,13 @@ class WatchClient:
                 _log.debug("ack not sent", error=repr(error))
 
     async def _ack_forever(self, call: Any, applied: asyncio.Event) -> None:
-        """Ack each applied change (changes applied before the ack goes out share it),
-        and at least every ack_interval."""
+        """Ack each applied change, `ack_delay` later (changes applied meanwhile share the
+        ack), and at least every ack_interval."""
+        settings = self._settings
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.ack_interval):
+                async with asyncio.timeout(settings.ack_interval):
                     await applied.wait()
+                    await asyncio.sleep(settings.ack_delay * (1 + self._draw()))
             applied.clear()
             await self._ack(call)

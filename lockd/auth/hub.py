@@ -96,7 +96,10 @@ class ReplicationHub:
         self._pending: dict[int, Event] = {}
         self._flush_scheduled = False
         self._filling: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        # Streams waiting for the next batch (or the close): one future each, released
+        # together. Cheaper than an Event (whose timed-out waiters leave a deque in O(n))
+        # plus an asyncio.timeout per stream and batch.
+        self._waiters: set[asyncio.Future[None]] = set()
         self.closing = False
         self.on_batch: list[Callable[[Sequence[Event]], None]] = []
 
@@ -166,15 +169,33 @@ class ReplicationHub:
         self.publish(events)
 
     def _wake(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            _release(waiter)
 
-    async def wait_beyond(self, seq: int) -> None:
-        """Return when a batch with sequence ≥ seq exists, or on close."""
-        while self.ring.next_seq <= seq and not self.closing:
-            await self._changed.wait()
+    async def wait_beyond(self, seq: int, at_most: float | None = None) -> None:
+        """Return when a batch with sequence ≥ seq exists, on close, or after `at_most`
+        seconds (whichever comes first)."""
+        if self.ring.next_seq > seq or self.closing:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        waiters = self._waiters
+        waiters.add(waiter)
+        timer = None if at_most is None else loop.call_later(at_most, _release, waiter)
+        try:
+            await waiter
+        finally:
+            waiters.discard(waiter)  # O(1), whichever way it ended
+            if timer is not None:
+                timer.cancel()
 
     def close(self) -> None:
         """Ask every stream to end with Reset(shutdown)."""
         self.closing = True
         self._wake()
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

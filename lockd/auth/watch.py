@@ -9,8 +9,6 @@ or the stream ends with Reset.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import random
 from collections.abc import AsyncIterator, Callable
@@ -202,6 +200,4 @@ class WatchStream:
                     settings.heartbeat_interval,
                 )
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await hub.wait_beyond(seq)
+            await hub.wait_beyond(seq, wait)

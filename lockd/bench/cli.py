@@ -56,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--locks", type=int, default=50, help="locks created, one by one")
         command.add_argument("--procs", type=int, default=2, help="agent worker processes")
         command.add_argument("--warmup", type=int, default=3, help="unmeasured locks first")
-        command.add_argument("--gap", type=float, default=0.05, help="seconds between locks")
+        command.add_argument(
+            "--gap",
+            type=float,
+            default=None,
+            help="seconds between locks (default: 1.2 + 0.1 ms per agent, so that the "
+            "agents' acks of one lock are in before the next)",
+        )
         if name == "propagation":
             command.add_argument(
                 "--with-baseline", action="store_true", help="run baseline too, and compare"

@@ -33,6 +33,8 @@ from lockd.bench.scenarios.common import (
 from lockd.bench.wire import Worker
 
 APPLY_TIMEOUT = 120.0
+# Agents acknowledge a change 0.5–1 s after applying it (WatchClientSettings.ack_delay).
+ACK_SETTLE = 1.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,14 @@ class FanOutParams:
     locks: int = 50
     procs: int = 2
     warmup: int = 3
-    gap: float = 0.05
+    # Seconds between one lock being everywhere and the next CreateLock (None: enough for
+    # the agents' delayed acks to come in, so each lock is measured on its own).
+    gap: float | None = None
+
+    def pause(self) -> float:
+        if self.gap is not None:
+            return self.gap
+        return ACK_SETTLE + self.agents * 0.0001
 
 
 class Publisher(Protocol):
@@ -65,7 +74,7 @@ async def _measure(
         if index >= params.warmup:
             first.append(min(float(event["first"]) for event in events) - start)
             last.append(max(float(event["last"]) for event in events) - start)
-        await asyncio.sleep(params.gap)
+        await asyncio.sleep(params.pause())
     cpu = total_cpu([server_pid]) - cpu_before
     workers_cpu = total_cpu([worker.pid for worker in workers]) - workers_cpu_before
     return {
