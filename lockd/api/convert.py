@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lockd.domain.errors import ValidationError
 from lockd.domain.events import Event, EventType
 from lockd.domain.identity import Identity
-from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget
+from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.resources import (
     ClusterAuthPreference,
@@ -83,7 +83,19 @@ def target_to_pb(target: LockTarget) -> pb.LockTarget:
 
 
 def target_from_pb(message: pb.LockTarget) -> LockTarget:
-    return LockTarget(**{field: getattr(message, field) for field in TARGET_FIELDS})
+    # Positional, in TARGET_FIELDS order (LockTarget's field order): no dict per lock.
+    return LockTarget(
+        message.user,
+        message.role,
+        message.login,
+        message.mfa_device,
+        message.device,
+        message.server_id,
+        message.windows_desktop,
+        message.access_request,
+        message.bot_instance_id,
+        message.join_token,
+    )
 
 
 def lock_to_pb(lock: Lock) -> pb.Lock:

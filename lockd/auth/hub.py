@@ -100,6 +100,9 @@ class ReplicationHub:
         # together. Cheaper than an Event (whose timed-out waiters leave a deque in O(n))
         # plus an asyncio.timeout per stream and batch.
         self._waiters: set[asyncio.Future[None]] = set()
+        # The snapshot frames of one (epoch, revision), encoded once for every stream
+        # that snapshots at that revision (a thousand agents starting together).
+        self._snapshot: tuple[tuple[str, int], list[bytes]] | None = None
         self.closing = False
         self.on_batch: list[Callable[[Sequence[Event]], None]] = []
 
@@ -121,6 +124,13 @@ class ReplicationHub:
         if revision == self.state.revision:
             return self.ring.next_seq
         return self.ring.seq_after(revision)
+
+    def snapshot_frames(self, encode: Callable[[], list[bytes]]) -> list[bytes]:
+        """The current state's snapshot frames: `encode()`d once per epoch and revision."""
+        key = (self.state.epoch, self.state.revision)
+        if self._snapshot is None or self._snapshot[0] != key:
+            self._snapshot = (key, encode())
+        return self._snapshot[1]
 
     def publish(self, events: Iterable[Event]) -> None:
         """Hand over committed events; they reach the ring on this loop tick."""

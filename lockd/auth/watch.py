@@ -138,17 +138,22 @@ class WatchStream:
     def _snapshot(self) -> tuple[list[bytes], int]:
         """State and ring position captured together (no await in between)."""
         hub = self._hub
+        seq = hub.ring.next_seq
+        frames = hub.snapshot_frames(self._encode_snapshot)
+        self.position = hub.revision
+        self.snapshotted = True
+        return frames, seq
+
+    def _encode_snapshot(self) -> list[bytes]:
+        hub = self._hub
         resources = hub.state.resources()
-        epoch, revision, seq = hub.epoch, hub.revision, hub.ring.next_seq
-        count = len(resources)
+        epoch, revision, count = hub.epoch, hub.revision, len(resources)
         frames = [hub.encoder.snapshot_begin(epoch, revision, count)]
         for start in range(0, count, SNAPSHOT_CHUNK):
             chunk = resources[start : start + SNAPSHOT_CHUNK]
             frames.extend(frame for _, frame in encode_within(chunk, hub.encoder.snapshot_chunk))
         frames.append(hub.encoder.snapshot_end(epoch, revision, count))
-        self.position = revision
-        self.snapshotted = True
-        return frames, seq
+        return frames
 
     async def _follow(self, seq: int) -> AsyncIterator[bytes]:
         hub, settings = self._hub, self._settings

@@ -144,6 +144,8 @@ class LocalView:
         self.state = new_state
         self.locks = LockIndex(new_state.locks.values())
         self._mark_fresh(now, healthy=True)
+        if not self._sessions:  # nothing to end: skip comparing every lock
+            return []
         fresh = [lock for name, lock in new_state.locks.items() if old_locks.get(name) != lock]
         return self._terminate_hits(fresh, wall)
 
