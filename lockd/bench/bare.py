@@ -4,12 +4,15 @@
 every stream — the same bytes an auth server sends for a one-lock event batch, with the
 same server options — each time the coordinator says `publish`. `BareUnary` answers a
 CheckAccess-shaped unary call on a Unix socket with a pre-built response, without
-deserialising the request. Both run in their own worker process, like the real servers.
+deserialising the request. `BareSessions` holds OpenSession streams and, when told,
+sends the pre-built termination to those of the victim user. Each runs in its own
+worker process, like the real servers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -29,6 +32,7 @@ from lockd.domain.view import Decision
 from lockd.v1 import agent_service_pb2 as agent_pb
 
 CHECK_ACCESS = "/lockd.v1.AgentService/CheckAccess"
+VICTIM = "bench-victim"  # the user whose sessions the terminate scenario's locks hit
 EPOCH = "0f8c2a1e-6b7d-4c55-9a0e-3b1d2c4e5f60"  # a UUID, as real epochs are
 
 
@@ -118,6 +122,52 @@ class BareUnary:
         return self._response
 
     async def handle(self, command: Message) -> Message:
+        raise ValueError(f"unknown command {command['cmd']!r}")
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+
+
+class BareSessions:
+    """OpenSession streams held open; `terminate` ends the victim's (the session floor)."""
+
+    def __init__(self, socket: Path) -> None:
+        allowed = decision_to_pb(Decision(True, LockingMode.BEST_EFFORT))
+        opened = agent_pb.SessionOpened(session_id="bare", decision=allowed)
+        self._opened = agent_pb.OpenSessionResponse(opened=opened).SerializeToString()
+        ended = agent_pb.SessionTerminated(reason='lock targeting User:"bench-victim"')
+        self._ended = agent_pb.OpenSessionResponse(terminated=ended).SerializeToString()
+        self._victims: list[asyncio.Future[None]] = []
+        self.server = grpc.aio.server()
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
+            self._open
+        )
+        self.server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "lockd.v1.AgentService", {"OpenSession": handler}
+                ),
+            )
+        )
+        self.server.add_insecure_port(f"unix:{socket}")
+
+    async def _open(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        yield self._opened
+        signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if VICTIM.encode() in request:
+            self._victims.append(signal)
+        await signal
+        yield self._ended
+
+    async def handle(self, command: Message) -> Message:
+        if command["cmd"] == "terminate":
+            victims, self._victims = self._victims, []
+            arrived = time.monotonic()
+            for signal in victims:
+                signal.set_result(None)
+            return {"arrived": arrived, "count": len(victims)}
         raise ValueError(f"unknown command {command['cmd']!r}")
 
     async def stop(self) -> None:

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--rounds", type=int, default=5, help="locks, one per round")
     command.add_argument("--locks", type=int, default=0, help="background locks in the view")
     command.add_argument("--procs", type=int, default=2, help="sidecar processes")
+    command.add_argument(
+        "--with-baseline", action="store_true", help="the same rounds on a bare gRPC server"
+    )
 
     command = scenario("check", "CheckAccess over the Unix socket (vs bare gRPC) and in-process")
     command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
@@ -119,7 +122,9 @@ async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
 
 
 async def _terminate(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
-    params = TerminateParams(args.sessions, args.matching, args.rounds, args.locks, args.procs)
+    params = TerminateParams(
+        args.sessions, args.matching, args.rounds, args.locks, args.procs, args.with_baseline
+    )
     return [await terminate(reaper, params, _common(args))]
 
 

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from lockd.agent.runtime import AgentRuntime
 from lockd.api import convert
 from lockd.api.agent_server import AgentApp
-from lockd.bench.bare import CHECK_ACCESS
+from lockd.bench.bare import CHECK_ACCESS, VICTIM
 from lockd.bench.wire import ChildWire, Message
 from lockd.client import AgentClient
 from lockd.config import audit_path, parse_config
@@ -38,7 +38,6 @@ from lockd.domain.resources import ReplicatedResource
 from lockd.obs.audit import open_audit_sink
 from lockd.v1 import agent_service_pb2 as agent_pb
 
-VICTIM = "bench-victim"
 SESSIONS_PER_CHANNEL = 500
 OPEN_CONCURRENCY = 200
 

@@ -5,9 +5,9 @@ It builds its role, sends `ready` (with whatever the coordinator needs to know, 
 port), answers commands until its stdin closes, then stops its role and exits. Logs
 (warnings and up) go to stderr.
 
-Roles: `agents` (N real watching agents), `bare-watchers` (N raw streams), `bare-fanout`
-and `bare-unary` (the transport floors), `agent-host` (one real node agent), `sidecars`
-(sessions on the agent's socket) and `checker` (CheckAccess load).
+Roles: `agents` (N real watching agents), `bare-watchers` (N raw streams), `bare-fanout`,
+`bare-unary` and `bare-sessions` (the transport floors), `agent-host` (one real node
+agent), `sidecars` (sessions on the agent's socket) and `checker` (CheckAccess load).
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
         unary = bare.BareUnary(args.socket)
         await unary.server.start()
         return unary, {}
+    if role == "bare-sessions":
+        sessions = bare.BareSessions(args.socket)
+        await sessions.server.start()
+        return sessions, {}
     if role == "agent-host":
         agent = host.AgentHost(args.auth, args.dir)
         await agent.start()

@@ -46,6 +46,11 @@ FIELDS = {
         "agent_rss_mb",
         "agent_rss_idle_mb",
         "agent_rss_end_mb",
+        "floor_session_p99_ms",
+        "floor_all_p50_ms",
+        "floor_all_p99_ms",
+        "floor_server_rss_mb",
+        "vs_floor_all_p99",
     ),
     "check": (
         "inprocess_checks_per_s",
@@ -117,7 +122,7 @@ def test_propagation_with_baseline(tmp_path: Path) -> None:
 def test_terminate(tmp_path: Path) -> None:
     (result,) = bench(
         tmp_path, "terminate", "--sessions", "20", "--matching", "4", "--rounds", "2",
-        "--locks", "30", "--procs", "2",
+        "--locks", "30", "--procs", "2", "--with-baseline",
     )  # fmt: skip
     check_fields(result, "terminate")
 
