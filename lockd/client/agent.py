@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
 from lockd.api import convert
 from lockd.api.errors import error_for
 from lockd.client.auth import AGENT_STATE_NAMES
-from lockd.client.rpc import call, channel_target
+from lockd.client.rpc import ChannelClient, call, channel_target
 from lockd.domain.errors import AccessDeniedError, LockdError, UnavailableError
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
@@ -118,7 +117,7 @@ class Session:
             await self._signal
 
 
-class AgentClient:
+class AgentClient(ChannelClient):
     """Client of the node agent's Unix socket, for sidecars.
 
     async with AgentClient.connect("/var/lib/lockd/agent.sock") as agent:
@@ -127,23 +126,12 @@ class AgentClient:
     """
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.channel = channel
+        super().__init__(channel)
         self._stub = agent_grpc.AgentServiceStub(channel)
 
     @classmethod
     def connect(cls, socket: str | Path) -> AgentClient:
         return cls(grpc.aio.insecure_channel(channel_target(str(socket))))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.channel.close()
 
     @contextlib.asynccontextmanager
     async def open_session(

@@ -6,8 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,7 +13,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lockd.api import convert
 from lockd.api.errors import error_for
 from lockd.client.identity_file import IdentityFile
-from lockd.client.rpc import ServerUnreachableError, call, channel_target, transport_reason
+from lockd.client.rpc import (
+    ChannelClient,
+    ServerUnreachableError,
+    call,
+    channel_target,
+    transport_reason,
+)
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
@@ -73,9 +77,9 @@ class ClusterStatus:
     agents: tuple[AgentInfo, ...]
 
 
-class AuthClient:
+class AuthClient(ChannelClient):
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self.channel = channel
+        super().__init__(channel)
         self._locks = lock_grpc.LockServiceStub(channel)
         self._cluster = cluster_grpc.ClusterServiceStub(channel)
         self._identity = identity_grpc.IdentityServiceStub(channel)
@@ -99,20 +103,6 @@ class AuthClient:
         if not isinstance(identity, IdentityFile):
             identity = IdentityFile.load(identity)
         return cls.connect(address, identity.credentials())
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.channel.close()
 
     async def ping(self, deadline: float = 5.0) -> bool:
         """Check that an auth server answers (gRPC health); True when it is SERVING.

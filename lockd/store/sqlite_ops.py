@@ -133,19 +133,21 @@ def _init_schema(conn: sqlite3.Connection) -> None:
 
 @contextlib.contextmanager
 def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    """One write transaction, taking the write lock up front (no upgrade deadlocks)."""
+    with _transaction(conn, "BEGIN IMMEDIATE"):
         yield
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
 
 
 @contextlib.contextmanager
 def read_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One read snapshot (WAL): every query inside sees the same committed state."""
-    conn.execute("BEGIN")
+    with _transaction(conn, "BEGIN"):
+        yield
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
     try:
         yield
         conn.execute("COMMIT")
