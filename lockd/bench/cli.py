@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--with-baseline", action="store_true", help="run baseline too, and compare"
             )
+            command.add_argument(
+                "--light",
+                action="store_true",
+                help="minimal clients instead of real agents (the auth server's share alone)",
+            )
 
     command = scenario("terminate", "from a lock event's arrival to every hit session ending")
     command.add_argument("--sessions", type=int, default=1000, help="sessions registered")
@@ -106,7 +111,8 @@ def _common(args: argparse.Namespace) -> Common:
 
 
 async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
-    params = FanOutParams(args.agents, args.locks, args.procs, args.warmup, args.gap)
+    light = args.scenario == "propagation" and args.light
+    params = FanOutParams(args.agents, args.locks, args.procs, args.warmup, args.gap, light)
     if args.scenario == "baseline":
         return [await baseline(reaper, params)]
     results = []

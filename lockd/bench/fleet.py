@@ -7,6 +7,8 @@ tells the process's `Probe` what the agent applied and whether it is SYNCED.
 
 `BareFleet` is the same harness over the bare fan-out server (`lockd.bench.bare`): N
 raw streams that only count the frames they receive — the transport floor.
+`LightFleet` watches the real auth server with minimal clients (parse each frame for
+its revision; no view, no acks): the server's share, without the agents' work.
 
 The probe reports, per revision, when the first and the last agent of this process had
 applied it (`applied` events), and when every agent is SYNCED (`synced`).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,11 +36,13 @@ from lockd.domain.resources import ReplicatedResource
 from lockd.domain.view import LocalView, SyncState, ViewSettings
 from lockd.obs.audit import AuditEvent
 from lockd.obs.metrics import AgentMetrics
+from lockd.v1 import watch_service_pb2 as watch_pb
 
 CLUSTER = "bench.lockd"
 # Each in-process agent gets its own connection, as separate hosts would.
 OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 BARE_WATCH = "/lockd.bench.Bare/Watch"
+WATCH_LOCKS = "/lockd.v1.WatchService/WatchLocks"
 
 
 class NullAuditSink:
@@ -222,6 +227,71 @@ class BareFleet:
     async def handle(self, command: Message) -> Message:
         if command["cmd"] == "connect":
             self.connect()
+            return {}
+        raise ValueError(f"unknown command {command['cmd']!r}")
+
+    async def stop(self) -> None:
+        await _cancel(self._tasks)
+
+
+class LightFleet:
+    """N minimal WatchLocks clients of the real auth server: a Hello, then each frame
+    parsed for its revision — no view, no acks. What the auth server alone costs."""
+
+    def __init__(self, address: str, count: int, prefix: str) -> None:
+        self.address = address
+        self.count = count
+        self.prefix = prefix
+        self.probe = Probe(count)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def connect(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._watch(f"{self.prefix}-{index:05d}"))
+            for index in range(self.count)
+        ]
+
+    async def _watch(self, agent_id: str) -> None:
+        """Stream until the server ends it; a stream refused before its snapshot (too many
+        snapshots in flight: Reset(overloaded)) is tried again, as an agent would."""
+        hello = watch_pb.WatchLocksRequest(hello=watch_pb.WatchHello(agent_id=agent_id))
+        options: list[tuple[str, Any]] = [*CHANNEL_OPTIONS, *OWN_CONNECTION]
+        synced = False
+        while not synced:
+            async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+                call: Any = channel.stream_stream(WATCH_LOCKS)()
+                await call.write(hello.SerializeToString())
+                synced = await self._follow(call)
+            if not synced:
+                await asyncio.sleep(1.0 + random.random())
+
+    async def _follow(self, call: Any) -> bool:
+        """Read frames until the stream ends; whether it got as far as a snapshot."""
+        revision, synced = 0, False
+        while (frame := await call.read()) is not grpc.aio.EOF:
+            response = watch_pb.WatchLocksResponse.FromString(frame)
+            kind = response.WhichOneof("message")
+            if kind == "events":
+                new = response.events.to_revision
+            elif kind == "snapshot_end":
+                new = response.snapshot_end.revision
+            else:
+                continue
+            now = time.monotonic()
+            if not synced:
+                synced = True
+                self.probe.sync_changed(True, True, False, now)
+            if new > revision:
+                self.probe.applied(revision, new, now)
+                revision = new
+        return synced
+
+    async def handle(self, command: Message) -> Message:
+        if command["cmd"] == "connect":
+            self.connect()
+            return {}
+        if command["cmd"] == "track":
+            self.probe.track_from = int(command["from_rev"])
             return {}
         raise ValueError(f"unknown command {command['cmd']!r}")
 

@@ -5,7 +5,8 @@ It builds its role, sends `ready` (with whatever the coordinator needs to know, 
 port), answers commands until its stdin closes, then stops its role and exits. Logs
 (warnings and up) go to stderr.
 
-Roles: `agents` (N real watching agents), `bare-watchers` (N raw streams), `bare-fanout`,
+Roles: `agents` (N real watching agents), `light-agents` (N minimal WatchLocks clients),
+`bare-watchers` (N raw streams), `bare-fanout`,
 `bare-unary` and `bare-sessions` (the transport floors), `agent-host` (one real node
 agent), `sidecars` (sessions on the agent's socket) and `checker` (CheckAccess load).
 """
@@ -51,6 +52,8 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
     role = args.role
     if role == "agents":
         return fleet.AgentFleet(args.auth, args.count, args.prefix), {}
+    if role == "light-agents":
+        return fleet.LightFleet(args.auth, args.count, args.prefix), {}
     if role == "bare-watchers":
         return fleet.BareFleet(args.auth, args.count), {}
     if role == "bare-fanout":

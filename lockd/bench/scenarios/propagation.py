@@ -4,6 +4,10 @@ propagation: N real agents (K worker processes) watch a real `lockd auth`; M loc
 created one at a time over the admin socket. For each, the time from the CreateLock call
 to the moment its revision was applied by the first and by the last agent.
 
+With `light`, the agents are minimal clients that only parse each frame for its revision
+(no view, no acks): the auth server's own share, without the agents' work — on a 2-core
+machine the real agents compete with the server for the same cores.
+
 baseline: the same harness over a bare grpc.aio server that fans the same-size frame out
 (`lockd.bench.bare`): the transport floor the propagation figures are compared with.
 """
@@ -46,6 +50,7 @@ class FanOutParams:
     # Seconds between one lock being everywhere and the next CreateLock (None: enough for
     # the agents' delayed acks to come in, so each lock is measured on its own).
     gap: float | None = None
+    light: bool = False  # minimal clients instead of real agents: the server alone
 
     def pause(self) -> float:
         if self.gap is not None:
@@ -86,7 +91,7 @@ async def _measure(
     }
 
 
-def _params(name: str, params: FanOutParams, common: Common | None) -> dict[str, Value]:
+def _params(params: FanOutParams, common: Common | None) -> dict[str, Value]:
     values: dict[str, Value] = {
         "agents": params.agents,
         "locks": params.locks,
@@ -94,17 +99,19 @@ def _params(name: str, params: FanOutParams, common: Common | None) -> dict[str,
     }
     if common is not None:
         values["store"] = common.store
+        values["light"] = params.light
     return values
 
 
 async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> Result:
-    result = Result("propagation", _params("propagation", params, common))
+    result = Result("propagation", _params(params, common))
     auth = await start_auth(reaper, common)
     workers: list[Worker] = []
     try:
         idle_rss = auth.rss()
         sizes = split(params.agents, params.procs)
-        workers = await start_workers(reaper, "agents", sizes, ["--auth", auth.address], "a")
+        role = "light-agents" if params.light else "agents"
+        workers = await start_workers(reaper, role, sizes, ["--auth", auth.address], "a")
         started, synced = await connect_and_sync(workers, params.agents)
         await settle()
         streams_rss = auth.rss()
@@ -133,7 +140,7 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
 
 
 async def baseline(reaper: Reaper, params: FanOutParams) -> Result:
-    result = Result("baseline", _params("baseline", params, None))
+    result = Result("baseline", _params(params, None))
     server = await Worker.start(reaper, "fanout", "bare-fanout", [])
     workers: list[Worker] = []
     try:
