@@ -94,15 +94,18 @@ def bench(tmp_path: Path, *args: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
-def check_fields(result: dict[str, object], scenario: str) -> dict[str, object]:
+def check_fields(
+    result: dict[str, object], scenario: str, fields: tuple[str, ...] | None = None
+) -> dict[str, object]:
     assert result["scenario"] == scenario
+    expected = FIELDS[scenario] if fields is None else fields
     assert isinstance(result["params"], dict)
     assert isinstance(result["notes"], list)
     figures = result["results"]
     assert isinstance(figures, dict)
-    missing = [key for key in FIELDS[scenario] if key not in figures]
+    missing = [key for key in expected if key not in figures]
     assert not missing, f"{scenario} lacks {missing}"
-    for key in FIELDS[scenario]:
+    for key in expected:
         assert isinstance(figures[key], int | float), f"{scenario}.{key} = {figures[key]!r}"
     return figures
 
@@ -115,8 +118,19 @@ def test_propagation_with_baseline(tmp_path: Path) -> None:
     assert [result["scenario"] for result in results] == ["baseline", "propagation"]
     check_fields(results[0], "baseline")
     figures = check_fields(results[1], "propagation")
-    assert results[1]["params"] == {"agents": 6, "locks": 3, "procs": 2, "store": "memory"}
+    assert results[1]["params"] == {
+        "agents": 6, "locks": 3, "procs": 2, "store": "memory", "light": False,
+    }  # fmt: skip
     assert float(figures["last_p50_ms"]) >= float(figures["first_p50_ms"])  # type: ignore[arg-type]
+
+
+def test_propagation_with_light_clients(tmp_path: Path) -> None:
+    (result,) = bench(
+        tmp_path, "propagation", "--agents", "4", "--procs", "1", "--locks", "2",
+        "--warmup", "1", "--gap", "0", "--light",
+    )  # fmt: skip
+    check_fields(result, "propagation", FAN_OUT)  # no baseline: no ratio
+    assert result["params"]["light"] is True  # type: ignore[index]
 
 
 def test_terminate(tmp_path: Path) -> None:
