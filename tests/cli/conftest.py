@@ -27,10 +27,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer
 @pytest.fixture
 def server(auth_server: AuthServer) -> AuthServer:
     """The module's auth server, emptied of locks, roles and users."""
-    if auth_server.process.poll() is not None:
-        pytest.fail(f"lockd auth died: {auth_server.log.read_text()}")
-    reset(auth_server)
-    return auth_server
+    return _fresh(auth_server)
 
 
 @pytest.fixture
@@ -70,7 +67,12 @@ def tls_auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthSe
 @pytest.fixture
 def tls_server(tls_auth_server: AuthServer) -> AuthServer:
     """The module's TLS auth server, emptied of locks, roles and users."""
-    if tls_auth_server.process.poll() is not None:
-        pytest.fail(f"lockd auth died: {tls_auth_server.log.read_text()}")
-    reset(tls_auth_server)
-    return tls_auth_server
+    return _fresh(tls_auth_server)
+
+
+def _fresh(server: AuthServer) -> AuthServer:
+    """A still-running module server with its resources removed (fails if it died)."""
+    if server.process.poll() is not None:
+        pytest.fail(f"lockd auth died: {server.log.read_text()}")
+    reset(server)
+    return server
