@@ -1,0 +1,94 @@
+"""What several auth replicas on one shared store need from it, beside the Store port.
+
+A store shared by replicas (PostgreSQL) implements these Protocols; the embedded stores
+(memory, SQLite) have exactly one writer and do not — the runtime gives their auth
+server local stand-ins. Declarations only: nothing here does IO.
+
+- `SharedLog`: a wake-up when the log may have grown (the log stays the truth), the
+  log's head, and starting a new history when what was served is no longer in the store.
+- `Leases`: one holder at a time for a named job (the expiry reaper and compaction),
+  timed by the store's clock so replicas' clocks do not matter.
+- `ReplicaDirectory`: each replica's row (id, address, health, revision, agents) and
+  the agents connected to it, so any replica can show all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """One auth replica as it last reported itself (`heartbeat_at` set by the store)."""
+
+    replica_id: str
+    address: str
+    healthy: bool
+    revision: int
+    epoch: str
+    agents: int
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AgentPresence:
+    """One agent as the replica it is (or was last) connected to knows it."""
+
+    agent_id: str
+    replica_id: str
+    address: str
+    connected: bool
+    state: str
+    epoch: str
+    applied_revision: int
+    last_ack: datetime | None
+
+
+@runtime_checkable
+class SharedLog(Protocol):
+    async def wait_for_commit(self, after_revision: int, at_most: float) -> None:
+        """Return once the log may hold events after `after_revision` (a commit was
+        announced, or the announcements' listener reconnected and may have missed
+        some), or after `at_most` seconds. Never raises for IO failures."""
+        ...
+
+    async def head(self) -> tuple[str, int]:
+        """The stored (epoch, revision)."""
+        ...
+
+    async def start_new_epoch(self, expected_epoch: str) -> str:
+        """If the stored epoch is `expected_epoch`, replace it with a new random one
+        (revision and resources unchanged); return the epoch stored after the call."""
+        ...
+
+
+@runtime_checkable
+class Leases(Protocol):
+    async def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take or renew lease `name` for `holder` (free, expired or already held by
+        `holder`); whether `holder` holds it after the call."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        ...
+
+
+@runtime_checkable
+class ReplicaDirectory(Protocol):
+    async def report_replica(self, replica: ReplicaRecord, agents: Sequence[AgentPresence]) -> None:
+        """Upsert the replica's row (heartbeat_at = the store's now) and its full list
+        of agents, in one transaction; its rows for agents not in `agents` go. An agent
+        is on one replica at a time: a report from another replica takes its row over."""
+        ...
+
+    async def list_replicas(self) -> tuple[list[ReplicaRecord], list[AgentPresence]]:
+        """Every replica row and every agent row."""
+        ...
+
+    async def forget_replica(self, replica_id: str) -> None:
+        """Remove the replica's row and its agents' rows (a clean stop)."""
+        ...
