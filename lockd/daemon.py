@@ -1,8 +1,8 @@
-"""The composition root: `lockd auth | agent | start --config FILE`.
+"""The `lockd` daemon command: `lockd auth | agent | start --config FILE`, `lockd recover`.
 
-Reads the config, builds the store, services and servers it enables, runs them until
-SIGTERM or SIGINT, then stops them gracefully (exit 0). Configuration errors exit 2 with
-`ERROR: <message>` on stderr.
+Reads the config, starts what it enables through `lockd.runtime` (the wiring), runs it
+until SIGTERM or SIGINT, then stops it gracefully (exit 0). Configuration errors exit 2
+with `ERROR: <message>` on stderr.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,26 +19,20 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from lockd import __version__
-from lockd.api.agent_server import AgentApp, AgentSettings
-from lockd.api.auth_server import AuthServerApp, AuthServerSettings, TlsSettings
-from lockd.api.join import AgentIdentity, issue_local_agent_identity, join
-from lockd.auth.watch import WatchSettings
-from lockd.config import Config, audit_path, load_config, resolve_server_id
+from lockd.config import Config, audit_path, load_config
 from lockd.domain.errors import LockdError, UnavailableError, ValidationError
-from lockd.domain.ports import Clock, SystemClock
-from lockd.obs.audit import AuditSink, open_audit_sink
+from lockd.domain.ports import SystemClock
+from lockd.obs.audit import open_audit_sink
 from lockd.obs.logging import configure_logging
-from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics, MetricsEndpoint
-from lockd.recovery import delete_lock_offline
-from lockd.store import build_store
+from lockd.obs.metrics import MetricsEndpoint
+from lockd.runtime.auth_app import AuthApp
+from lockd.runtime.builders import agent_identity, start_agent, start_auth_server
+from lockd.runtime.gc_tuning import tune_gc
+from lockd.runtime.recovery import delete_lock_offline
 
 _log = structlog.get_logger("lockd")
 
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
-# Many long-lived objects for each stream or session, and a high allocation rate: with
-# CPython's default (700, 10, 10) the collector ran ~100 times a second and its full
-# collections stopped the event loop for 100+ ms (`lockd bench`, docs/benchmarks.md).
-GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="the auth server's config"
     )
+    # `lockd bench` is dispatched before this parser (lockd.entrypoint); listed for --help.
     text = "measure lockd on this machine (lockd bench --help)"
     commands.add_parser("bench", help=text, description=text, add_help=False)
     return parser
@@ -82,10 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    if arguments[:1] == ["bench"]:
-        from lockd.bench.cli import main as bench  # its imports only when asked for
-
-        return bench(arguments[1:])
     args = build_parser().parse_args(arguments)
     try:
         config = load_config(args.config)
@@ -135,31 +125,23 @@ async def run(config: Config, command: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
         audit = open_audit_sink(audit_path(config) or config.audit.sink)
         stack.callback(audit.close)
-        auth: AuthServerApp | None = None
+        auth: AuthApp | None = None
         if command in ("auth", "start") and config.auth_service.enabled:
             registry = CollectorRegistry()
-            auth = build_auth_server(config, clock, audit, registry)
-            await auth.start()
-            stack.push_async_callback(auth.stop)
+            auth = await stack.enter_async_context(
+                await start_auth_server(config, clock, audit, registry)
+            )
             _serve_metrics(stack, registry, config.auth_service.metrics_addr)
         if command in ("agent", "start") and config.agent_service.enabled:
             registry = CollectorRegistry()
             identity = await agent_identity(config, auth, clock)
-            agent = build_agent(config, clock, audit, registry, identity)
-            await agent.start()
-            stack.push_async_callback(agent.stop)
+            await stack.enter_async_context(
+                await start_agent(config, clock, audit, registry, identity)
+            )
             _serve_metrics(stack, registry, config.agent_service.metrics_addr)
         tune_gc()
         await stop.wait()
         _log.info("stopping")
-
-
-def tune_gc() -> None:
-    """Collect once, keep what survived the start (modules, the loaded state) out of every
-    later collection, and collect less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _serve_metrics(
@@ -174,92 +156,3 @@ def _serve_metrics(
         raise UnavailableError(f"cannot serve metrics on {addr}: {error}") from None
     stack.callback(endpoint.stop)
     _log.info("serving metrics", url=endpoint.url)
-
-
-def build_auth_server(
-    config: Config, clock: Clock, audit: AuditSink, registry: CollectorRegistry
-) -> AuthServerApp:
-    auth = config.auth_service
-    storage = auth.storage
-    store = build_store(storage.type, storage.path)
-    settings = AuthServerSettings(
-        cluster_name=config.cluster_name,
-        listen_addr=auth.listen_addr,
-        admin_socket=auth.admin_socket,
-        static_locking_mode=auth.authentication.locking_mode,
-        watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
-        tls=None
-        if auth.insecure
-        else TlsSettings(
-            ca_dir=config.data_dir, join_listen_addr=auth.join_listen_addr, hosts=auth.tls_names
-        ),
-    )
-    return AuthServerApp(
-        settings, store, clock, audit, AuthMetrics(registry), GrpcServerMetrics(registry)
-    )
-
-
-async def agent_identity(
-    config: Config, local_auth: AuthServerApp | None, clock: Clock
-) -> AgentIdentity | None:
-    """The agent's certificate: from the local CA (embedded), the data dir, or a join.
-
-    None means plaintext: the local auth server is insecure, or the agent is configured
-    `insecure` for a dev cluster.
-    """
-    agent = config.agent_service
-    if local_auth is not None:
-        if local_auth.ca is None:
-            return None
-        return issue_local_agent_identity(local_auth.ca, resolve_server_id(config), clock.now())
-    if agent.insecure:
-        return None
-    stored = AgentIdentity.load(config.data_dir)
-    if stored is not None and stored.valid_at(clock.now()):
-        return stored
-    if stored is not None:
-        _log.warning("the stored agent certificate has expired; joining again")
-    if not agent.join_token or not agent.ca_pin:
-        raise ValidationError(
-            "agent_service.join_token and agent_service.ca_pin are needed to join the "
-            "cluster (`lockctl tokens add --type=agent` prints both), or set "
-            "agent_service.insecure for a plaintext development cluster"
-        )
-    failures = []
-    for address in agent.join_servers:
-        try:
-            identity = await join(
-                address, agent.join_token, resolve_server_id(config), agent.ca_pin
-            )
-        except (UnavailableError, OSError) as error:
-            failures.append(f"{address}: {error}")
-            continue
-        identity.save(config.data_dir)
-        return identity
-    raise UnavailableError("could not join through any join server: " + "; ".join(failures))
-
-
-def build_agent(
-    config: Config,
-    clock: Clock,
-    audit: AuditSink,
-    registry: CollectorRegistry,
-    identity: AgentIdentity | None,
-) -> AgentApp:
-    agent = config.agent_service
-    settings = AgentSettings(
-        cluster_name=config.cluster_name,
-        server_id=resolve_server_id(config),
-        auth_servers=agent.auth_servers,
-        socket=agent.socket,
-        socket_mode=agent.socket_mode,
-        max_staleness=agent.max_staleness,
-        data_dir=config.data_dir,
-    )
-    return AgentApp(
-        settings, clock, audit, AgentMetrics(registry), GrpcServerMetrics(registry), identity
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

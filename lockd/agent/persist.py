@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import ValidationError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.resources import ClusterAuthPreference, User
+from lockd.durable_files import write_durably
 
 FORMAT = "lockd-view/1"
 VIEW_FILE_NAME = "view.json"
@@ -75,31 +74,12 @@ class ViewWriter:
         )
         digest = hashlib.sha256(body).hexdigest().encode()
         header = b'{"format":' + _canonical(FORMAT) + b',"sha256":"' + digest + b'","view":'
-        _write_atomically(self.path, header + body + b"}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(self.path, header + body + b"}")
 
 
 def save_view(path: Path, owner: ViewOwner, state: ReplicatedState) -> None:
     ViewWriter(path, owner).save(state)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync of the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".view-", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def load_view(path: Path, owner: ViewOwner) -> ReplicatedState | None:

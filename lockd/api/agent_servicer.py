@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
 from lockd.agent.runtime import AgentRuntime
-from lockd.api import convert
-from lockd.api.errors import status_for
-from lockd.api.rpc import unary
-from lockd.api.watch_client import STATE_TO_PB
+from lockd.api.handler import Context, unary
 from lockd.domain.errors import LockdError
 from lockd.domain.view import Decision
 from lockd.v1 import agent_service_pb2 as pb
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
-
-Context = grpc.aio.ServicerContext[Any, Any]
+from lockd.wire import convert
+from lockd.wire.status_table import status_for
 
 
 def decision_to_pb(decision: Decision) -> pb.Decision:
@@ -84,7 +80,7 @@ class AgentServicer(agent_grpc.AgentServiceServicer):
         age = view.age(now)
         return pb.GetStatusResponse(
             server_id=runtime.server_id,
-            state=STATE_TO_PB[view.sync_state(now)],
+            state=convert.SYNC_STATE_TO_PB[view.sync_state(now)],
             epoch=view.state.epoch,
             revision=view.state.revision,
             freshness_age=convert.duration_to_pb(

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
-
-from lockd.api import convert
-from lockd.api.rpc import CallerResolver, unary
-from lockd.api.tls import anonymous_caller
-from lockd.auth.identity import AGENT_TOKEN_KIND, IdentityService, IssuedCertificate
+from lockd.api.handler import CallerResolver, Context, unary
+from lockd.api.server_tls import anonymous_caller
+from lockd.auth.certificates import AGENT_TOKEN_KIND, IdentityService, IssuedCertificate
 from lockd.domain.errors import ValidationError
 from lockd.v1 import identity_service_pb2 as pb
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
-
-Context = grpc.aio.ServicerContext[Any, Any]
+from lockd.wire import convert
 
 TOKEN_TYPES = {pb.TOKEN_TYPE_AGENT: AGENT_TOKEN_KIND}
 

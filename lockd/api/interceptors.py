@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import structlog
 
+from lockd.api.handler import Context
 from lockd.obs.metrics import GrpcServerMetrics
 
-Context = grpc.aio.ServicerContext[Any, Any]
 Behavior = Callable[..., Any]
 
 
@@ -111,29 +111,19 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
             return generator
 
-        if kind != "unary":
-
-            async def stream(request: Any, context: Context) -> Any:
-                started, error = begin(context), None
-                try:
-                    return await behavior(request, context)
-                except BaseException as caught:
-                    error = caught
-                    raise
-                finally:
-                    end(context, started, error)
-
-            return stream
-
-        received_total = metrics.msg_received_total.labels(**labels)
-        sent_total = metrics.msg_sent_total.labels(**labels)
+        # Unary calls count their one request and response here; a stream handler that
+        # is a coroutine (it writes through the context) counts nothing per message.
+        received_total = metrics.msg_received_total.labels(**labels) if kind == "unary" else None
+        answered_total = metrics.msg_sent_total.labels(**labels) if kind == "unary" else None
 
         async def coroutine(request: Any, context: Context) -> Any:
             started, error = begin(context), None
-            received_total.inc()
+            if received_total is not None:
+                received_total.inc()
             try:
                 response = await behavior(request, context)
-                sent_total.inc()
+                if answered_total is not None:
+                    answered_total.inc()
                 return response
             except BaseException as caught:
                 error = caught

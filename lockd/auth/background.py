@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from lockd.auth.service import AuthService
+from lockd.auth.auth_service import AuthService
 from lockd.domain.errors import UnavailableError
 from lockd.obs.metrics import AuthMetrics
 

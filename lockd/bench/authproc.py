@@ -1,6 +1,6 @@
 """The auth server under test: a real `lockd auth` subprocess on loopback.
 
-It runs `python -m lockd.daemon auth --config FILE` (through `lockd.bench.launch`) with
+It runs `python -m lockd auth --config FILE` (through `lockd.bench.launch`) with
 a config written into the run's temporary directory: plaintext gRPC on 127.0.0.1
 (`auth_service.insecure: true`; the benchmark measures lockd, not TLS), the chosen
 store, metrics off, warnings-only logs to a file. The coordinator talks to it over its
@@ -111,7 +111,7 @@ auth_service:
                     sys.executable,
                     "-m",
                     "lockd.bench.launch",
-                    "lockd.daemon",
+                    "lockd",
                     "auth",
                     "--config",
                     str(self.config),

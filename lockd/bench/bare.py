@@ -22,13 +22,13 @@ from typing import Any
 import grpc
 
 from lockd.api.agent_servicer import decision_to_pb
-from lockd.api.auth_server import SERVER_OPTIONS
-from lockd.api.watch import ProtoWatchEncoder
+from lockd.api.watch_servicer import ProtoWatchEncoder
 from lockd.bench.wire import Message
 from lockd.domain.events import Event
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.view import Decision
+from lockd.runtime.grpc_servers import SERVER_OPTIONS
 from lockd.v1 import agent_service_pb2 as agent_pb
 
 CHECK_ACCESS = "/lockd.v1.AgentService/CheckAccess"

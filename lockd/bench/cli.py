@@ -18,7 +18,7 @@ from lockd.bench.procs import Reaper, raise_nofile
 from lockd.bench.report import Result, render_table
 from lockd.bench.scenarios.check import CheckParams, check
 from lockd.bench.scenarios.common import Common
-from lockd.bench.scenarios.create import CreateParams, create
+from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
 from lockd.bench.scenarios.terminate import TerminateParams, terminate

@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry
 
 from lockd.agent.persist import ViewOwner
 from lockd.agent.runtime import AgentRuntime
-from lockd.api.watch_client import CHANNEL_OPTIONS, WatchClient, WatchClientSettings
 from lockd.bench.wire import ChildWire, Message
+from lockd.client.agent_watcher import CHANNEL_OPTIONS, WatchClient, WatchClientSettings
 from lockd.domain.events import Event
 from lockd.domain.ports import Clock, SystemClock
 from lockd.domain.resources import ReplicatedResource

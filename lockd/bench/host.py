@@ -1,6 +1,6 @@
 """One real node agent and the sidecars and checkers that talk to its Unix socket.
 
-`AgentHost` builds the agent exactly as `lockd agent` does (`lockd.daemon.build_agent`
+`AgentHost` builds the agent exactly as `lockd agent` does (`lockd.runtime.builders.start_agent`
 from a parsed config: AgentService on a Unix socket, view persisted in its data dir,
 JSON-lines audit file, warnings-only logs) and only swaps in `HostRuntime`, the real
 runtime that also reports when each event batch arrived and was applied.
@@ -24,19 +24,19 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from lockd.agent.runtime import AgentRuntime
-from lockd.api import convert
-from lockd.api.agent_server import AgentApp
 from lockd.bench.bare import CHECK_ACCESS, VICTIM
 from lockd.bench.wire import ChildWire, Message
 from lockd.client import AgentClient
 from lockd.config import audit_path, parse_config
-from lockd.daemon import build_agent
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.ports import SystemClock
 from lockd.domain.resources import ReplicatedResource
 from lockd.obs.audit import open_audit_sink
+from lockd.runtime.agent_app import AgentApp
+from lockd.runtime.builders import start_agent
 from lockd.v1 import agent_service_pb2 as agent_pb
+from lockd.wire import convert
 
 SESSIONS_PER_CHANNEL = 500
 OPEN_CONCURRENCY = 200
@@ -80,16 +80,19 @@ class AgentHost:
             },
             env={},
         )
-        sink = open_audit_sink(audit_path(config) or config.audit.sink)
-        self.app: AgentApp = build_agent(config, SystemClock(), sink, CollectorRegistry(), None)
-        old = self.app.runtime
-        self.app.runtime = HostRuntime(
-            old.view, old.clock, old.audit, old.metrics, old.owner, old.view_file
-        )
-        self._sink = sink
+        self._config = config
+        self._sink = open_audit_sink(audit_path(config) or config.audit.sink)
+        self._app: AgentApp | None = None
+
+    @property
+    def app(self) -> AgentApp:
+        assert self._app is not None, "the agent host has not started"
+        return self._app
 
     async def start(self) -> None:
-        await self.app.start()
+        self._app = await start_agent(
+            self._config, SystemClock(), self._sink, CollectorRegistry(), None, HostRuntime
+        )
 
     async def handle(self, command: Message) -> Message:
         if command["cmd"] == "status":

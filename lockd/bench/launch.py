@@ -1,7 +1,7 @@
 """`python -m lockd.bench.launch MODULE [ARGS...]`: run MODULE as `python -m` would,
 but first ask the kernel to kill this process when the coordinator dies.
 
-The benchmark starts the auth server as `python -m lockd.bench.launch lockd.daemon auth
+The benchmark starts the auth server as `python -m lockd.bench.launch lockd auth
 --config FILE`: the daemon's own code, unchanged, in a process that cannot outlive
 `lockd bench`.
 """

@@ -80,7 +80,7 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from lockd.daemon import tune_gc
+    from lockd.runtime.gc_tuning import tune_gc
 
     wire = await ChildWire.open()
     role, ready = await build(args)

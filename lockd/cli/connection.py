@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lockd.auth.ca import identity_of
-from lockd.cli.errors import UsageError
+from lockd.cli.exit_codes import UsageError
 from lockd.client import AuthClient, IdentityFile, ServerUnreachableError
 from lockd.config import Config, load_config
+from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import LockdError, UnauthenticatedError, ValidationError
 from lockd.domain.timeparse import format_rfc3339
+from lockd.pki import identity_of
 
 CONFIG_ENV = "LOCKD_CONFIG"
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
@@ -147,13 +148,13 @@ def resolve_remote(args: argparse.Namespace, now: datetime | None = None) -> Rem
 
 
 def check_address(address: str) -> None:
-    host, colon, port = address.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        parse_host_port(address)
+    except ValidationError:
         raise UsageError(
             f'--auth-server: "{address}" is not HOST:PORT (e.g. auth.example.com:3025, '
             "the auth server's listen_addr)"
-        )
+        ) from None
 
 
 def check_valid(identity: IdentityFile, path: Path, now: datetime) -> None:

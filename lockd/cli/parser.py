@@ -13,7 +13,7 @@ from typing import NoReturn, TypeAlias
 
 from lockd.cli.connection import add_connection_flags
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_USAGE
+from lockd.cli.exit_codes import EXIT_USAGE
 from lockd.client import AuthClient
 
 # What a command's `prepare(args)` returns once the arguments are checked: the work to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lockd.cli.errors import UsageError
+from lockd.cli.exit_codes import UsageError
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import quote, validate_name
 from lockd.domain.resources import CLUSTER_AUTH_PREFERENCE_NAME, Kind

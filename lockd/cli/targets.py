@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from lockd.cli.errors import UsageError
+from lockd.cli.exit_codes import UsageError
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import EMPTY_TARGET_MESSAGE, TARGET_FIELDS, LockTarget
 

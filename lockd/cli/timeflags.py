@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from lockd.cli.errors import UsageError
+from lockd.cli.exit_codes import UsageError
 from lockd.domain.errors import ValidationError
 from lockd.domain.timeparse import format_rfc3339, parse_duration, parse_rfc3339
 

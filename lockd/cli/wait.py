@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from lockd.cli.console import Console
-from lockd.cli.errors import OperationError
+from lockd.cli.exit_codes import OperationError
 from lockd.client import AgentInfo, AuthClient, ClusterStatus
 from lockd.domain.timeparse import format_duration
 

@@ -1,7 +1,7 @@
 """Typed async clients: `AuthClient` for the auth server (lockctl, tools, benchmarks) and
 `AgentClient` for sidecars talking to their node agent.
 
-Every failed call raises the domain error of the status code (`lockd.api.errors`), so
+Every failed call raises the domain error of the status code (`lockd.wire.status_table`), so
 callers handle `NotFoundError`, `AccessDeniedError` … instead of gRPC details.
 
     async with AuthClient.connect("unix:/var/lib/lockd/admin.sock") as auth:
@@ -13,7 +13,7 @@ Off the auth host, over mTLS with an identity file from `lockctl auth sign`:
         status = await auth.status()
 """
 
-from lockd.client.agent import (
+from lockd.client.agent_client import (
     AccessDecision,
     AgentClient,
     AgentStatus,
@@ -21,9 +21,9 @@ from lockd.client.agent import (
     SessionDenied,
     SessionTermination,
 )
-from lockd.client.auth import AgentInfo, AuthClient, ClusterStatus, SignedIdentity
+from lockd.client.auth_client import AgentInfo, AuthClient, ClusterStatus, SignedIdentity
+from lockd.client.calls import ServerUnreachableError, call, channel_target
 from lockd.client.identity_file import IdentityFile
-from lockd.client.rpc import ServerUnreachableError, call, channel_target
 
 __all__ = [
     "AccessDecision",

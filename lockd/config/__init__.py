@@ -48,6 +48,7 @@ from lockd.config.readers import server_id_problem
 from lockd.config.sections import parse_sections
 from lockd.config.yaml_loader import StrictLoader
 from lockd.domain.errors import ValidationError
+from lockd.durable_files import write_durably
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -159,26 +160,4 @@ def resolve_server_id(config: Config) -> str:
 
 def _create_server_id(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(f"{uuid.uuid4()}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)  # atomic, and refuses to replace a winner's id
-        except FileExistsError:
-            pass
-        else:
-            _fsync_directory(path.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    write_durably(path, f"{uuid.uuid4()}\n".encode(), mode=0o644, replace=False)

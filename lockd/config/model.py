@@ -24,8 +24,6 @@ MIN_HEARTBEAT_INTERVAL = timedelta(milliseconds=10)
 MAX_HEARTBEAT_INTERVAL = timedelta(minutes=1)
 MIN_MAX_STALENESS = timedelta(seconds=1)
 
-LOG_FORMATS = ("json", "console", "auto")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 STORAGE_TYPES = ("sqlite", "memory")
 AUDIT_STREAMS = ("stdout", "stderr")
 SERVER_ID_FILE = "server_id"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lockd.config.model import DEFAULT_SOCKET_MODE, MAX_SERVER_ID_LENGTH
 from lockd.config.yaml_loader import YamlInt
+from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import ValidationError
 from lockd.domain.timeparse import format_duration, parse_duration
 
@@ -175,20 +176,10 @@ def check_address(value: str, path: str, *, dialing: bool) -> None:
 
     Port 0 (any free port) is allowed where lockd listens, not where it dials.
     """
-    host, colon, port = value.rpartition(":")
-    example = "e.g. 127.0.0.1:3025 or [::1]:3025"
-    if not colon or not host or not port:
-        raise config_error(path, f'invalid address "{value}": want host:port, {example}')
-    bracketed = host.startswith("[") and host.endswith("]")
-    if (":" in host and not bracketed) or any(ch.isspace() for ch in host):
-        raise config_error(path, f'invalid address "{value}": want host:port, {example}')
-    if not port.isascii() or not port.isdigit():
-        raise config_error(path, f'invalid address "{value}": port "{port}" is not a number')
-    lowest = 1 if dialing else 0
-    if not lowest <= int(port) <= 65535:
-        raise config_error(
-            path, f'invalid address "{value}": port {int(port)} is not in {lowest}..65535'
-        )
+    try:
+        parse_host_port(value, allow_port_zero=not dialing)
+    except ValidationError as error:
+        raise config_error(path, f'invalid address "{value}": {error}') from None
 
 
 def read_socket_mode(section: Mapping[str, object], prefix: str) -> int:

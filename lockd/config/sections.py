@@ -18,8 +18,6 @@ from lockd.config.model import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_JOIN_LISTEN_ADDR,
     DEFAULT_MAX_STALENESS,
-    LOG_FORMATS,
-    LOG_LEVELS,
     MAX_HEARTBEAT_INTERVAL,
     MIN_HEARTBEAT_INTERVAL,
     MIN_MAX_STALENESS,
@@ -49,9 +47,11 @@ from lockd.config.readers import (
     read_string,
     server_id_problem,
 )
+from lockd.domain.addresses import split_host_port
 from lockd.domain.errors import ValidationError
 from lockd.domain.modes import LockingMode, parse_locking_mode
 from lockd.domain.timeparse import format_duration
+from lockd.obs.logging import LOG_FORMATS, LOG_LEVELS
 
 _TOP_KEYS = ("cluster_name", "data_dir", "log", "audit", "auth_service", "agent_service")
 _LOG_KEYS = ("format", "level")
@@ -188,7 +188,7 @@ def _insecure(section: Mapping[str, object], prefix: str, addresses: tuple[str, 
     for key in addresses:
         values = section.get(key, [])
         for value in values if isinstance(values, list) else [values]:
-            host = str(value).rpartition(":")[0].strip("[]")
+            host, _ = split_host_port(str(value))
             if not _is_loopback(host):
                 raise config_error(
                     f"{prefix}.insecure",
@@ -304,7 +304,7 @@ def _check_together(auth: AuthServiceConfig, agent: AgentServiceConfig) -> None:
     if agent.enabled:
         candidates.append(("agent_service.metrics_addr", agent.metrics_addr))
     for key, address in candidates:
-        if not address or address.rpartition(":")[2] == "0":
+        if not address or split_host_port(address)[1] == "0":
             continue
         if address in used:
             raise config_error(key, f'"{address}" is already used by {used[address]}')

@@ -1,7 +1,7 @@
 """Resource documents as plain mappings: the shape `lockctl get` prints and `create -f` reads.
 
 This module works on already-parsed data (dicts, lists, scalars), so it stays pure; the
-YAML/JSON text codec lives in `lockd.documents`. It is strict on purpose:
+YAML/JSON text codec lives in `lockd.document_text`. It is strict on purpose:
 
 * unknown keys, a wrong `kind` or `version`, and non-string values where strings belong
   are refused with the document path in the message;

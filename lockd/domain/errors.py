@@ -5,7 +5,7 @@ Two families:
 * ``LockdError`` and its subclasses are *expected* errors: a caller asked for something
   the rules refuse, or a dependency is unavailable. They carry a message fit to show to
   the user as is, and the API layer maps each class to one gRPC status code
-  (``lockd.api.errors``):
+  (``lockd.wire.status_table``):
 
   ===========================  ====================
   class                        gRPC status

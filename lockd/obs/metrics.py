@@ -25,6 +25,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock
 from lockd.domain.modes import LockingMode
@@ -238,12 +239,13 @@ class MetricsEndpoint:
     """
 
     def __init__(self, registry: CollectorRegistry, addr: str) -> None:
-        host, colon, port = addr.rpartition(":")
-        if not colon or not host or not port.isdigit() or int(port) > 65535:
-            raise ValidationError(f'invalid metrics address "{addr}": want host:port')
+        try:
+            address = parse_host_port(addr, allow_port_zero=True)
+        except ValidationError as error:
+            raise ValidationError(f'invalid metrics address "{addr}": {error}') from None
         self._registry = registry
-        self._host = host.removeprefix("[").removesuffix("]")
-        self._requested_port = int(port)
+        self._host = address.host
+        self._requested_port = address.port
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

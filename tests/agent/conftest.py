@@ -1,6 +1,6 @@
 """Fixtures of the agent suite: a real auth server and real node agents in one process.
 
-`cluster` starts `AuthServerApp`s (loopback gRPC, SQLite in tmp_path by default, small
+`cluster` starts `AuthApp`s (loopback gRPC, SQLite in tmp_path by default, small
 heartbeat interval) and `AgentApp`s (Unix socket in a short /tmp directory, fast backoff),
 and stops everything still running at teardown. Sidecars talk to an agent with the
 public `AgentClient`; admins with `AuthClient` over the auth server's TCP listener

@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 
-from lockd.api import convert
 from lockd.domain.events import Event
 from lockd.domain.resources import ClusterAuthPreference, ReplicatedResource
 from lockd.v1 import watch_service_pb2 as pb
+from lockd.wire import convert
 
 SERVICE = "lockd.v1.WatchService"
 

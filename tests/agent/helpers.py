@@ -1,6 +1,6 @@
 """Helpers of the agent suite: start auth servers and agents, open sessions, poll.
 
-Everything is real: `AuthServerApp` on 127.0.0.1 with a SQLite (or memory) store,
+Everything is real: `AuthApp` on 127.0.0.1 with a SQLite (or memory) store,
 `AgentApp` serving AgentService on a Unix socket, the public `AuthClient` and
 `AgentClient`. Times are generous (a loaded 2-core machine must pass): tests poll for
 what they expect instead of sleeping for fixed periods.
@@ -17,9 +17,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from lockd.api.agent_server import AgentApp, AgentSettings
-from lockd.api.auth_server import AuthServerApp, AuthServerSettings
-from lockd.auth.watch import WatchSettings
+from lockd.auth.watch_stream import WatchSettings
 from lockd.client import AgentClient, AgentStatus, AuthClient, Session
 from lockd.domain.backoff import Backoff
 from lockd.domain.identity import Identity
@@ -28,6 +26,8 @@ from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Store, SystemClock
 from lockd.obs.audit import AuditEvent, MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
+from lockd.runtime.agent_app import AgentApp, AgentSettings
+from lockd.runtime.auth_app import AuthApp, AuthServerSettings
 from lockd.store import SqliteStore
 from lockd.testing import MemoryStore
 from tests.support import WAIT, eventually
@@ -50,7 +50,7 @@ async def terminated_within(session: Session, within: float = WAIT) -> tuple[str
 
 @dataclass
 class AuthHandle:
-    app: AuthServerApp
+    app: AuthApp
     store: Store
     audit: MemoryAuditSink
     db: Path | None
@@ -195,9 +195,8 @@ class Cluster:
             shutdown_grace=1.0,
         )
         audit = MemoryAuditSink()
-        app = AuthServerApp(settings, store, SystemClock(), audit)
+        app = await AuthApp.start(settings, store, SystemClock(), audit)
         handle = AuthHandle(app, store, audit, path)
-        await app.start()
         self.auths.append(handle)
         return handle
 
@@ -234,8 +233,7 @@ class Cluster:
             settings = dataclasses.replace(settings, socket_mode=socket_mode)
         audit = MemoryAuditSink()
         registry = CollectorRegistry()
-        app = AgentApp(settings, SystemClock(), audit, AgentMetrics(registry))
-        await app.start()
+        app = await AgentApp.start(settings, SystemClock(), audit, AgentMetrics(registry))
         handle = AgentHandle(app, audit, registry, path, data_dir, AgentClient.connect(path))
         self.agents.append(handle)
         if wait_synced:

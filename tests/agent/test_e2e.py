@@ -87,7 +87,7 @@ async def lockd_start(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Path]:
     )
     log = (tmp_path / "lockd.log").open("wb")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lockd.daemon", "start", "--config", str(config),
+        sys.executable, "-m", "lockd", "start", "--config", str(config),
         stdout=log, stderr=log,
     )  # fmt: skip
     try:

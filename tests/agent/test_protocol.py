@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from lockd.agent.persist import ViewOwner
 from lockd.agent.runtime import AgentRuntime
-from lockd.api.watch_client import WatchClient, WatchClientSettings
 from lockd.client import SessionDenied
+from lockd.client.agent_watcher import WatchClient, WatchClientSettings
 from lockd.domain.backoff import Backoff
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity

@@ -1,6 +1,6 @@
 """Fixtures of the API suite: real auth servers on loopback gRPC over real SQLite files.
 
-`servers` starts `AuthServerApp`s (listen 127.0.0.1:0, a SQLite file in tmp_path, an
+`servers` starts `AuthApp`s (listen 127.0.0.1:0, a SQLite file in tmp_path, an
 in-memory audit sink) and stops whatever is still running at teardown; `server` is one
 with the defaults. Channels opened through a `Running` are closed with it.
 """
@@ -17,10 +17,10 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from lockd.api.auth_server import AuthServerApp, AuthServerSettings
-from lockd.auth.watch import WatchSettings
+from lockd.auth.watch_stream import WatchSettings
 from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT, Store, SystemClock
 from lockd.obs.audit import MemoryAuditSink
+from lockd.runtime.auth_app import AuthApp, AuthServerSettings
 from lockd.store import SqliteStore
 from tests.api.fakes import ControlledStore
 from tests.api.helpers import open_channel
@@ -30,7 +30,7 @@ from tests.api.helpers import open_channel
 class Running:
     """One auth server started by the `servers` fixture."""
 
-    app: AuthServerApp
+    app: AuthApp
     store: Store
     db: Path
     audit: MemoryAuditSink
@@ -102,10 +102,11 @@ class Servers:
         # Short grace: a test that leaves a health Watch open must not wait 5 s per stop.
         settings.setdefault("shutdown_grace", 1.0)
         audit = MemoryAuditSink()
-        app = AuthServerApp(dataclasses.replace(base, **settings), store, SystemClock(), audit)
+        app = await AuthApp.start(
+            dataclasses.replace(base, **settings), store, SystemClock(), audit
+        )
         running = Running(app, store, path, audit)
         self.running.append(running)
-        await app.start()
         return running
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lockd.auth.watch import WatchSettings
+from lockd.auth.watch_stream import WatchSettings
 from lockd.v1 import watch_service_pb2 as watch_pb
 from tests.api.conftest import Running, Servers
 from tests.api.helpers import (

@@ -8,7 +8,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from lockd.auth.watch import WatchSettings
+from lockd.auth.watch_stream import WatchSettings
 from lockd.v1 import watch_service_pb2 as watch_pb
 from tests.api.conftest import Servers
 from tests.api.helpers import (

@@ -9,7 +9,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from lockd.auth.watch import SNAPSHOT_CHUNK, WatchSettings
+from lockd.auth.watch_stream import SNAPSHOT_CHUNK, WatchSettings
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub

@@ -82,7 +82,7 @@ FIELDS = {
 def bench(tmp_path: Path, *args: str) -> list[dict[str, object]]:
     """Run `lockd bench ARGS --json`; the JSON objects it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "lockd.daemon", "bench", *args, "--json"],
+        [sys.executable, "-m", "lockd", "bench", *args, "--json"],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -169,7 +169,7 @@ def test_snapshot(tmp_path: Path) -> None:
 
 def test_table_output(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lockd.daemon", "bench", "create", "--locks", "3",
+        [sys.executable, "-m", "lockd", "bench", "create", "--locks", "3",
          "--store", "memory"],
         capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
         env={**os.environ, "TMPDIR": str(tmp_path)},
@@ -202,7 +202,7 @@ def _alive(pid: int) -> bool:
 
 def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "lockd.daemon", "bench", "propagation", "--agents", "4",
+        [sys.executable, "-m", "lockd", "bench", "propagation", "--agents", "4",
          "--procs", "2", "--locks", "100000", "--gap", "0.05", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(tmp_path)},

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from lockd.auth.ca import spki_pin
 from lockd.client import AuthClient, IdentityFile, ServerUnreachableError
+from lockd.pki import spki_pin
 from tests.cli.helpers import (
     Agent,
     AuthServer,

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from lockd.auth.ca import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
+from lockd.cli.app import build_parser
 from lockd.cli.commands.auth import check_destination, write_private
 from lockd.cli.commands.tokens import JoinAddresses, dialable, in_words, render_text
 from lockd.cli.commands.unlock import exact_and_partial
 from lockd.cli.connection import check_address, check_valid, remote_reason
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_FAILURE, EXIT_USAGE, OperationError, UsageError, exit_code_for
-from lockd.cli.main import build_parser
+from lockd.cli.exit_codes import EXIT_FAILURE, EXIT_USAGE, OperationError, UsageError, exit_code_for
 from lockd.cli.refs import Ref, parse_ref
 from lockd.cli.tables import cell, render_pairs, render_table, width
 from lockd.cli.targets import target_from_args
@@ -33,6 +32,7 @@ from lockd.domain.errors import (
 )
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.resources import Kind
+from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Helpers of the security suite: a real auth server with mTLS and the identities to call it.
 
-`SecureCluster` runs an `AuthServerApp` with TLS on loopback (mTLS on `port`, the join
+`SecureCluster` runs an `AuthApp` with TLS on loopback (mTLS on `port`, the join
 port on `join_port`, the admin socket as the bootstrap path) and hands out identities the
 way an operator would get them: users through SignUserIdentity on the admin socket (what
 `lockctl auth sign` does), agents through a one-time token and the join port. Everything
@@ -19,15 +19,15 @@ from typing import Any, TypeVar
 
 import grpc
 
-from lockd.api.auth_server import AuthServerApp, AuthServerSettings, TlsSettings
-from lockd.api.join import AgentIdentity, join
-from lockd.api.tls import client_credentials
-from lockd.auth.ca import ClusterCA, key_pem, make_csr, new_key
-from lockd.auth.watch import WatchSettings
+from lockd.auth.watch_stream import WatchSettings
 from lockd.client import AuthClient
+from lockd.client.join import AgentIdentity, join
+from lockd.client.tls_credentials import client_credentials
 from lockd.domain.ports import PutMode, Store, SystemClock
 from lockd.domain.resources import Role, Rule, User
 from lockd.obs.audit import MemoryAuditSink
+from lockd.pki import ClusterCA, key_pem, make_csr, new_key
+from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
 from tests.support import WAIT
@@ -67,11 +67,11 @@ class SecureCluster:
         self.admin_socket = sockets / "admin.sock"
         self._store_factory = store_factory
         self.audit = MemoryAuditSink()
-        self.app: AuthServerApp | None = None
+        self.app: AuthApp | None = None
         self._clients: list[AuthClient] = []
         self._channels: list[grpc.aio.Channel] = []
 
-    async def start(self) -> AuthServerApp:
+    async def start(self) -> AuthApp:
         settings = AuthServerSettings(
             cluster_name=CLUSTER_NAME,
             listen_addr="127.0.0.1:0",
@@ -80,8 +80,7 @@ class SecureCluster:
             shutdown_grace=1.0,
             tls=TlsSettings(ca_dir=self.ca_dir, join_listen_addr="127.0.0.1:0"),
         )
-        self.app = AuthServerApp(settings, self._store_factory(), SystemClock(), self.audit)
-        await self.app.start()
+        self.app = await AuthApp.start(settings, self._store_factory(), SystemClock(), self.audit)
         return self.app
 
     async def stop(self) -> None:
@@ -98,7 +97,7 @@ class SecureCluster:
     # -- addresses and the CA ----------------------------------------------------------
 
     @property
-    def running(self) -> AuthServerApp:
+    def running(self) -> AuthApp:
         assert self.app is not None, "the auth server is not running"
         return self.app
 

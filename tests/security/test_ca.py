@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lockd.auth.ca import make_csr, new_key
 from lockd.domain.errors import AccessDeniedError, ValidationError
+from lockd.pki import make_csr, new_key
 from tests.security.helpers import SecureCluster
 
 

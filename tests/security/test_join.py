@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from lockd.api.join import (
+from lockd.client.join import (
     AgentIdentity,
     IdentityHolder,
     fetch_pinned_ca,
@@ -23,9 +23,9 @@ from lockd.api.join import (
     renew,
     renew_forever,
 )
-from lockd.auth.ca import CertIdentity, IdentityKind, cert_pem, key_pem, new_key, spki_pin
 from lockd.domain.errors import AccessDeniedError, UnauthenticatedError, ValidationError
 from lockd.domain.lock import Lock, LockTarget
+from lockd.pki import CertIdentity, IdentityKind, cert_pem, key_pem, new_key, spki_pin
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1.identity_service_pb2_grpc import IdentityServiceStub
 from tests.security.helpers import RawWatch, SecureCluster, now

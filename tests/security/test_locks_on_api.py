@@ -17,10 +17,10 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from lockd.api.join import join, renew
-from lockd.auth.ca import make_csr, new_key
+from lockd.client.join import join, renew
 from lockd.domain.errors import AccessDeniedError
 from lockd.domain.lock import Lock, LockTarget
+from lockd.pki import make_csr, new_key
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import lock_service_pb2 as lock_pb

@@ -21,8 +21,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from lockd.api.tls import client_credentials
-from lockd.auth.ca import (
+from lockd.client import AuthClient
+from lockd.client.tls_credentials import client_credentials
+from lockd.domain.errors import UnauthenticatedError, UnavailableError
+from lockd.pki import (
     CertIdentity,
     ClusterCA,
     IdentityKind,
@@ -30,8 +32,6 @@ from lockd.auth.ca import (
     key_pem,
     new_key,
 )
-from lockd.client import AuthClient
-from lockd.domain.errors import UnauthenticatedError, UnavailableError
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import lock_service_pb2 as lock_pb

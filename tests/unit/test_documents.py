@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lockd.documents import Format, parse_documents, render_documents, render_one
+from lockd.document_text import Format, parse_documents, render_documents, render_one
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget

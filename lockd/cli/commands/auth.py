@@ -10,19 +10,18 @@ is refused unless --overwrite is given; then it is replaced atomically.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 from pathlib import Path
 
-from lockd.auth.ca import key_pem, make_csr, new_key
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, OperationError, UsageError
+from lockd.cli.exit_codes import EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.timeflags import positive_duration
 from lockd.client import AuthClient, IdentityFile
 from lockd.domain.errors import LockdError, ValidationError
 from lockd.domain.lock import quote, validate_name
 from lockd.domain.timeparse import format_rfc3339
+from lockd.durable_files import write_durably
+from lockd.pki import key_pem, make_csr, new_key
 
 DEFAULT_TTL = "12h"
 INSECURE_CLUSTER = (
@@ -122,23 +121,10 @@ def check_destination(path: Path, overwrite: bool) -> None:
 
 
 def write_private(path: Path, data: bytes, overwrite: bool) -> None:
-    """Write `data` to a new file of mode 0600 (atomically replacing one with overwrite)."""
-    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if overwrite else path
+    """Write `data` to a file of mode 0600 (atomically replacing one with overwrite)."""
     try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise OperationError(f"{path} exists (created meanwhile); nothing written") from None
+        written = write_durably(path, data, mode=0o600, replace=overwrite)
     except OSError as error:
         raise OperationError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            os.replace(target, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            target.unlink()  # ours: created above
-        raise OperationError(f"cannot write {path}: {error.strerror or error}") from None
+    if not written:
+        raise OperationError(f"{path} exists (created meanwhile); nothing written")

@@ -12,10 +12,10 @@ import sys
 from datetime import UTC, datetime
 
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, UsageError
+from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.client import AuthClient
-from lockd.documents import parse_documents
+from lockd.document_text import parse_documents
 from lockd.domain.errors import AlreadyExistsError
 from lockd.domain.lock import Lock, quote
 from lockd.domain.ports import PutMode

@@ -10,11 +10,11 @@ import argparse
 
 from lockd.cli import tables
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK
+from lockd.cli.exit_codes import EXIT_OK
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.refs import SUPPORTED, Ref, parse_ref
 from lockd.client import AuthClient
-from lockd.documents import Format, render_documents, render_one
+from lockd.document_text import Format, render_documents, render_one
 from lockd.domain.lock import Lock
 from lockd.domain.resources import Kind, Resource, Role, User, kind_of
 

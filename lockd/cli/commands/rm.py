@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, UsageError
+from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.refs import parse_ref
 from lockd.client import AuthClient

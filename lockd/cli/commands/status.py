@@ -17,7 +17,7 @@ import json
 from datetime import UTC, datetime
 
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK
+from lockd.cli.exit_codes import EXIT_OK
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.tables import render_pairs, render_table
 from lockd.client import AgentInfo, AuthClient, ClusterStatus

@@ -14,21 +14,22 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from lockd.auth.ca import spki_pin
 from lockd.cli import connection
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, OperationError, UsageError
+from lockd.cli.exit_codes import EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.timeflags import positive_duration
 from lockd.client import AuthClient, IdentityFile
 from lockd.config import DEFAULT_JOIN_LISTEN_ADDR
+from lockd.domain.addresses import join_host_port, split_host_port
 from lockd.domain.timeparse import format_duration, format_rfc3339
+from lockd.pki import spki_pin
 
 TOKEN_TYPES = ("agent",)
 DEFAULT_TTL = "30m"
 UNSPECIFIED_HOSTS = ("", "0.0.0.0", "::")
 AUTH_HOST_PLACEHOLDER = "<auth-host>"
-DEFAULT_JOIN_PORT = DEFAULT_JOIN_LISTEN_ADDR.rpartition(":")[2]
+DEFAULT_JOIN_PORT = split_host_port(DEFAULT_JOIN_LISTEN_ADDR)[1]
 INSECURE_CLUSTER = (
     "the auth server has no CA (it runs with auth_service.insecure: true), so there are no "
     "join tokens: agents of such a cluster connect with agent_service.insecure: true"
@@ -138,8 +139,8 @@ def ca_pin_of(identity: IdentityFile) -> str:
 
 def join_addresses(endpoint: connection.Endpoint) -> JoinAddresses:
     if isinstance(endpoint, connection.Remote):
-        host = endpoint.address.rpartition(":")[0]
-        return JoinAddresses((endpoint.address,), (f"{host}:{DEFAULT_JOIN_PORT}",), True)
+        host, _ = split_host_port(endpoint.address)
+        return JoinAddresses((endpoint.address,), (join_host_port(host, DEFAULT_JOIN_PORT),), True)
     auth = endpoint.config.auth_service
     return JoinAddresses(
         (dialable(auth.listen_addr, auth.tls_names),),
@@ -150,11 +151,10 @@ def join_addresses(endpoint: connection.Endpoint) -> JoinAddresses:
 def dialable(address: str, names: tuple[str, ...]) -> str:
     """A listen address as a node would dial it: a wildcard host becomes the first
     tls_names entry, else a placeholder to fill in."""
-    host, _, port = address.rpartition(":")
-    if host.strip("[]") not in UNSPECIFIED_HOSTS:
+    host, port = split_host_port(address)
+    if host not in UNSPECIFIED_HOSTS:
         return address
-    name = names[0] if names else AUTH_HOST_PLACEHOLDER
-    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    return join_host_port(names[0] if names else AUTH_HOST_PLACEHOLDER, port)
 
 
 def in_words(ttl: timedelta) -> str:

@@ -13,7 +13,7 @@ import argparse
 
 from lockd.cli import tables
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_FAILURE, EXIT_OK, OperationError, UsageError
+from lockd.cli.exit_codes import EXIT_FAILURE, EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.targets import add_target_flags, target_from_args
 from lockd.client import AuthClient

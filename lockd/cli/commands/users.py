@@ -9,7 +9,7 @@ import argparse
 
 from lockd.cli import tables
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, UsageError
+from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.client import AuthClient
 from lockd.domain.errors import NotFoundError, ValidationError

@@ -14,8 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from lockd.auth.ca import CertIdentity, ClusterCA, IdentityKind, cert_pem
-from lockd.auth.service import AuthService
+from lockd.auth.auth_service import AuthService
 from lockd.domain import rbac
 from lockd.domain.errors import AccessDeniedError, NotFoundError, ValidationError
 from lockd.domain.lock import access_denied_message, validate_name
@@ -23,6 +22,7 @@ from lockd.domain.ports import JoinToken
 from lockd.domain.rbac import Caller, CallerKind
 from lockd.domain.resources import Kind, Verb
 from lockd.domain.timeparse import format_duration
+from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem
 
 AGENT_TOKEN_KIND = "agent"
 MAX_USER_TTL = timedelta(days=30)

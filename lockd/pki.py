@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lockd.domain.errors import UnauthenticatedError, ValidationError
+from lockd.durable_files import write_durably
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
@@ -143,7 +143,7 @@ class ClusterCA:
             .sign(key, hashes.SHA256())
         )
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(key_path, key_pem(key))
+        write_durably(key_path, key_pem(key))
         cert_path.write_bytes(cert_pem(cert))
         return cls(key, cert)
 
@@ -201,9 +201,3 @@ def _san(hosts: Iterable[str]) -> Iterable[x509.GeneralName]:
             yield x509.IPAddress(ipaddress.ip_address(host))
         except ValueError:
             yield x509.DNSName(host)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)

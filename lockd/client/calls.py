@@ -8,8 +8,8 @@ from typing import Self, TypeVar
 
 import grpc
 
-from lockd.api.errors import error_for
 from lockd.domain.errors import UnavailableError
+from lockd.wire.status_table import error_for
 
 T = TypeVar("T")
 

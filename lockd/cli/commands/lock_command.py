@@ -7,7 +7,7 @@ import time
 import uuid
 
 from lockd.cli.console import Console
-from lockd.cli.errors import EXIT_OK, UsageError
+from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.targets import add_target_flags, target_from_args
 from lockd.cli.timeflags import expiry, positive_duration

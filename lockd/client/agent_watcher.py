@@ -21,23 +21,16 @@ import structlog
 
 from lockd import __version__
 from lockd.agent.runtime import AgentRuntime
-from lockd.api import convert
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
 from lockd.domain.resources import ReplicatedResource
-from lockd.domain.view import SyncState, ViewMismatch
-from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.domain.view import ViewMismatch
 from lockd.v1 import watch_service_pb2 as pb
 from lockd.v1 import watch_service_pb2_grpc as watch_grpc
+from lockd.wire import convert
 
 _log = structlog.get_logger("lockd.agent.watch")
 
-STATE_TO_PB = {
-    SyncState.SYNCING: cluster_pb.AGENT_SYNC_STATE_SYNCING,
-    SyncState.SYNCED: cluster_pb.AGENT_SYNC_STATE_SYNCED,
-    SyncState.DEGRADED: cluster_pb.AGENT_SYNC_STATE_DEGRADED,
-    SyncState.STALE: cluster_pb.AGENT_SYNC_STATE_STALE,
-}
 RESET_REASON_NAMES = {
     value: name.removeprefix("RESET_REASON_").lower() for name, value in pb.ResetReason.items()
 }
@@ -222,7 +215,7 @@ class WatchClient:
         ack = pb.WatchAck(
             epoch=state.epoch,
             applied_revision=state.revision,
-            state=STATE_TO_PB[self._runtime.sync_state()],
+            state=convert.SYNC_STATE_TO_PB[self._runtime.sync_state()],
         )
         async with self._write_lock:
             try:

@@ -21,9 +21,11 @@ import structlog
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from lockd.api.errors import error_for
-from lockd.api.tls import client_credentials
-from lockd.auth.ca import (
+from lockd.auth.certificates import DEFAULT_AGENT_CERT_TTL
+from lockd.client.tls_credentials import client_credentials
+from lockd.domain.addresses import split_host_port
+from lockd.domain.errors import LockdError, UnauthenticatedError
+from lockd.pki import (
     CertIdentity,
     ClusterCA,
     IdentityKind,
@@ -33,10 +35,9 @@ from lockd.auth.ca import (
     new_key,
     spki_pin,
 )
-from lockd.auth.identity import DEFAULT_AGENT_CERT_TTL
-from lockd.domain.errors import LockdError, UnauthenticatedError
 from lockd.v1 import identity_service_pb2 as pb
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
+from lockd.wire.status_table import error_for
 
 _log = structlog.get_logger("lockd.agent.identity")
 
@@ -92,8 +93,7 @@ class AgentIdentity:
 
 def fetch_pinned_ca(address: str, pin: str, timeout: float = 10.0) -> bytes:
     """The CA certificate (PEM) of the server at `address`, if it matches `pin`."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
+    host, port = split_host_port(address)
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # trust comes from the pin, checked below

@@ -24,6 +24,8 @@ from lockd.domain.resources import (
     Rule,
     User,
 )
+from lockd.domain.view import SyncState
+from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import resources_pb2 as pb
 from lockd.v1 import watch_service_pb2 as watch_pb
 
@@ -46,6 +48,13 @@ EVENT_TYPE_TO_PB = {
     EventType.EXPIRE: watch_pb.EVENT_TYPE_EXPIRE,
 }
 EVENT_TYPE_FROM_PB = {value: key for key, value in EVENT_TYPE_TO_PB.items()}
+
+SYNC_STATE_TO_PB = {
+    SyncState.SYNCING: cluster_pb.AGENT_SYNC_STATE_SYNCING,
+    SyncState.SYNCED: cluster_pb.AGENT_SYNC_STATE_SYNCED,
+    SyncState.DEGRADED: cluster_pb.AGENT_SYNC_STATE_DEGRADED,
+    SyncState.STALE: cluster_pb.AGENT_SYNC_STATE_STALE,
+}
 
 
 def timestamp_to_pb(moment: datetime | None) -> Timestamp | None:

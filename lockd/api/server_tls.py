@@ -1,4 +1,4 @@
-"""mTLS on the gRPC edge: server credentials, and who the caller is from its certificate.
+"""mTLS on the server side: server credentials, and who the caller is from its certificate.
 
 The auth port requires a client certificate signed by the cluster CA at the TLS
 handshake (grpc-python can only require client certificates for a whole port, not per
@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import grpc
 from cryptography import x509
 
-from lockd.auth.ca import (
+from lockd.api.handler import Context
+from lockd.domain.errors import UnauthenticatedError
+from lockd.domain.rbac import Caller
+from lockd.pki import (
     CertIdentity,
     ClusterCA,
     IdentityKind,
@@ -26,8 +28,6 @@ from lockd.auth.ca import (
     key_pem,
     new_key,
 )
-from lockd.domain.errors import UnauthenticatedError
-from lockd.domain.rbac import Caller
 
 NO_CERTIFICATE = "a client certificate from the cluster CA is required"
 
@@ -60,12 +60,6 @@ def server_identity(ca: ClusterCA, hosts: Iterable[str], now: datetime) -> tuple
     return key_pem(key), cert_pem(cert) + ca.cert_pem
 
 
-def client_credentials(
-    ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None
-) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
-
-
 @functools.lru_cache(maxsize=4096)
 def _parse(pem: bytes) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem)
@@ -84,7 +78,7 @@ def caller_from_certificate(pem: bytes, now: datetime) -> Caller:
     raise UnauthenticatedError(f"a {identity.kind.value} certificate cannot call this API")
 
 
-def tls_caller(context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+def tls_caller(context: Context) -> Caller:
     """The caller named by the verified client certificate of this RPC."""
     pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
     if pem is None:
@@ -92,6 +86,6 @@ def tls_caller(context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
     return caller_from_certificate(pem, datetime.now(UTC))
 
 
-def anonymous_caller(_context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+def anonymous_caller(_context: Context) -> Caller:
     """On the join port only JoinAgent, which needs no caller, is allowed."""
     raise UnauthenticatedError("only JoinAgent is served on the join port")

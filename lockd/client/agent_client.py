@@ -12,15 +12,15 @@ from typing import Any
 
 import grpc
 
-from lockd.api import convert
-from lockd.api.errors import error_for
-from lockd.client.auth import AGENT_STATE_NAMES
-from lockd.client.rpc import ChannelClient, call, channel_target
+from lockd.client.auth_client import AGENT_STATE_NAMES
+from lockd.client.calls import ChannelClient, call, channel_target
 from lockd.domain.errors import AccessDeniedError, LockdError, UnavailableError
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
 from lockd.v1 import agent_service_pb2 as agent_pb
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
+from lockd.wire import convert
+from lockd.wire.status_table import error_for
 
 
 @dataclass(frozen=True, slots=True)

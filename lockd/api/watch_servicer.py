@@ -16,13 +16,11 @@ from typing import Any
 import grpc
 import structlog
 
-from lockd.api import convert
-from lockd.api.errors import status_for
-from lockd.api.rpc import CallerResolver
+from lockd.api.handler import CallerResolver, Context
 from lockd.auth.agents import AgentRegistry
+from lockd.auth.auth_service import AuthService
 from lockd.auth.hub import ReplicationHub, ResetReason
-from lockd.auth.service import AuthService
-from lockd.auth.watch import Hello, SnapshotGate, WatchSettings, WatchStream
+from lockd.auth.watch_stream import Hello, SnapshotGate, WatchSettings, WatchStream
 from lockd.domain import rbac
 from lockd.domain.errors import AccessDeniedError, ValidationError
 from lockd.domain.events import Event
@@ -33,8 +31,10 @@ from lockd.domain.resources import Kind, ReplicatedResource
 from lockd.obs.metrics import AuthMetrics
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import watch_service_pb2 as pb
+from lockd.wire import convert
+from lockd.wire.status_table import status_for
 
-_log = structlog.get_logger("lockd.api.watch")
+_log = structlog.get_logger("lockd.api.watch_servicer")
 
 RESET_REASON_TO_PB = {
     ResetReason.TOO_OLD: pb.RESET_REASON_TOO_OLD,
@@ -178,20 +178,13 @@ class WatchHandler:
         self,
         caller_of: CallerResolver,
         requests: AsyncIterator[pb.WatchLocksRequest],
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: Context,
     ) -> None:
-        first = await anext(aiter(requests), None)
-        if first is None or first.WhichOneof("message") != "hello":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+        """Admit the caller, register the agent, send frames until Reset, then clean up."""
+        admitted = await self._hello(caller_of, requests, context)
+        if admitted is None:
             return
-        hello = Hello(first.hello.agent_id, first.hello.epoch, first.hello.applied_revision)
-        try:
-            caller = caller_of(context)
-            self._admit(caller, hello)
-        except Exception as error:
-            code, message = status_for(error)
-            await context.abort(code, message)
-            return
+        caller, hello = admitted
         token = self._agents.connect(hello.agent_id, context.peer(), self._clock.now())
         reader = asyncio.create_task(self._read_acks(requests, hello.agent_id, token))
         stream = WatchStream(
@@ -204,9 +197,48 @@ class WatchHandler:
             on_batch_sent=self._count_batch,
             locked=functools.partial(self._locked_message, caller.identity().query_targets()),
         )
-        write_timeout = self._settings.slow_consumer_after.total_seconds()
         self._metrics.watch_streams.inc()
-        stalled = False
+        try:
+            stalled = await self._send_frames(stream, context, hello.agent_id)
+        finally:
+            self._metrics.watch_streams.dec()
+            if stream.snapshotted:
+                self._metrics.snapshots_sent_total.inc()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._agents.disconnect(hello.agent_id, token)
+        self._record_reset(stream, hello.agent_id)
+        if stalled:
+            await self._abort_stalled(context)
+
+    async def _hello(
+        self,
+        caller_of: CallerResolver,
+        requests: AsyncIterator[pb.WatchLocksRequest],
+        context: Context,
+    ) -> tuple[Caller, Hello] | None:
+        """The caller and its Hello, or None after aborting the call with the reason."""
+        first = await anext(aiter(requests), None)
+        if first is None or first.WhichOneof("message") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+            return None
+        hello = Hello(first.hello.agent_id, first.hello.epoch, first.hello.applied_revision)
+        try:
+            caller = caller_of(context)
+            self._admit(caller, hello)
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
+            return None
+        return caller, hello
+
+    async def _send_frames(self, stream: WatchStream, context: Context, agent_id: str) -> bool:
+        """Write every frame of `stream`; True when the write watchdog dropped a stall.
+
+        The watchdog cancels a task whose write waits too long; that one cancellation is
+        taken back (`uncancel`) so the handler can still end the call with a status.
+        """
         task = asyncio.current_task()
         assert task is not None
         watchdog = self._watchdog
@@ -221,31 +253,29 @@ class WatchHandler:
             if task not in watchdog.stalled:
                 raise
             task.uncancel()
-            _log.warning("watch stream stalled; dropping it", agent_id=hello.agent_id)
-            stalled = True
+            _log.warning("watch stream stalled; dropping it", agent_id=agent_id)
+            return True
         finally:
             watchdog.leave(task)
-            self._metrics.watch_streams.dec()
-            if stream.snapshotted:
-                self._metrics.snapshots_sent_total.inc()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            self._agents.disconnect(hello.agent_id, token)
+        return False
+
+    def _record_reset(self, stream: WatchStream, agent_id: str) -> None:
         if stream.reset_reason is ResetReason.LOCKED:
-            self._agents.forget(hello.agent_id)  # a locked agent is unregistered
+            self._agents.forget(agent_id)  # a locked agent is unregistered
         if stream.reset_reason is not None:
             self._metrics.resets_total.labels(reason=stream.reset_reason.value).inc()
-            _log.info("watch stream reset", agent_id=hello.agent_id, reason=stream.reset_reason)
-        if stalled:
-            # No Reset can get through a stalled stream: end it with a status instead of a
-            # clean close, so the agent knows it was dropped (and resumes on reconnect).
-            self._metrics.resets_total.labels(reason=ResetReason.SLOW_CONSUMER.value).inc()
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                f"slow consumer: a write to this stream waited more than {write_timeout:g}s; "
-                "reconnect and resume",
-            )
+            _log.info("watch stream reset", agent_id=agent_id, reason=stream.reset_reason)
+
+    async def _abort_stalled(self, context: Context) -> None:
+        """No Reset can get through a stalled stream: end it with a status instead of a
+        clean close, so the agent knows it was dropped (and resumes on reconnect)."""
+        self._metrics.resets_total.labels(reason=ResetReason.SLOW_CONSUMER.value).inc()
+        write_timeout = self._settings.slow_consumer_after.total_seconds()
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"slow consumer: a write to this stream waited more than {write_timeout:g}s; "
+            "reconnect and resume",
+        )
 
     def _admit(self, caller: Caller, hello: Hello) -> None:
         """Agents watch as themselves only; users need list+read on locks; never locked."""

@@ -10,16 +10,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lockd.api import convert
-from lockd.api.errors import error_for
-from lockd.client.identity_file import IdentityFile
-from lockd.client.rpc import (
+from lockd.client.calls import (
     ChannelClient,
     ServerUnreachableError,
     call,
     channel_target,
     transport_reason,
 )
+from lockd.client.identity_file import IdentityFile
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
@@ -30,6 +28,8 @@ from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
+from lockd.wire import convert
+from lockd.wire.status_table import error_for
 
 PUT_MODE_TO_PB = {
     PutMode.CREATE: cluster_pb.PUT_MODE_CREATE,

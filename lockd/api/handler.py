@@ -8,30 +8,30 @@ from typing import Any, TypeVar
 
 import grpc
 
-from lockd.api.errors import status_for
 from lockd.domain.rbac import Caller
+from lockd.wire.status_table import status_for
 
-CallerResolver = Callable[[grpc.aio.ServicerContext[Any, Any]], Caller]
+# The servicer context of any lockd RPC (request and response types vary per method).
+Context = grpc.aio.ServicerContext[Any, Any]
+CallerResolver = Callable[[Context], Caller]
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Self = TypeVar("Self")
 
 
-def admin_caller(_context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+def admin_caller(_context: Context) -> Caller:
     """Every call on this server has full rights (the local admin socket)."""
     return Caller.admin()
 
 
 def unary(
-    method: Callable[[Self, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
-) -> Callable[[Self, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
+    method: Callable[[Self, Request, Context], Awaitable[Response]],
+) -> Callable[[Self, Request, Context], Awaitable[Response]]:
     """Run a unary handler, turning domain errors into the table's status codes."""
 
     @functools.wraps(method)
-    async def handler(
-        self: Self, request: Request, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Response:
+    async def handler(self: Self, request: Request, context: Context) -> Response:
         try:
             return await method(self, request, context)
         except Exception as error:

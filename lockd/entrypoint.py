@@ -1,0 +1,21 @@
+"""The `lockd` console script: `lockd bench …` or a daemon command (`lockd.daemon`).
+
+Dispatching here keeps the daemon and the benchmarks apart: neither imports the other,
+and a daemon start never loads the benchmark code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["bench"]:
+        from lockd.bench.cli import main as bench  # its imports only when asked for
+
+        return bench(arguments[1:])
+    from lockd.daemon import main as daemon
+
+    return daemon(arguments)

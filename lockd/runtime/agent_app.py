@@ -1,0 +1,206 @@
+"""The node agent as a running thing: view, watch client, timers and the Unix socket.
+
+`AgentApp.start()` loads the last persisted view (best_effort keeps enforcing it while
+the auth server is unreachable), serves AgentService on a Unix socket (health SERVING
+after the first sync), keeps the WatchLocks stream alive, ticks the freshness timer and
+saves the view after changes. A started `AgentApp` is an async context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import grpc
+import structlog
+
+from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
+from lockd.agent.runtime import AgentRuntime
+from lockd.api.agent_servicer import AgentServicer
+from lockd.api.interceptors import ObservabilityInterceptor
+from lockd.client.agent_watcher import WatchClient, WatchClientSettings
+from lockd.client.join import AgentIdentity, IdentityHolder, renew_forever
+from lockd.domain.backoff import Backoff
+from lockd.domain.errors import ValidationError
+from lockd.domain.events import ReplicatedState
+from lockd.domain.ports import Clock
+from lockd.domain.view import LocalView, ViewSettings
+from lockd.obs.audit import AuditSink
+from lockd.obs.metrics import AgentMetrics, GrpcServerMetrics
+from lockd.runtime.grpc_servers import HealthReporter
+from lockd.v1 import agent_service_pb2
+from lockd.v1 import agent_service_pb2_grpc as agent_grpc
+
+_log = structlog.get_logger("lockd.agent")
+
+AGENT_SERVICE = agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    cluster_name: str
+    server_id: str
+    auth_servers: tuple[str, ...]
+    socket: Path
+    socket_mode: int = 0o660
+    max_staleness: timedelta = timedelta(minutes=5)
+    # Where the last view is persisted; None disables persistence.
+    data_dir: Path | None = None
+    ack_interval: float = 5.0
+    backoff: Backoff = field(default_factory=Backoff)
+    shutdown_grace: float = 2.0
+
+
+def load_runtime(
+    settings: AgentSettings,
+    clock: Clock,
+    audit: AuditSink,
+    metrics: AgentMetrics,
+    runtime_class: type[AgentRuntime] = AgentRuntime,
+) -> AgentRuntime:
+    """The agent's runtime over its persisted view (or an empty one)."""
+    owner = ViewOwner(settings.cluster_name, settings.server_id)
+    view_file = None if settings.data_dir is None else settings.data_dir / VIEW_FILE_NAME
+    view = LocalView(
+        ViewSettings(settings.server_id, max_staleness=settings.max_staleness),
+        _load(view_file, owner),
+    )
+    return runtime_class(view, clock, audit, metrics, owner, view_file)
+
+
+def _load(view_file: Path | None, owner: ViewOwner) -> ReplicatedState | None:
+    if view_file is None:
+        return None
+    try:
+        state = load_view(view_file, owner)
+    except ValidationError as error:
+        _log.warning("ignoring the persisted view", path=str(view_file), reason=str(error))
+        return None
+    if state is not None:
+        _log.info(
+            "loaded the persisted view",
+            epoch=state.epoch,
+            revision=state.revision,
+            locks=len(state.locks),
+        )
+    return state
+
+
+class AgentApp:
+    """A started node agent. Build it with `AgentApp.start()`; never half-built."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        runtime: AgentRuntime,
+        identity: IdentityHolder | None,
+        health_reporter: HealthReporter,
+        server: grpc.aio.Server,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        # None: plaintext to the auth servers (insecure dev mode).
+        self.identity = identity
+        self._health = health_reporter
+        self._server = server
+        self._tasks = tasks
+
+    @classmethod
+    async def start(
+        cls,
+        settings: AgentSettings,
+        clock: Clock,
+        audit: AuditSink,
+        metrics: AgentMetrics,
+        grpc_metrics: GrpcServerMetrics | None = None,
+        identity: AgentIdentity | None = None,
+        runtime_class: type[AgentRuntime] = AgentRuntime,
+    ) -> AgentApp:
+        """Load the view, serve the socket, start the watch stream and the timers.
+
+        `runtime_class` lets a benchmark time the real runtime (a subclass) in place.
+        """
+        if not settings.auth_servers:
+            raise ValidationError("the agent needs at least one auth server address")
+        runtime = load_runtime(settings, clock, audit, metrics, runtime_class)
+        holder = None if identity is None else IdentityHolder(identity)
+        health_reporter = HealthReporter((AGENT_SERVICE,))
+        await health_reporter.set_serving(False)
+        socket = settings.socket
+        socket.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            socket.unlink()
+        interceptors = [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
+        server = grpc.aio.server(interceptors=interceptors)
+        agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(runtime), server)
+        health_reporter.add_to(server)
+        server.add_insecure_port(f"unix:{socket}")
+        await server.start()
+        os.chmod(socket, settings.socket_mode)
+        watch = WatchClient(
+            runtime,
+            WatchClientSettings(
+                agent_id=settings.server_id,
+                auth_servers=settings.auth_servers,
+                backoff=settings.backoff,
+                ack_interval=settings.ack_interval,
+                credentials=None if holder is None else holder.credentials,
+            ),
+        )
+        tasks = [
+            asyncio.create_task(watch.run_forever()),
+            asyncio.create_task(runtime.tick_forever()),
+            asyncio.create_task(runtime.persist_forever()),
+            asyncio.create_task(_serving_after_first_sync(runtime, health_reporter)),
+        ]
+        if holder is not None:
+            tasks.append(
+                asyncio.create_task(
+                    renew_forever(
+                        holder, settings.auth_servers, settings.server_id, settings.data_dir
+                    )
+                )
+            )
+        _log.info(
+            "agent started",
+            server_id=settings.server_id,
+            socket=str(socket),
+            auth_servers=list(settings.auth_servers),
+        )
+        return cls(settings, runtime, holder, health_reporter, server, tasks)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        await self._health.set_serving(False)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.runtime.close()
+        await self._server.stop(self.settings.shutdown_grace)
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.socket.unlink()
+        _log.info("agent stopped")
+
+
+async def _serving_after_first_sync(runtime: AgentRuntime, health_reporter: HealthReporter) -> None:
+    await runtime.synced_once.wait()
+    await health_reporter.set_serving(True)
