@@ -20,8 +20,8 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps check-proto lint typecheck contracts pytest
 
-# Debian packages some tests use (a real Prometheus); installed only when running as root
-# with apt-get, otherwise those tests skip and say why.
+# Debian packages some tests use (a real Prometheus, PostgreSQL's initdb/pg_ctl); installed
+# only when running as root with apt-get, otherwise those tests skip and say why.
 system-deps:
 	@if command -v promtool >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -31,6 +31,14 @@ system-deps:
 	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1)) || \
 	  echo "could not install prometheus; the Prometheus tests will skip"; \
 	else echo "prometheus not installed (needs root and apt-get); the Prometheus tests will skip"; fi
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql for the PostgreSQL store tests"; \
+	  (apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && \
+	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1)) || \
+	  echo "could not install postgresql; the PostgreSQL tests will skip"; \
+	else echo "postgresql not installed (needs root and apt-get); the PostgreSQL tests will skip"; fi
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py

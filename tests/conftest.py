@@ -1,5 +1,5 @@
-"""Shared pytest configuration: hypothesis profile for a loaded 2-core CI machine, and a
-short directory for Unix sockets."""
+"""Shared pytest configuration: hypothesis profile for a loaded 2-core CI machine, the
+throwaway PostgreSQL plugin, and a short directory for Unix sockets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# The throwaway PostgreSQL fixtures (postgres_server, postgres_db, postgres_standby).
+pytest_plugins = ["tests.postgres_server"]
 
 settings.register_profile(
     "ci",
