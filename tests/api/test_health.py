@@ -111,7 +111,7 @@ async def test_a_failing_store_shows_in_heartbeats_health_and_writes_then_recove
     await eventually(unhealthy_beat, what="a heartbeat with store_healthy=false")
 
     async def not_serving() -> bool:
-        return await _health(channel) == NOT_SERVING
+        return bool(await _health(channel) == NOT_SERVING)
 
     await eventually(not_serving, what="health NOT_SERVING")
     assert all([await _health(channel, service) == NOT_SERVING for service in SERVICES])
@@ -125,7 +125,7 @@ async def test_a_failing_store_shows_in_heartbeats_health_and_writes_then_recove
     store.failing = False  # type: ignore[attr-defined]
 
     async def serving() -> bool:
-        return await _health(channel) == SERVING
+        return bool(await _health(channel) == SERVING)
 
     await eventually(serving, what="health SERVING again")
     after = await create_lock(channel, lock_pb_of("after"))

@@ -111,6 +111,8 @@ def check_fields(
 
 
 def test_propagation_with_baseline(tmp_path: Path) -> None:
+    """propagation --with-baseline runs the bare grpc.aio floor and lockd in one invocation and
+    reports both, with the ratio."""
     results = bench(
         tmp_path, "propagation", "--agents", "6", "--procs", "2", "--locks", "3",
         "--warmup", "1", "--gap", "0", "--with-baseline", "--store", "memory",
@@ -125,6 +127,7 @@ def test_propagation_with_baseline(tmp_path: Path) -> None:
 
 
 def test_propagation_with_light_clients(tmp_path: Path) -> None:
+    """propagation --light measures minimal WatchLocks clients and reports no baseline ratio."""
     (result,) = bench(
         tmp_path, "propagation", "--agents", "4", "--procs", "1", "--locks", "2",
         "--warmup", "1", "--gap", "0", "--light",
@@ -134,6 +137,7 @@ def test_propagation_with_light_clients(tmp_path: Path) -> None:
 
 
 def test_terminate(tmp_path: Path) -> None:
+    """terminate runs lockd and its bare baseline and reports every figure it promises."""
     (result,) = bench(
         tmp_path, "terminate", "--sessions", "20", "--matching", "4", "--rounds", "2",
         "--locks", "30", "--procs", "2", "--with-baseline",
@@ -142,6 +146,7 @@ def test_terminate(tmp_path: Path) -> None:
 
 
 def test_check(tmp_path: Path) -> None:
+    """check measures CheckAccess over the agent's socket and reports a positive rate."""
     (result,) = bench(
         tmp_path, "check", "--locks", "50", "--concurrency", "4", "--seconds", "0.5",
         "--warmup", "0.1",
@@ -151,23 +156,27 @@ def test_check(tmp_path: Path) -> None:
 
 
 def test_create(tmp_path: Path) -> None:
+    """create measures CreateLock latency on the default SQLite store and echoes its params."""
     (result,) = bench(tmp_path, "create", "--locks", "5", "--warmup", "1")
     check_fields(result, "create")
     assert result["params"] == {"locks": 5, "store": "sqlite"}
 
 
 def test_reconnect(tmp_path: Path) -> None:
+    """reconnect reports the share of agents that resumed without a snapshot, between 0 and 1."""
     (result,) = bench(tmp_path, "reconnect", "--agents", "4", "--procs", "1")
     figures = check_fields(result, "reconnect")
     assert 0 <= float(figures["resumed_share"]) <= 1  # type: ignore[arg-type]
 
 
 def test_snapshot(tmp_path: Path) -> None:
+    """snapshot reports the cold-start figures of agents loading a snapshot."""
     (result,) = bench(tmp_path, "snapshot", "--agents", "4", "--locks", "20", "--procs", "1")
     check_fields(result, "snapshot")
 
 
 def test_table_output(tmp_path: Path) -> None:
+    """Without --json the bench prints a readable table headed by the scenario and its params."""
     done = subprocess.run(
         [sys.executable, "-m", "lockd", "bench", "create", "--locks", "3",
          "--store", "memory"],
@@ -201,6 +210,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> None:
+    """SIGINT mid-run ends every child process of the bench and removes its temporary directory."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lockd", "bench", "propagation", "--agents", "4",
          "--procs", "2", "--locks", "100000", "--gap", "0.05", "--json"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 
 import grpc
 
@@ -32,7 +33,7 @@ class FakeAgent:
         self.error: grpc.RpcError | None = None
         self._requests: queue.Queue[pb.WatchLocksRequest | None] = queue.Queue()
         self._channel = grpc.insecure_channel(address)
-        self._call: grpc.Future | None = None
+        self._call: Iterator[pb.WatchLocksResponse] | None = None
         self._thread = threading.Thread(target=self._read, name=f"fake-agent-{agent_id}")
 
     def start(self, timeout: float = 10.0) -> FakeAgent:
@@ -51,7 +52,7 @@ class FakeAgent:
 
     def close(self) -> None:
         self._requests.put(None)
-        if self._call is not None:
+        if isinstance(self._call, grpc.Future):
             self._call.cancel()
         if self._thread.is_alive():
             self._thread.join(10)
@@ -60,7 +61,7 @@ class FakeAgent:
     def _read(self) -> None:
         assert self._call is not None
         try:
-            for response in self._call:  # type: ignore[attr-defined]
+            for response in self._call:
                 self._apply(response)
                 if self.acking:
                     self._ack()
@@ -69,7 +70,7 @@ class FakeAgent:
                 if response.WhichOneof("message") == "reset":
                     return
         except grpc.RpcError as error:
-            if error.code() is not grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+            if error.code() is not grpc.StatusCode.CANCELLED:
                 self.error = error
 
     def _apply(self, response: pb.WatchLocksResponse) -> None:

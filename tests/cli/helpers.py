@@ -8,12 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from lockd.client import AuthClient, ClusterStatus, ServerUnreachableError
 from lockd.domain.resources import ClusterAuthPreference
 from tests.support import free_port
+
+T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
 LOCKCTL = str(BIN / "lockctl")
@@ -79,17 +83,17 @@ class AuthServer:
     def join_address(self) -> str:
         return f"127.0.0.1:{self.join_port}"
 
-    def client_call(self, work):  # type: ignore[no-untyped-def]
+    def client_call(self, work: Callable[[AuthClient], Awaitable[T]]) -> T:
         """Run `await work(client)` on a fresh AuthClient to the admin socket."""
 
-        async def go():  # type: ignore[no-untyped-def]
+        async def go() -> T:
             async with AuthClient.connect(f"unix:{self.admin_socket}") as client:
                 return await work(client)
 
         return asyncio.run(go())
 
     def status(self) -> ClusterStatus:
-        return self.client_call(lambda client: client.status())  # type: ignore[no-any-return]
+        return self.client_call(lambda client: client.status())
 
     def stop(self) -> None:
         if self.process.poll() is None:

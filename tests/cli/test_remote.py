@@ -180,6 +180,7 @@ def test_locksmith_walkthrough(tls_server: AuthServer, tmp_path: Path) -> None:
 def test_status_shows_the_ca_pin_locally_and_remotely(
     tls_server: AuthServer, tmp_path: Path
 ) -> None:
+    """status shows the same CA pin over the admin socket and over mTLS with a signed identity."""
     pin = ca_pin_of(tls_server)
     local = lockctl(tls_server, "status")
     assert (local.returncode, local.stderr) == (0, "")
@@ -207,6 +208,7 @@ def test_status_shows_the_ca_pin_locally_and_remotely(
 
 
 def test_tokens_add_and_a_real_agent_joins(tls_server: AuthServer, tmp_path: Path) -> None:
+    """tokens add prints a token and the CA pin that let a real `lockd agent` join the cluster."""
     status_pin = re.search(r"^CA pin  (\S+)$", lockctl(tls_server, "status").stdout, re.M)
     assert status_pin
     pin = status_pin.group(1)
@@ -259,6 +261,8 @@ def test_tokens_add_and_a_real_agent_joins(tls_server: AuthServer, tmp_path: Pat
 
 
 def test_tokens_add_json(tls_server: AuthServer) -> None:
+    """tokens add --format=json prints the token, its type, the CA pin and the auth and join
+    addresses."""
     result = lockctl(tls_server, "tokens", "add", "--type=agent", "--ttl=90s", "--format=json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -283,6 +287,8 @@ def other_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServ
 def test_identity_from_another_cluster_fails_the_handshake(
     tls_server: AuthServer, other_cluster: AuthServer, tmp_path: Path
 ) -> None:
+    """An identity signed by another cluster's CA is refused at the TLS handshake with a clear
+    error."""
     add_user(other_cluster, "eve")
     eve = tmp_path / "eve.pem"
     sign(other_cluster, "eve", eve, roles="locksmith")
@@ -299,6 +305,7 @@ def test_identity_from_another_cluster_fails_the_handshake(
 
 
 def test_expired_identity_is_refused(tls_server: AuthServer, tmp_path: Path) -> None:
+    """An identity whose certificate has expired is refused, naming the expiry and the fix."""
     add_user(tls_server, "carol")
     carol = tmp_path / "carol.pem"
     until = sign(tls_server, "carol", carol, "--ttl=1s", roles="locksmith")
@@ -322,6 +329,7 @@ def test_expired_identity_is_refused(tls_server: AuthServer, tmp_path: Path) -> 
 
 
 def test_sign_errors(tls_server: AuthServer, tmp_path: Path) -> None:
+    """auth sign refuses unknown users and bad flags with a clear error and writes no file."""
     out = tmp_path / "x.pem"
     unknown = lockctl(tls_server, "auth", "sign", "--user=nobody", f"--out={out}")
     assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
@@ -352,6 +360,7 @@ def test_sign_errors(tls_server: AuthServer, tmp_path: Path) -> None:
 
 
 def test_tokens_add_errors(tls_server: AuthServer) -> None:
+    """tokens add refuses an unknown token type and a zero TTL with exit code 2."""
     node = lockctl(tls_server, "tokens", "add", "--type=node")
     assert (node.returncode, node.stdout, node.stderr) == (
         2,
@@ -371,6 +380,7 @@ def test_tokens_add_errors(tls_server: AuthServer) -> None:
 
 
 def test_an_insecure_cluster_issues_no_identities(fresh_server: AuthServer, tmp_path: Path) -> None:
+    """A cluster without a CA (insecure) refuses to sign identities and says why."""
     out = tmp_path / "x.pem"
     signed = lockctl(fresh_server, "auth", "sign", "--user=x", f"--out={out}")
     assert (signed.returncode, signed.stderr) == (
@@ -457,6 +467,7 @@ def test_remote_flag_and_identity_file_errors(tls_server: AuthServer, tmp_path: 
 
 
 def test_join_port_and_closed_port(tls_server: AuthServer, tmp_path: Path) -> None:
+    """Dialling the join port or a closed port tells the user which address to use instead."""
     add_user(tls_server, "erin")
     erin = tmp_path / "erin.pem"
     sign(tls_server, "erin", erin, roles="locksmith")

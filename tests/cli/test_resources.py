@@ -67,6 +67,7 @@ def without_created_at(documents: list[dict[str, object]]) -> list[dict[str, obj
 
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_get_output_feeds_create_unchanged(server: AuthServer, fmt: str) -> None:
+    """What `get` prints can be fed back to `create -f` and yields the same resources."""
     created = lockctl(server, "create", "-f", "-", stdin=FIXTURE)
     assert (created.returncode, created.stdout) == (
         0,
@@ -98,6 +99,7 @@ def test_get_output_feeds_create_unchanged(server: AuthServer, fmt: str) -> None
 
 
 def test_create_existing_lock_needs_force(server: AuthServer) -> None:
+    """create -f of an existing lock fails unless --force is given."""
     assert lockctl(server, "create", "-f", "-", stdin=LOCK_YAML).returncode == 0
     again = lockctl(server, "create", "-f", "-", stdin=LOCK_YAML)
     assert (again.returncode, again.stdout, again.stderr) == (
@@ -110,6 +112,7 @@ def test_create_existing_lock_needs_force(server: AuthServer) -> None:
 
 
 def test_get_text_tables(server: AuthServer) -> None:
+    """get --format=text prints tctl-shaped tables of locks, roles and users."""
     assert lockctl(server, "create", "-f", "-", stdin=FIXTURE).returncode == 0
     locks = lockctl(server, "get", "locks", "--format=text")
     target = 'User:"alice" ServerID:"363256df-f78a-4d99-803c-bae19da9ede4"'  # 60 columns
@@ -153,6 +156,7 @@ def test_get_text_tables(server: AuthServer) -> None:
 
 
 def test_get_single_json_is_an_object_and_list_is_an_array(server: AuthServer) -> None:
+    """get -o json prints one resource as an object and a listing as an array."""
     assert lockctl(server, "create", "-f", "-", stdin=LOCK_YAML).returncode == 0
     one = json.loads(lockctl(server, "get", f"lock/{NAME}", "-o", "json").stdout)
     assert one["metadata"] == {"name": NAME}
@@ -162,6 +166,7 @@ def test_get_single_json_is_an_object_and_list_is_an_array(server: AuthServer) -
 
 
 def test_rm_role_and_user(server: AuthServer) -> None:
+    """rm deletes users and roles by reference and confirms each deletion."""
     assert lockctl(server, "create", "-f", "-", stdin=FIXTURE).returncode == 0
     user = lockctl(server, "rm", "user/alice")
     assert (user.returncode, user.stdout) == (0, 'user "alice" has been deleted\n')
@@ -172,6 +177,7 @@ def test_rm_role_and_user(server: AuthServer) -> None:
 
 
 def test_users_add_errors(server: AuthServer) -> None:
+    """users add refuses unknown roles and an empty role list with clear errors."""
     unknown = lockctl(server, "users", "add", "bob", "--roles=ghost")
     assert (unknown.returncode, unknown.stderr) == (1, 'ERROR: role "ghost" not found\n')
     empty = lockctl(server, "users", "add", "bob", "--roles=,")
@@ -249,12 +255,14 @@ def test_users_add_errors(server: AuthServer) -> None:
 def test_usage_errors_exit_2_before_any_request(
     server: AuthServer, args: list[str], message: str
 ) -> None:
+    """Usage errors exit 2 with the message and change nothing on the server."""
     result = lockctl(server, *args)
     assert (result.returncode, result.stdout, result.stderr) == (2, "", f"ERROR: {message}\n")
     assert lockctl(server, "get", "locks").stdout == ""
 
 
 def test_argparse_errors_use_the_same_shape(server: AuthServer) -> None:
+    """Errors found by the argument parser print usage and then the same `ERROR:` line shape."""
     result = lockctl(server, "lock", "--user=a", "--user=b")
     assert result.returncode == 2
     assert result.stderr.endswith("ERROR: --user given more than once\n")
@@ -265,6 +273,7 @@ def test_argparse_errors_use_the_same_shape(server: AuthServer) -> None:
 
 
 def test_bad_documents_are_refused_whole(server: AuthServer) -> None:
+    """A file with one bad document is refused whole: nothing of it is applied."""
     bad = LOCK_YAML + "---\nkind: lock\nversion: v2\nmetadata: {name: x}\nspec:\n  target: {}\n"
     result = lockctl(server, "create", "-f", "-", stdin=bad)
     assert (result.returncode, result.stdout, result.stderr) == (
@@ -287,6 +296,7 @@ def test_bad_documents_are_refused_whole(server: AuthServer) -> None:
 
 
 def test_config_discovery(server: AuthServer, tmp_path: Path) -> None:
+    """lockctl finds the config from LOCKD_CONFIG and from -c given after the command."""
     from_env = lockctl(None, "get", "locks", env={"LOCKD_CONFIG": str(server.config)})
     assert (from_env.returncode, from_env.stderr) == (0, "")
     after_command = lockctl(None, "get", "locks", "-c", str(server.config))
@@ -300,6 +310,7 @@ def test_config_discovery(server: AuthServer, tmp_path: Path) -> None:
 
 
 def test_unreachable_server_exits_1(tmp_path: Path) -> None:
+    """A config whose admin socket has no server exits 1 naming the socket."""
     config = write_config(tmp_path, 1)
     socket = tmp_path / "data" / "admin.sock"
     result = lockctl(config, "get", "locks")
@@ -312,6 +323,7 @@ def test_unreachable_server_exits_1(tmp_path: Path) -> None:
 
 
 def test_help_explains_flags_with_examples() -> None:
+    """lockctl --help and each command's --help explain the flags and show examples."""
     top = lockctl(None, "--help")
     assert top.returncode == 0
     assert "examples:\n  lockctl" in top.stdout

@@ -118,6 +118,8 @@ def test_seed_lock_examples(
     message: str | None,
     ttl: timedelta,
 ) -> None:
+    """Every `tctl lock` example of the seed page creates the lock it describes, with its target,
+    message and expiry."""
     before = datetime.now(UTC)
     result = lockctl(server, "lock", *flags)
     after = datetime.now(UTC)
@@ -137,6 +139,7 @@ def test_seed_lock_examples(
 
 
 def test_lock_without_ttl_never_expires(server: AuthServer) -> None:
+    """A lock created without --ttl or --expires has no expiry."""
     name = created_name(lockctl(server, "lock", "--login=root").stdout)
     spec = get_lock(server, name)["spec"]
     assert isinstance(spec, dict)
@@ -144,6 +147,8 @@ def test_lock_without_ttl_never_expires(server: AuthServer) -> None:
 
 
 def test_create_locksmith_role_and_assign_it(server: AuthServer, tmp_path: Path) -> None:
+    """The seed page's locksmith role can be created from YAML and assigned to a user who may then
+    lock."""
     locksmith = tmp_path / "locksmith.yaml"
     locksmith.write_text(
         "kind: role\n"
@@ -212,6 +217,7 @@ CAP_YAML = (
 
 
 def test_cap_create_and_get(server: AuthServer, tmp_path: Path) -> None:
+    """A cluster_auth_preference document sets the locking mode and `get cap` shows it back."""
     cap = tmp_path / "cap.yaml"
     cap.write_text(CAP_YAML.replace("best_effort", "strict"))
     result = lockctl(server, "create", "-f", str(cap))
@@ -238,6 +244,7 @@ def test_cap_create_and_get(server: AuthServer, tmp_path: Path) -> None:
 
 
 def test_get_locks_and_rm(server: AuthServer, tmp_path: Path) -> None:
+    """A lock document from the seed page is created, listed by `get locks`, and removed by `rm`."""
     lock = tmp_path / "lock.yaml"
     lock.write_text(
         "kind: lock\n"

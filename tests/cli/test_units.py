@@ -40,6 +40,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_every_target_flag_maps_to_its_field() -> None:
+    """Each target flag of `lock` sets the LockTarget field of the same name."""
     args = parse(
         "lock",
         "--user=u",
@@ -77,12 +78,14 @@ def test_every_target_flag_maps_to_its_field() -> None:
     ],
 )
 def test_bad_targets(argv: list[str], message: str) -> None:
+    """Missing or malformed target flags are usage errors with a precise message."""
     with pytest.raises(UsageError) as caught:
         target_from_args(parse(*argv))
     assert str(caught.value) == message
 
 
 def test_repeated_target_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """A target flag given twice is refused by the parser."""
     with pytest.raises(SystemExit) as caught:
         parse("unlock", "--user=a", "--user=b")
     assert caught.value.code == EXIT_USAGE
@@ -106,6 +109,7 @@ def test_repeated_target_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str
     ],
 )
 def test_parse_ref(text: str, ref: Ref) -> None:
+    """Resource references (`kind/name`, plural kinds, aliases) parse to the right kind and name."""
     assert parse_ref(text) == ref
 
 
@@ -123,12 +127,14 @@ def test_parse_ref(text: str, ref: Ref) -> None:
     ],
 )
 def test_parse_ref_errors(text: str, need_name: bool, message: str) -> None:
+    """Unknown kinds and missing names in references are usage errors."""
     with pytest.raises(UsageError) as caught:
         parse_ref(text, need_name=need_name)
     assert message in str(caught.value)
 
 
 def test_table_alignment_and_escaping() -> None:
+    """Tables align columns and escape newlines and control characters in cells."""
     table = render_table(("A", "Long header"), [["x", "1"], ["wide value", "two\nlines"]])
     assert table == (
         "A           Long header\n----------  -----------\nx           1\nwide value  two\\nlines\n"
@@ -143,6 +149,7 @@ def test_table_alignment_and_escaping() -> None:
 
 
 def test_expiry_rules() -> None:
+    """--ttl and --expires compute the expiry, exclusive of each other, never in the past."""
     now = datetime(2030, 1, 1, 12, 0, 0, 250_000, tzinfo=UTC)
     assert expiry(None, None, now) is None
     assert expiry("1h30m", None, now) == datetime(2030, 1, 1, 13, 30, 1, tzinfo=UTC)
@@ -162,6 +169,7 @@ def status(revision: int, *agents: AgentInfo) -> ClusterStatus:
 
 
 def test_has_applied_needs_the_revision_in_the_same_epoch() -> None:
+    """An agent has applied a revision only if it acknowledged it in the server's epoch."""
     assert has_applied(agent("a", 5, 0), status(5), 5)
     assert has_applied(agent("a", 6, 0), status(6), 5)
     assert not has_applied(agent("a", 4, 1), status(5), 5)
@@ -171,6 +179,7 @@ def test_has_applied_needs_the_revision_in_the_same_epoch() -> None:
 
 
 def test_pending_agents_name_another_epoch() -> None:
+    """Agents acknowledging another epoch stay pending and are named as such."""
     state = WaitState(revision=5)
     state.observe(status(5, agent("a", 7, 5, epoch="e0"), agent("b", 4, 1)))
     assert state.describe_pending() == (
@@ -179,6 +188,7 @@ def test_pending_agents_name_another_epoch() -> None:
 
 
 def test_wait_state_tracks_agents_seen_connected() -> None:
+    """The wait counts agents connected when it started and those that connect later."""
     state = WaitState(revision=5)
     state.observe(status(5, agent("a", 5, 0), agent("b", 4, 1), agent("old", 1, 4, False)))
     assert sorted(state.seen) == ["a", "b"]  # never-connected "old" is not waited for
@@ -190,6 +200,7 @@ def test_wait_state_tracks_agents_seen_connected() -> None:
 
 
 def test_exact_and_partial() -> None:
+    """unlock's matcher separates locks on exactly the target from wider locks that include it."""
     exact = Lock("1", LockTarget(user="m"))
     union = Lock("2", LockTarget(user="m", server_id="s"))
     other = Lock("3", LockTarget(user="x"))
@@ -201,6 +212,7 @@ def test_exact_and_partial() -> None:
 
 
 def test_exit_codes() -> None:
+    """Validation and usage errors exit 2; every other lockd error exits 1."""
     assert exit_code_for(ValidationError("x")) == EXIT_USAGE
     assert exit_code_for(UsageError("x")) == EXIT_USAGE
     assert exit_code_for(NotFoundError("x")) == EXIT_FAILURE
@@ -208,6 +220,7 @@ def test_exit_codes() -> None:
 
 
 def test_console_confirm() -> None:
+    """Console.confirm accepts y/yes in any case and treats anything else as no."""
     err = io.StringIO()
     console = Console(out=io.StringIO(), err=err, stdin=io.StringIO("Y\n"))
     assert console.confirm("Delete 1 lock(s)?")
@@ -218,6 +231,7 @@ def test_console_confirm() -> None:
 
 
 def test_wait_default_and_value() -> None:
+    """--wait without a value waits 30s; with a value it waits that long."""
     assert parse("lock", "--user=a").wait is None
     assert parse("lock", "--user=a", "--wait").wait == "30s"
     assert parse("lock", "--wait=5s", "--user=a").wait == "5s"
@@ -225,12 +239,14 @@ def test_wait_default_and_value() -> None:
 
 
 def test_error_lines_do_not_obey_escape_sequences() -> None:
+    """Error lines print control characters escaped, so a message cannot drive the terminal."""
     err = io.StringIO()
     Console(out=io.StringIO(), err=err).error('lock targeting User:"x" is in force: \x1b[2J\tok\n')
     assert err.getvalue() == 'ERROR: lock targeting User:"x" is in force: \\x1b[2J\tok\n\n'
 
 
 def test_status_text_has_tctl_shape_with_ca_pin() -> None:
+    """status text has tctl's shape, including the CA pin line."""
     from lockd.cli.commands.status import render_text
 
     now = datetime(2030, 1, 1, tzinfo=UTC)
@@ -273,6 +289,7 @@ def identity_file(ttl: timedelta = timedelta(hours=1), now: datetime | None = No
 
 
 def test_identity_file_round_trip() -> None:
+    """An identity file renders and parses back to the same key, certificate and CA."""
     identity = identity_file()
     rendered = identity.render()
     assert rendered.count(b"-----BEGIN ") == 3
@@ -285,6 +302,7 @@ def test_identity_file_round_trip() -> None:
 
 
 def test_check_valid_names_the_expiry_and_the_fix() -> None:
+    """An expired or not-yet-valid identity is refused with its validity period and how to renew."""
     identity = identity_file(timedelta(hours=1), datetime(2030, 1, 1, tzinfo=UTC))
     check_valid(identity, Path("a.pem"), datetime(2030, 1, 1, 0, 30, tzinfo=UTC))
     with pytest.raises(UnauthenticatedError) as expired:
@@ -300,16 +318,19 @@ def test_check_valid_names_the_expiry_and_the_fix() -> None:
 
 @pytest.mark.parametrize("address", ["auth.example.com:3025", "10.0.0.1:1", "[::1]:3025"])
 def test_good_addresses(address: str) -> None:
+    """Well-formed HOST:PORT addresses for --auth-server are accepted."""
     check_address(address)
 
 
 @pytest.mark.parametrize("address", ["", "host", ":3025", "host:", "host:0", "host:65536"])
 def test_bad_addresses(address: str) -> None:
+    """Malformed --auth-server addresses are usage errors naming the expected form."""
     with pytest.raises(UsageError, match="is not HOST:PORT"):
         check_address(address)
 
 
 def test_remote_reasons() -> None:
+    """Transport failures are reduced to the useful reason for the user."""
     prefix = "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:3025: "
     plain = remote_reason(
         prefix + "Ssl handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:"
@@ -331,6 +352,7 @@ def test_remote_reasons() -> None:
 
 
 def test_token_wording_and_addresses() -> None:
+    """Token TTLs are worded as tctl does and join addresses are derived from the auth address."""
     assert in_words(timedelta(hours=1)) == "60 minutes"
     assert in_words(timedelta(minutes=1)) == "1 minute"
     assert in_words(timedelta(seconds=90)) == "1m30s"
@@ -342,6 +364,7 @@ def test_token_wording_and_addresses() -> None:
 
 
 def test_token_text_tells_what_to_fill_in() -> None:
+    """The token text tells what to fill in when the auth host is not known."""
     text = render_text(
         "ab" * 16,
         timedelta(minutes=30),
@@ -364,6 +387,8 @@ def test_token_text_tells_what_to_fill_in() -> None:
 
 
 def test_write_private(tmp_path: Path) -> None:
+    """Identity files are written with mode 0600, refused when present, and replaced atomically with
+    overwrite."""
     path = tmp_path / "id.pem"
     write_private(path, b"one", overwrite=False)
     assert (path.read_bytes(), stat.S_IMODE(path.stat().st_mode)) == (b"one", 0o600)

@@ -29,6 +29,7 @@ def names(server: AuthServer) -> set[str]:
 
 
 def test_unlock_yes_removes_exact_matches_only(server: AuthServer) -> None:
+    """unlock --yes deletes the locks on exactly the given target and keeps wider ones."""
     first = lock(server, "--user=mallory", "--message=one")
     second = lock(server, "--user=mallory", "--ttl=1h")
     union = lock(server, "--user=mallory", "--server-id=srv-1")
@@ -49,6 +50,7 @@ def test_unlock_yes_removes_exact_matches_only(server: AuthServer) -> None:
 
 
 def test_unlock_combined_target(server: AuthServer) -> None:
+    """unlock with several flags removes only the lock on that combined target."""
     union = lock(server, "--user=mallory", "--server-id=srv-1")
     lone = lock(server, "--user=mallory")
     result = lockctl(server, "unlock", "--server-id=srv-1", "--user=mallory", "-y")
@@ -58,6 +60,7 @@ def test_unlock_combined_target(server: AuthServer) -> None:
 
 
 def test_unlock_refuses_without_yes_off_a_terminal(server: AuthServer) -> None:
+    """Without --yes and without a terminal, unlock lists what it would delete and exits 2."""
     name = lock(server, "--device", "9cdfc0ad-64b7-4d9c-9342-50e97f418ba0")
     result = lockctl(server, "unlock", "--device", "9cdfc0ad-64b7-4d9c-9342-50e97f418ba0")
     assert result.returncode == 2
@@ -70,6 +73,7 @@ def test_unlock_refuses_without_yes_off_a_terminal(server: AuthServer) -> None:
 
 
 def test_unlock_nothing_to_remove_exits_1(server: AuthServer) -> None:
+    """unlock with no matching lock exits 1 and says so."""
     result = lockctl(server, "unlock", "--user=nobody", "--yes")
     assert (result.returncode, result.stdout, result.stderr) == (
         1,
@@ -99,6 +103,7 @@ def run_on_terminal(server: AuthServer, answer: str, *args: str) -> tuple[int, s
 
 @pytest.mark.parametrize("answer", ["y\n", "yes\n"])
 def test_unlock_asks_on_a_terminal_yes(server: AuthServer, answer: str) -> None:
+    """On a terminal unlock asks, and a yes deletes the lock."""
     name = lock(server, "--role=contractor")
     code, stdout, stderr = run_on_terminal(server, answer, "unlock", "--role=contractor")
     assert (code, stderr) == (0, "Delete 1 lock(s)? [y/N] ")
@@ -108,6 +113,7 @@ def test_unlock_asks_on_a_terminal_yes(server: AuthServer, answer: str) -> None:
 
 @pytest.mark.parametrize("answer", ["\n", "n\n", "yep\n"])
 def test_unlock_asks_on_a_terminal_no(server: AuthServer, answer: str) -> None:
+    """On a terminal unlock asks, and anything but yes deletes nothing."""
     name = lock(server, "--role=contractor")
     code, stdout, stderr = run_on_terminal(server, answer, "unlock", "--role=contractor")
     assert (code, stderr) == (1, "Delete 1 lock(s)? [y/N] Aborted; no lock deleted.\n")

@@ -29,6 +29,7 @@ def caught_up(server: AuthServer, *agent_ids: str) -> None:
 
 
 def test_wait_without_agents_succeeds_at_once(fresh_server: AuthServer) -> None:
+    """lock --wait with no agents connected succeeds at once with a note."""
     result = lockctl(fresh_server, "lock", "--user=mallory", "--wait")
     assert result.returncode == 0
     assert CREATED.fullmatch(result.stdout)
@@ -36,6 +37,7 @@ def test_wait_without_agents_succeeds_at_once(fresh_server: AuthServer) -> None:
 
 
 def test_wait_until_every_agent_applied(server: AuthServer, agents: StartAgent) -> None:
+    """lock --wait returns once every connected agent has applied the lock's revision."""
     agents(server, "node-a")
     agents(server, "node-b")
     caught_up(server, "node-a", "node-b")
@@ -52,6 +54,7 @@ def test_wait_until_every_agent_applied(server: AuthServer, agents: StartAgent) 
 
 
 def test_wait_times_out_naming_the_silent_agent(server: AuthServer, agents: StartAgent) -> None:
+    """lock --wait gives up after its timeout and names the agent that did not confirm."""
     agents(server, "node-good")
     stuck = agents(server, "node-stuck")
     caught_up(server, "node-good", "node-stuck")
@@ -71,6 +74,7 @@ def test_wait_times_out_naming_the_silent_agent(server: AuthServer, agents: Star
 
 
 def test_status_lists_agents(fresh_server: AuthServer, agents: StartAgent) -> None:
+    """status lists the connected agents with their revision and state."""
     agents(fresh_server, "node-a")
     agents(fresh_server, "node-b")
     assert lockctl(fresh_server, "lock", "--user=x").returncode == 0
@@ -107,6 +111,7 @@ def test_status_lists_agents(fresh_server: AuthServer, agents: StartAgent) -> No
 
 
 def test_status_without_agents_and_without_ca(fresh_server: AuthServer) -> None:
+    """status of a cluster without agents and without a CA shows the store and no CA pin."""
     result = lockctl(fresh_server, "status")
     assert result.returncode == 0
     # No `CA pin` line while the cluster has no CA (the security issue adds one).
@@ -131,6 +136,7 @@ def test_a_locked_admin_gets_the_spec_message(fresh_server: AuthServer) -> None:
 
 
 def test_static_locking_mode_wins(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A locking mode set in the config file wins: a cap document cannot change it."""
     server = start_auth_server(tmp_path_factory.mktemp("static"), locking_mode="strict")
     try:
         cap = "kind: cluster_auth_preference\nversion: v2\nspec: {locking_mode: best_effort}\n"

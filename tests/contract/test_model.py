@@ -99,8 +99,8 @@ async def _step(store: Store, model: Model, rng: random.Random, clock: float) ->
         assert await store.expire_due(now) == model.expire_due(now)
         return
     mode = rng.choice(list(PutMode))
-    expected = _outcome(lambda: model.put(resource, mode, now))
-    assert await _store_outcome(store.put(resource, mode, now)) == expected
+    committed = _outcome(lambda: model.put(resource, mode, now))
+    assert await _store_outcome(store.put(resource, mode, now)) == committed
 
 
 def _outcome(call: Callable[[], T]) -> T | type[LockdError]:

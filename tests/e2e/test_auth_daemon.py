@@ -181,20 +181,21 @@ async def test_sigterm_resets_watch_streams_and_exits_zero(daemons: Daemons) -> 
     process exits 0 within a few seconds."""
     daemon = await daemons.start()
     async with grpc.aio.insecure_channel(f"unix:{daemons.admin_socket}") as channel:
+        call: grpc.aio.StreamStreamCall[watch_pb.WatchLocksRequest, watch_pb.WatchLocksResponse]
         call = WatchServiceStub(channel).WatchLocks()
         hello = watch_pb.WatchHello(agent_id="e2e-agent")
         await call.write(watch_pb.WatchLocksRequest(hello=hello))
         kinds: list[str | None] = []
         async with asyncio.timeout(WAIT):
             while not kinds or kinds[-1] != "snapshot_end":
-                kinds.append((await call.read()).WhichOneof("message"))
+                kinds.append(_kind(await call.read()))
         assert kinds[0] == "snapshot_begin"
 
         daemon.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(WAIT):
             while True:
                 response = await call.read()
-                assert response is not grpc.aio.EOF, "the stream ended without a Reset"
+                assert isinstance(response, watch_pb.WatchLocksResponse), "ended without a Reset"
                 if response.WhichOneof("message") == "reset":
                     break
                 assert response.WhichOneof("message") == "heartbeat"
@@ -257,3 +258,10 @@ async def test_auth_creates_a_missing_data_dir(daemons: Daemons, tmp_path: Path)
     )
     await daemons.start()
     assert (fresh / "lockd.db").exists()
+
+
+def _kind(response: object) -> str | None:
+    """Which message a WatchLocks response carries (None for the end of the stream)."""
+    if not isinstance(response, watch_pb.WatchLocksResponse):
+        return None
+    return response.WhichOneof("message")
