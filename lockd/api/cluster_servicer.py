@@ -5,17 +5,10 @@ from __future__ import annotations
 from lockd import __version__
 from lockd.api.handler import CallerResolver, Context, unary
 from lockd.auth.auth_service import AuthService
-from lockd.domain.ports import PutMode
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.wire import convert
 
-PUT_MODE_FROM_PB = {
-    cluster_pb.PUT_MODE_UNSPECIFIED: PutMode.UPSERT,
-    cluster_pb.PUT_MODE_CREATE: PutMode.CREATE,
-    cluster_pb.PUT_MODE_UPDATE: PutMode.UPDATE,
-    cluster_pb.PUT_MODE_UPSERT: PutMode.UPSERT,
-}
 AGENT_STATE_TO_PB = {
     "syncing": cluster_pb.AGENT_SYNC_STATE_SYNCING,
     "synced": cluster_pb.AGENT_SYNC_STATE_SYNCED,
@@ -67,9 +60,8 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
         self, request: cluster_pb.PutRoleRequest, context: Context
     ) -> cluster_pb.PutRoleResponse:
         role = convert.role_from_pb(request.role, validate=False)
-        created, revision = await self._service.put_role(
-            self._caller_of(context), role, PUT_MODE_FROM_PB[request.mode]
-        )
+        mode = convert.put_mode_from_pb(request.mode)
+        created, revision = await self._service.put_role(self._caller_of(context), role, mode)
         return cluster_pb.PutRoleResponse(created=created, revision=revision)
 
     @unary
@@ -98,9 +90,8 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
         self, request: cluster_pb.PutUserRequest, context: Context
     ) -> cluster_pb.PutUserResponse:
         user = convert.user_from_pb(request.user, validate=False)
-        created = await self._service.put_user(
-            self._caller_of(context), user, PUT_MODE_FROM_PB[request.mode]
-        )
+        mode = convert.put_mode_from_pb(request.mode)
+        created = await self._service.put_user(self._caller_of(context), user, mode)
         return cluster_pb.PutUserResponse(created=created)
 
     @unary

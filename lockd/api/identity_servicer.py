@@ -25,7 +25,7 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
         issued = await self._service.sign_user(
             self._caller_of(context),
             request.user,
-            convert.duration_from_pb(request.ttl),
+            convert.duration_from_pb(request.ttl, "ttl"),
             request.csr_pem,
         )
         return pb.SignUserIdentityResponse(
@@ -41,9 +41,9 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
     ) -> pb.CreateTokenResponse:
         kind = TOKEN_TYPES.get(request.type)
         if kind is None:
-            raise ValidationError("token type must be agent")
+            raise ValidationError(f"type: token type {request.type} not supported (agent: 1)")
         token, expires = await self._service.create_token(
-            self._caller_of(context), kind, convert.duration_from_pb(request.ttl)
+            self._caller_of(context), kind, convert.duration_from_pb(request.ttl, "ttl")
         )
         return pb.CreateTokenResponse(token=token, expires=convert.timestamp_to_pb(expires))
 

@@ -1,12 +1,17 @@
 """Protobuf ⇄ domain conversion for every lockd.v1 message that carries a resource.
 
 Conversion from protobuf validates: a value that leaves this module is a valid domain
-value or a ValidationError was raised.
+value or a ValidationError was raised. That includes values the wire format admits but
+the domain cannot hold — a Timestamp past year 9999 or before year 1, nanos outside
+[0, 1e9), a Duration beyond ±10,000 years, an enum number no name is defined for: each
+is INVALID_ARGUMENT with the field's name, never an exception from the protobuf runtime.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -16,6 +21,7 @@ from lockd.domain.events import Event, EventType
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
+from lockd.domain.ports import PutMode
 from lockd.domain.resources import (
     ClusterAuthPreference,
     Kind,
@@ -28,6 +34,8 @@ from lockd.domain.view import SyncState
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import resources_pb2 as pb
 from lockd.v1 import watch_service_pb2 as watch_pb
+
+T = TypeVar("T")
 
 MODE_TO_PB = {
     None: pb.LOCKING_MODE_UNSPECIFIED,
@@ -49,6 +57,13 @@ EVENT_TYPE_TO_PB = {
 }
 EVENT_TYPE_FROM_PB = {value: key for key, value in EVENT_TYPE_TO_PB.items()}
 
+PUT_MODE_FROM_PB: dict[int, PutMode] = {
+    cluster_pb.PUT_MODE_UNSPECIFIED: PutMode.UPSERT,
+    cluster_pb.PUT_MODE_CREATE: PutMode.CREATE,
+    cluster_pb.PUT_MODE_UPDATE: PutMode.UPDATE,
+    cluster_pb.PUT_MODE_UPSERT: PutMode.UPSERT,
+}
+
 SYNC_STATE_TO_PB = {
     SyncState.SYNCING: cluster_pb.AGENT_SYNC_STATE_SYNCING,
     SyncState.SYNCED: cluster_pb.AGENT_SYNC_STATE_SYNCED,
@@ -65,11 +80,33 @@ def timestamp_to_pb(moment: datetime | None) -> Timestamp | None:
     return stamp
 
 
-def timestamp_from_pb(message: object, field: str) -> datetime | None:
-    """The timestamp in `message.field`, or None when the field is unset."""
+# google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+TIMESTAMP_MIN_SECONDS = -62_135_596_800
+TIMESTAMP_MAX_SECONDS = 253_402_300_799
+# google.protobuf.Duration: about ±10,000 years.
+DURATION_MAX_SECONDS = 315_576_000_000
+NANOS_PER_SECOND = 1_000_000_000
+
+
+def timestamp_from_pb(message: object, field: str, label: str = "") -> datetime | None:
+    """The timestamp in `message.field`, or None when the field is unset.
+
+    ValidationError naming `label` (default: `field`) when it is outside the range a
+    Timestamp may hold.
+    """
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(message, field)
+    name = label or field
+    if not TIMESTAMP_MIN_SECONDS <= stamp.seconds <= TIMESTAMP_MAX_SECONDS:
+        raise ValidationError(
+            f"{name}: timestamp seconds {stamp.seconds} out of range "
+            "(0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
+        )
+    if not 0 <= stamp.nanos < NANOS_PER_SECOND:
+        raise ValidationError(
+            f"{name}: timestamp nanos {stamp.nanos} out of range (0 to 999999999)"
+        )
     return stamp.ToDatetime(tzinfo=UTC)
 
 
@@ -83,8 +120,27 @@ def timedelta_seconds(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def duration_from_pb(value: Duration) -> timedelta:
+def duration_from_pb(value: Duration, label: str = "duration") -> timedelta:
+    """The duration, or ValidationError naming `label` when a Duration cannot hold it."""
+    if not -DURATION_MAX_SECONDS <= value.seconds <= DURATION_MAX_SECONDS:
+        raise ValidationError(
+            f"{label}: duration seconds {value.seconds} out of range (±{DURATION_MAX_SECONDS})"
+        )
+    if not -NANOS_PER_SECOND < value.nanos < NANOS_PER_SECOND:
+        raise ValidationError(f"{label}: duration nanos {value.nanos} out of range (±999999999)")
+    if (value.seconds > 0 and value.nanos < 0) or (value.seconds < 0 and value.nanos > 0):
+        raise ValidationError(f"{label}: duration seconds and nanos have different signs")
     return value.ToTimedelta()
+
+
+def enum_from_pb(table: Mapping[int, T], value: int, label: str) -> T:
+    """`table[value]`, or ValidationError naming `label` for a number outside the table
+    (proto3 enums are open: any int32 arrives)."""
+    try:
+        return table[value]
+    except KeyError:
+        known = ", ".join(str(number) for number in sorted(table))
+        raise ValidationError(f"{label}: unknown enum value {value} (known: {known})") from None
 
 
 def target_to_pb(target: LockTarget) -> pb.LockTarget:
@@ -125,8 +181,8 @@ def lock_from_pb(message: pb.Lock, *, validate: bool = True) -> Lock:
         name=message.name,
         target=target_from_pb(message.target),
         message=message.message,
-        expires=timestamp_from_pb(message, "expires"),
-        created_at=timestamp_from_pb(message, "created_at"),
+        expires=timestamp_from_pb(message, "expires", "lock.expires"),
+        created_at=timestamp_from_pb(message, "created_at", "lock.created_at"),
         created_by=message.created_by,
     )
     if validate:
@@ -159,17 +215,21 @@ def role_from_pb(message: pb.Role, *, validate: bool = True) -> Role:
         name=message.name,
         allow=_rules_from_pb(message.allow_rules),
         deny=_rules_from_pb(message.deny_rules),
-        lock_mode=_mode_from_pb(message.lock_mode),
+        lock_mode=_mode_from_pb(message.lock_mode, "role.lock_mode"),
     )
     if validate:
         role.validate()
     return role
 
 
-def _mode_from_pb(value: int) -> LockingMode | None:
+def _mode_from_pb(value: int, label: str) -> LockingMode | None:
     if value not in MODE_FROM_PB:
-        raise ValidationError(f'locking mode "{value}" not supported')
+        raise ValidationError(f'{label}: locking mode "{value}" not supported')
     return MODE_FROM_PB[value]  # type: ignore[index]
+
+
+def put_mode_from_pb(value: int, label: str = "mode") -> PutMode:
+    return enum_from_pb(PUT_MODE_FROM_PB, value, label)
 
 
 def cap_to_pb(cap: ClusterAuthPreference) -> pb.ClusterAuthPreference:
@@ -177,7 +237,7 @@ def cap_to_pb(cap: ClusterAuthPreference) -> pb.ClusterAuthPreference:
 
 
 def cap_from_pb(message: pb.ClusterAuthPreference) -> ClusterAuthPreference:
-    mode = _mode_from_pb(message.locking_mode)
+    mode = _mode_from_pb(message.locking_mode, "cluster_auth_preference.locking_mode")
     return ClusterAuthPreference() if mode is None else ClusterAuthPreference(locking_mode=mode)
 
 
