@@ -49,9 +49,32 @@ EMPTY_TARGET_MESSAGE = "at least one target field must be set"
 
 TargetPair = tuple[str, str]
 
-# Checked on every lock an agent receives: regular expressions, not loops over characters.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The text rule (docs/security.md, "Text in locks"). Lock messages reach users'
+# terminals through sidecars, and target values and names are compared byte for byte,
+# so text that displays as something else is refused:
+# * messages: no C0 control but tab and newline, no DEL, no C1 control, no bidi
+#   embedding/override/isolate or mark, no line/paragraph separator (U+2028/U+2029);
+# * target values and names: printable characters only (str.isprintable: no control,
+#   format — bidi, zero-width, BOM, soft hyphen —, separator but the ASCII space,
+#   unassigned or private-use code point), and none of the printable-but-blank fillers.
+# Checked on every lock an agent receives: regular expressions and C string methods,
+# not loops over characters.
+_MESSAGE_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
+)
+_BLANK_FILLERS = re.compile("[\u115f\u1160\u2800\u3164\uffa0]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def is_plain_text(value: str) -> bool:
+    """Whether a target value or name may be stored: printable, no blank fillers."""
+    return value.isprintable() and _BLANK_FILLERS.search(value) is None
+
+
+def forbidden_in_message(message: str) -> str | None:
+    """The first character a lock message may not contain, or None."""
+    found = _MESSAGE_FORBIDDEN.search(message)
+    return None if found is None else found.group()
 
 
 def access_denied_message(verb: str, resource: str) -> str:
@@ -142,15 +165,24 @@ class LockTarget:
                 raise ValidationError(
                     f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
                 )
-            if _CONTROL.search(value) is not None:
-                raise ValidationError(f"lock target {name} contains control characters")
             if not _is_unicode_text(value):
                 raise ValidationError(f"lock target {name} is not valid Unicode text")
+            if not is_plain_text(value):
+                raise ValidationError(
+                    f"lock target {name} contains control characters ({_first_unplain(value)}:"
+                    " control, format, separator and blank characters are refused)"
+                )
 
 
 def _is_unicode_text(text: str) -> bool:
     """False for strings with lone surrogates (JSON `"\\ud800"`), which UTF-8 cannot carry."""
     return _SURROGATE.search(text) is None
+
+
+def _first_unplain(value: str) -> str:
+    """`U+202E`: the first character `is_plain_text` refuses, for the error message."""
+    bad = next(char for char in value if not is_plain_text(char))
+    return f"U+{ord(bad):04X}"
 
 
 def validate_name(name: str, kind: str) -> None:
@@ -164,9 +196,10 @@ def validate_name(name: str, kind: str) -> None:
         raise ValidationError(f"{kind} name is longer than {MAX_NAME_LENGTH} characters")
     # Every whitespace character but the space is also unprintable (Unicode Zs, Zl, Zp,
     # Cc), so this is "a '/', a whitespace or an unprintable character".
-    if "/" in name or " " in name or not name.isprintable():
+    if "/" in name or " " in name or not is_plain_text(name):
         raise ValidationError(
             f"{kind} name {quote(name)} may not contain '/', whitespace or control characters"
+            " (nor format or blank ones)"
         )
 
 
@@ -199,6 +232,12 @@ class Lock:
                 raise ValidationError(f"lock {label} is not valid Unicode text")
         if len(self.message.encode()) > MAX_MESSAGE_BYTES:
             raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
+        bad = forbidden_in_message(self.message)
+        if bad is not None:
+            raise ValidationError(
+                f"lock message contains U+{ord(bad):04X}: control characters (but tab and "
+                "newline), bidirectional controls and line/paragraph separators are refused"
+            )
         for label, moment in (("expires", self.expires), ("created_at", self.created_at)):
             if moment is not None and moment.utcoffset() is None:
                 raise ValidationError(f"lock {label} must carry a time zone")
