@@ -8,7 +8,8 @@ from typing import Self, TypeVar
 
 import grpc
 
-from lockd.domain.errors import UnavailableError
+from lockd.domain.addresses import parse_host_port
+from lockd.domain.errors import UnavailableError, ValidationError
 from lockd.wire.status_table import error_for
 
 T = TypeVar("T")
@@ -45,11 +46,26 @@ def transport_reason(error: grpc.aio.AioRpcError) -> str:
     return details or "unavailable"
 
 
+# gRPC target schemes passed through as they are (grpc's naming doc).
+_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:")
+
+
 def channel_target(address: str) -> str:
-    """`host:port`, `unix:/path` or a bare filesystem path (taken as a Unix socket)."""
-    if address.startswith(("/", "./")):
-        return f"unix:{address}"
-    return address
+    """The gRPC target for `address`: a scheme (`unix:/path`, `dns:///host:port`) as is,
+    `host:port` as TCP, and anything else — `agent.sock`, `agentA/agent.sock`,
+    `/var/lib/lockd/agent.sock` — as a Unix socket file (gRPC would otherwise look a
+    relative path up in DNS). `unix:` takes relative paths against the working directory."""
+    if address.startswith(_SCHEMES) or ("/" not in address and _is_host_port(address)):
+        return address
+    return f"unix:{address}"
+
+
+def _is_host_port(address: str) -> bool:
+    try:
+        parse_host_port(address)
+    except ValidationError:
+        return False
+    return True
 
 
 class ChannelClient:
