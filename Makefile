@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The linters of deploy/ (checkov, hadolint, kubernetes-validate) in a virtualenv of their own.
+OPS    := .venv-ops
 CONFIG ?= deploy/examples/lockd-dev.yaml
 
-.PHONY: run test venv system-deps proto check-proto lint typecheck contracts pytest clean
+.PHONY: run test venv system-deps ops-tools proto check-proto lint typecheck contracts pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +20,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/lockd start --config $(CONFIG)
 
-test: $(STAMP) system-deps check-proto lint typecheck contracts pytest
+test: $(STAMP) system-deps ops-tools check-proto lint typecheck contracts pytest
 
 # Debian packages some tests use (a real Prometheus, PostgreSQL's initdb/pg_ctl); installed
 # only when running as root with apt-get, otherwise those tests skip and say why.
@@ -39,6 +41,25 @@ system-deps:
 	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1)) || \
 	  echo "could not install postgresql; the PostgreSQL tests will skip"; \
 	else echo "postgresql not installed (needs root and apt-get); the PostgreSQL tests will skip"; fi
+	@for pair in systemd-analyze:systemd logrotate:logrotate; do \
+	  tool=$${pair%%:*}; package=$${pair#*:}; \
+	  if PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's $$package for the deploy/ tests"; \
+	    (apt-get install -y -qq --no-install-recommends $$package >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq --no-install-recommends $$package >/dev/null 2>&1)) || \
+	    echo "could not install $$package; the deploy/ tests that need $$tool will skip"; \
+	  else echo "$$tool not installed (needs root and apt-get); the deploy/ tests that need it will skip"; fi; \
+	done
+
+# checkov, hadolint and kubernetes-validate for tests/deploy; without them those tests skip.
+ops-tools: $(OPS)/.installed
+
+$(OPS)/.installed: tests/deploy/tool-requirements.txt
+	@test -x $(OPS)/bin/python || $(PYTHON) -m venv $(OPS)
+	@if $(OPS)/bin/python -m pip install --quiet -r tests/deploy/tool-requirements.txt; then touch $@; \
+	else echo "could not install the deploy/ linters; the tests that need them will skip"; fi
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
@@ -60,4 +81,4 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(OPS) .mypy_cache .ruff_cache .pytest_cache
