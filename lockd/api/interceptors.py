@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import structlog
 
+from lockd.api.decode_guard import DecodeGuard
 from lockd.api.handler import Context
 from lockd.obs.metrics import GrpcServerMetrics
 
@@ -143,3 +144,10 @@ def _status(context: Context, error: BaseException | None) -> str:
     if isinstance(error, asyncio.CancelledError):
         return "CANCELLED"
     return "UNKNOWN"
+
+
+def server_interceptors(metrics: GrpcServerMetrics | None) -> list[grpc.aio.ServerInterceptor]:
+    """Every lockd gRPC server's interceptors: metrics and log context (when metrics are
+    kept), outside the decode guard, so a refused undecodable call is counted too."""
+    guard = DecodeGuard(metrics)
+    return [guard] if metrics is None else [ObservabilityInterceptor(metrics), guard]

@@ -229,6 +229,12 @@ class GrpcServerMetrics:
             method_labels,
             registry=registry,
         )
+        self.undecodable_requests_total = Counter(
+            "lockd_grpc_undecodable_requests",
+            "Request messages that could not be decoded (answered INVALID_ARGUMENT).",
+            ["grpc_service"],
+            registry=registry,
+        )
 
 
 class MetricsEndpoint:

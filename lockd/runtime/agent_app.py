@@ -23,7 +23,7 @@ import structlog
 from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
 from lockd.agent.runtime import AgentRuntime
 from lockd.api.agent_servicer import AgentServicer
-from lockd.api.interceptors import ObservabilityInterceptor
+from lockd.api.interceptors import server_interceptors
 from lockd.client.agent_watcher import WatchClient, WatchClientSettings
 from lockd.client.join import AgentIdentity, IdentityHolder, renew_forever
 from lockd.domain.backoff import Backoff
@@ -137,8 +137,7 @@ class AgentApp:
         socket.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
-        interceptors = [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
-        server = grpc.aio.server(interceptors=interceptors)
+        server = grpc.aio.server(interceptors=server_interceptors(grpc_metrics))
         agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(runtime), server)
         health_reporter.add_to(server)
         server.add_insecure_port(f"unix:{socket}")

@@ -26,7 +26,7 @@ from lockd import __version__
 from lockd.api.cluster_servicer import ClusterServicer
 from lockd.api.handler import CallerResolver, admin_caller
 from lockd.api.identity_servicer import IdentityServicer
-from lockd.api.interceptors import ObservabilityInterceptor
+from lockd.api.interceptors import server_interceptors
 from lockd.api.lock_servicer import LockServicer
 from lockd.api.server_tls import anonymous_caller, server_credentials, server_identity, tls_caller
 from lockd.api.watch_servicer import ProtoWatchEncoder, WatchHandler
@@ -239,9 +239,7 @@ class _ServerBuilder:
         self._service = service
         self._watch = watch
         self._health = health_reporter
-        self._interceptors = (
-            [] if grpc_metrics is None else [ObservabilityInterceptor(grpc_metrics)]
-        )
+        self._interceptors = server_interceptors(grpc_metrics)
 
     def listeners(self, settings: AuthServerSettings, clock: Clock) -> _Listeners:
         tls = settings.tls

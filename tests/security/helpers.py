@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from lockd.auth.watch_stream import WatchSettings
 from lockd.client import AuthClient
@@ -26,6 +27,7 @@ from lockd.client.tls_credentials import client_credentials
 from lockd.domain.ports import PutMode, Store, SystemClock
 from lockd.domain.resources import Role, Rule, User
 from lockd.obs.audit import MemoryAuditSink
+from lockd.obs.metrics import GrpcServerMetrics
 from lockd.pki import ClusterCA, key_pem, make_csr, new_key
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
 from lockd.v1 import watch_service_pb2 as watch_pb
@@ -67,6 +69,9 @@ class SecureCluster:
         self.admin_socket = sockets / "admin.sock"
         self._store_factory = store_factory
         self.audit = MemoryAuditSink()
+        # One registry for every start: a restart reuses the same metric objects.
+        self.registry = CollectorRegistry()
+        self.grpc_metrics = GrpcServerMetrics(self.registry)
         self.app: AuthApp | None = None
         self._clients: list[AuthClient] = []
         self._channels: list[grpc.aio.Channel] = []
@@ -80,7 +85,13 @@ class SecureCluster:
             shutdown_grace=1.0,
             tls=TlsSettings(ca_dir=self.ca_dir, join_listen_addr="127.0.0.1:0"),
         )
-        self.app = await AuthApp.start(settings, self._store_factory(), SystemClock(), self.audit)
+        self.app = await AuthApp.start(
+            settings,
+            self._store_factory(),
+            SystemClock(),
+            self.audit,
+            grpc_metrics=self.grpc_metrics,
+        )
         return self.app
 
     async def stop(self) -> None:
