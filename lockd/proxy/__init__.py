@@ -1,0 +1,10 @@
+"""`lockd proxy`: an identity-aware TLS proxy that enforces locks on database and TCP connections.
+
+Clients present a certificate issued by the cluster CA; every accepted connection is a
+session registered with the node agent, refused or ended with the lock's message
+(docs/proxy.md). Modules: `proxy_config` (the config file), `pg_wire` (pure PostgreSQL
+wire codec), `cert_identity` (who a client certificate names), `relay` (bounded byte
+relay), `pg_frontend` / `pg_upstream` (the PostgreSQL handshakes), `listener` (accept,
+limits, sessions), `proxy_service` (listeners, agent, metrics, shutdown), `main` (the
+`lockd proxy` command).
+"""

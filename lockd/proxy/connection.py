@@ -1,0 +1,260 @@
+"""One client connection through the proxy: handshake, session, relay, the end.
+
+Order of events (docs/proxy.md): TLS with a cluster certificate → the identity from it →
+the session registered with the node agent (check and subscribe in one step on the
+agent) → the upstream dialled (PostgreSQL: logged in as the configured user) → relay.
+Everything before the relay runs under the listener's handshake timeout. The relay ends
+when a side closes, the connection idles, the agent terminates the session (a lock, or
+strict mode), or the proxy shuts down. PostgreSQL clients are told why with a FATAL
+ErrorResponse carrying the exact text, written between two messages of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from lockd.client import AgentClient, Session, SessionDenied
+from lockd.domain.errors import LockdError, UnauthenticatedError, UnavailableError, ValidationError
+from lockd.domain.identity import Identity
+from lockd.domain.sessions import SessionMetadata, SessionProtocol
+from lockd.obs.proxy_metrics import ProxyMetrics
+from lockd.proxy import pg_frontend, pg_wire, upstream
+from lockd.proxy.cert_identity import identity_from_certificate
+from lockd.proxy.proxy_config import ListenerConfig
+from lockd.proxy.relay import Relay, RelayEnd, Stream
+
+_log = structlog.get_logger("lockd.proxy")
+
+SHUTDOWN = "lockd proxy is shutting down"
+AGENT_UNAVAILABLE = (
+    "lockd proxy: the node agent is unavailable, so new connections are refused: {error}"
+)
+# How long the farewell ErrorResponse may take to leave before the socket is closed.
+FAREWELL_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why the proxy ends a live connection: the text the client sees, the metric reason."""
+
+    text: str
+    reason: str
+
+
+class Refused(Exception):
+    """A connection refused before the relay: the metric result and what the client sees."""
+
+    def __init__(self, result: str, text: str, sqlstate: str = "") -> None:
+        super().__init__(text)
+        self.result = result
+        self.text = text
+        self.sqlstate = sqlstate
+
+
+class Connection:
+    """Serves one accepted client; `end()` asks a live one to stop (shutdown)."""
+
+    def __init__(
+        self,
+        client: Stream,
+        listener: ListenerConfig,
+        tls: ssl.SSLContext,
+        agent: AgentClient,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.client = client
+        self.listener = listener
+        self.relay: Relay | None = None
+        self._tls = tls
+        self._agent = agent
+        self._metrics = metrics
+        self._protocol = listener.protocol
+        self._ending: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
+        peer = client.writer.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+
+    def end(self, ending: Ending) -> None:
+        if not self._ending.done():
+            self._ending.set_result(ending)
+
+    def _count(self, result: str) -> None:
+        self._metrics.connections_total.labels(protocol=self._protocol, result=result).inc()
+
+    async def serve(self) -> None:
+        try:
+            async with self._established() as (session, server, preamble):
+                self._count("accepted")
+                await self._relay(session, server, preamble)
+        except Refused as refused:
+            self._count(refused.result)
+            _log.info(
+                "connection refused",
+                listener=self.listener.name,
+                remote=self.remote,
+                result=refused.result,
+                reason=refused.text,
+            )
+            if refused.sqlstate and not self.client.writer.is_closing():
+                with contextlib.suppress(OSError, TimeoutError):
+                    async with asyncio.timeout(FAREWELL_TIMEOUT):
+                        await pg_frontend.send_fatal(self.client, refused.text, refused.sqlstate)
+        finally:
+            await self.client.close()
+
+    @contextlib.asynccontextmanager
+    async def _established(self) -> AsyncIterator[tuple[Session, Stream, bytes]]:
+        """Handshake, session and upstream, all under the handshake timeout."""
+        postgres = self._protocol == "postgres"
+        timeout = self.listener.handshake_timeout.total_seconds()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(timeout):
+                    startup = await self._client_handshake()
+                    identity = self._identity()
+                    session = await self._open_session(stack, identity, postgres)
+                    server = await self._upstream(startup)
+                    stack.push_async_callback(server.close)
+                    preamble = await self._login(server, startup)
+            except TimeoutError:
+                raise Refused("handshake_timeout", "handshake timeout") from None
+            yield session, server, preamble
+
+    async def _client_handshake(self) -> pg_wire.StartupPacket | None:
+        try:
+            if self._protocol == "postgres":
+                return await pg_frontend.accept_tls_client(self.client, self._tls)
+            await self.client.writer.start_tls(self._tls)
+            return None
+        except (ssl.SSLError, ConnectionError, UnauthenticatedError) as error:
+            raise Refused("tls_failed", str(error)) from None
+        except (pg_frontend.ClientGone, ValidationError, asyncio.IncompleteReadError) as error:
+            raise Refused("protocol_error", str(error) or "the client closed") from None
+
+    def _identity(self) -> Identity:
+        ssl_object = self.client.writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            return identity_from_certificate(der, login=self.listener.upstream.database_user)
+        except LockdError as error:
+            raise Refused("tls_failed", str(error), pg_wire.INVALID_AUTHORIZATION) from None
+
+    async def _open_session(
+        self, stack: contextlib.AsyncExitStack, identity: Identity, postgres: bool
+    ) -> Session:
+        """Register the session with the agent; it ends when `stack` closes."""
+        try:
+            opening = self._agent.open_session(identity, metadata=self._metadata())
+            return await stack.enter_async_context(opening)
+        except SessionDenied as denied:
+            sqlstate = pg_wire.INVALID_AUTHORIZATION if postgres else ""
+            raise Refused("denied", str(denied), sqlstate) from None
+        except UnavailableError as error:
+            sqlstate = pg_wire.CANNOT_CONNECT_NOW if postgres else ""
+            text = AGENT_UNAVAILABLE.format(error=error)
+            raise Refused("agent_unavailable", text, sqlstate) from None
+
+    def _metadata(self) -> SessionMetadata:
+        protocol = SessionProtocol.DB if self._protocol == "postgres" else SessionProtocol.TCP
+        config = self.listener.upstream
+        where = str(config.unix_socket) if config.unix_socket else config.address
+        target = f"{self._protocol}://{where}"
+        if config.database_user:
+            target = f"{self._protocol}://{config.database_user}@{where}"
+        return SessionMetadata(
+            protocol=protocol, remote_address=self.remote, target_resource=target
+        )
+
+    async def _upstream(self, startup: pg_wire.StartupPacket | None) -> Stream:
+        config = self.listener.upstream
+        postgres_sqlstate = pg_wire.CONNECTION_FAILURE if startup is not None else ""
+        try:
+            server = await upstream.dial(
+                config, self.listener.buffer_bytes, tls_now=config.tls and startup is None
+            )
+            if config.tls and startup is not None:
+                await upstream.negotiate_tls(server, config)
+        except (UnavailableError, OSError, ssl.SSLError, asyncio.IncompleteReadError) as error:
+            raise Refused("upstream_failed", f"lockd proxy: {error}", postgres_sqlstate) from None
+        return server
+
+    async def _login(self, server: Stream, startup: pg_wire.StartupPacket | None) -> bytes:
+        if startup is None:
+            return b""
+        try:
+            return await upstream.postgres_login(server, startup, self.listener.upstream)
+        except upstream.UpstreamRefused as refused:
+            # The upstream's own error (e.g. database "x" does not exist), as it sent it.
+            self.client.writer.write(refused.raw)
+            raise Refused("upstream_failed", str(refused)) from None
+        except ValidationError as error:
+            raise Refused("protocol_error", str(error), pg_wire.PROTOCOL_VIOLATION) from None
+        except (UnavailableError, OSError, asyncio.IncompleteReadError) as error:
+            text = f"lockd proxy: upstream login failed: {error}"
+            raise Refused("upstream_failed", text, pg_wire.CONNECTION_FAILURE) from None
+
+    async def _relay(self, session: Session, server: Stream, preamble: bytes) -> None:
+        postgres = self._protocol == "postgres"
+        self.client.writer.write(preamble)
+        relay = self.relay = Relay(
+            self.client,
+            server,
+            chunk=self.listener.buffer_bytes,
+            idle_timeout=self.listener.idle_timeout.total_seconds(),
+            framer=pg_wire.MessageFramer() if postgres else None,
+        )
+        watcher = asyncio.create_task(self._watch(session))
+        relaying = asyncio.create_task(relay.run())
+        try:
+            await asyncio.wait((relaying, self._ending), return_when=asyncio.FIRST_COMPLETED)
+            # The relay's own end wins a tie: the client is gone, nobody to tell.
+            end = relaying.result() if relaying.done() else None
+        finally:
+            watcher.cancel()
+            relaying.cancel()
+            await asyncio.gather(watcher, relaying, return_exceptions=True)
+            self._count_bytes(relay)
+        if end is None:
+            await self._farewell(relay, self._ending.result())
+        else:
+            _log.info("connection ended", listener=self.listener.name, remote=self.remote, by=end)
+            if end is RelayEnd.IDLE and postgres and relay.framer and relay.framer.at_boundary:
+                await self._send_farewell("lockd proxy: idle timeout", pg_wire.ADMIN_SHUTDOWN)
+
+    async def _watch(self, session: Session) -> None:
+        """Turn the agent's termination signal into an ending. When the agent is lost, the
+        client library ends strict sessions (cause agent_unavailable) and keeps
+        best_effort ones, registering them again once the agent is back."""
+        termination = await session.terminated()
+        self.end(Ending(termination.reason, termination.cause))
+
+    async def _farewell(self, relay: Relay, ending: Ending) -> None:
+        self._metrics.terminations_total.labels(protocol=self._protocol, reason=ending.reason).inc()
+        _log.info(
+            "connection terminated",
+            listener=self.listener.name,
+            remote=self.remote,
+            reason=ending.text,
+        )
+        if relay.framer is not None and relay.framer.at_boundary:
+            await self._send_farewell(ending.text, pg_wire.ADMIN_SHUTDOWN)
+
+    async def _send_farewell(self, text: str, sqlstate: str) -> None:
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(FAREWELL_TIMEOUT):
+                await pg_frontend.send_fatal(self.client, text, sqlstate)
+
+    def _count_bytes(self, relay: Relay) -> None:
+        counter = self._metrics.bytes_relayed_total
+        counter.labels(protocol=self._protocol, direction="to_upstream").inc(
+            relay.counters.to_upstream
+        )
+        counter.labels(protocol=self._protocol, direction="to_client").inc(relay.counters.to_client)
+
+
+ConnectionFactory = Callable[[Stream], Connection]

@@ -1,0 +1,119 @@
+"""Dialling the upstream service, and logging in to an upstream PostgreSQL.
+
+The proxy reaches its upstream over TCP (optionally TLS, verified against `ca_file`) or
+a Unix socket. For PostgreSQL it then logs in itself, as the listener's configured
+`database_user`: the client proved who it is with its certificate, so the upstream
+server must let that user in without a password (`trust` on a Unix socket, or `cert`
+authentication with the proxy's certificate). Everything the upstream sends up to and
+including AuthenticationOk is handed back, to be forwarded to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from lockd.domain.addresses import parse_host_port
+from lockd.domain.errors import UnavailableError, ValidationError
+from lockd.proxy import pg_wire
+from lockd.proxy.proxy_config import UpstreamConfig
+from lockd.proxy.relay import Stream, bound_writes
+
+
+class UpstreamRefused(UnavailableError):
+    """The upstream PostgreSQL answered the login with an ErrorResponse (`raw`, to forward)."""
+
+    def __init__(self, text: str, raw: bytes) -> None:
+        super().__init__(text)
+        self.raw = raw
+
+
+def upstream_tls_context(config: UpstreamConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+async def dial(config: UpstreamConfig, buffer_bytes: int, *, tls_now: bool) -> Stream:
+    """Connect to the upstream; `tls_now` starts TLS at once (tcp listeners). PostgreSQL
+    negotiates TLS first (`negotiate_tls`)."""
+    try:
+        if config.unix_socket is not None:
+            reader, writer = await asyncio.open_unix_connection(
+                str(config.unix_socket), limit=buffer_bytes
+            )
+        else:
+            address = parse_host_port(config.address)
+            reader, writer = await asyncio.open_connection(
+                address.host,
+                address.port,
+                limit=buffer_bytes,
+                ssl=upstream_tls_context(config) if tls_now else None,
+                server_hostname=(config.server_name or address.host) if tls_now else None,
+            )
+    except OSError as error:
+        where = config.unix_socket or config.address
+        raise UnavailableError(f"cannot reach the upstream {where}: {error}") from None
+    stream = Stream(reader, writer)
+    bound_writes(stream, buffer_bytes)
+    return stream
+
+
+async def negotiate_tls(stream: Stream, config: UpstreamConfig) -> None:
+    """SSLRequest to the upstream PostgreSQL, then TLS over the same connection."""
+    stream.writer.write(pg_wire.encode_ssl_request())
+    await stream.writer.drain()
+    answer = await stream.reader.readexactly(1)
+    if answer != pg_wire.SSL_ACCEPT:
+        raise UnavailableError(f"the upstream {config.address} does not accept TLS")
+    host = parse_host_port(config.address).host
+    await stream.writer.start_tls(
+        upstream_tls_context(config), server_hostname=config.server_name or host
+    )
+
+
+def upstream_parameters(
+    client: pg_wire.StartupPacket, config: UpstreamConfig
+) -> tuple[tuple[str, str], ...]:
+    """The client's startup parameters, logged in as the configured user.
+
+    `database` is the configured one, else the client's, else (PostgreSQL's own default)
+    the user name. Replication connections are not proxied.
+    """
+    if client.parameter("replication") not in ("", "false", "off", "no", "0"):
+        raise ValidationError("replication connections are not supported by the proxy")
+    database = config.database or client.parameter("database") or config.database_user
+    kept = tuple(
+        (name, value) for name, value in client.parameters if name not in ("user", "database")
+    )
+    return (("user", config.database_user), ("database", database), *kept)
+
+
+async def postgres_login(
+    stream: Stream, client: pg_wire.StartupPacket, config: UpstreamConfig
+) -> bytes:
+    """Send the StartupMessage and read up to AuthenticationOk; the bytes to forward."""
+    startup = pg_wire.encode_startup(client.protocol, upstream_parameters(client, config))
+    stream.writer.write(startup)
+    await stream.writer.drain()
+    forwarded = bytearray()
+    while True:
+        header = await stream.reader.readexactly(5)
+        kind, length = pg_wire.message_header(header)
+        if length > pg_wire.MAX_HANDSHAKE_MESSAGE:
+            raise UnavailableError("the upstream sent an oversized message during login")
+        body = await stream.reader.readexactly(length)
+        if kind == b"E":
+            text = pg_wire.parse_error_fields(body).get("M", "the upstream refused the login")
+            raise UpstreamRefused(f"upstream: {text}", header + body)
+        forwarded += header + body
+        if kind != b"R":  # NegotiateProtocolVersion or a notice: the client's business
+            continue
+        code = pg_wire.authentication_code(body)
+        if code == pg_wire.AUTH_OK:
+            return bytes(forwarded)
+        raise UnavailableError(
+            f"the upstream asks for a password (authentication method {code}) for user "
+            f'"{config.database_user}"; let that user in with trust (Unix socket) or cert '
+            "authentication"
+        )

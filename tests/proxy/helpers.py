@@ -1,0 +1,159 @@
+"""Helpers of the proxy suite: a cluster CA and its certificates, the proxy, real clients.
+
+Certificates come from `lockd.pki.ClusterCA`, the auth server's own CA code: user
+certificates as `lockctl auth sign` issues them (CN user, OU user, O roles), and the
+proxy's server certificate for 127.0.0.1. Clients are the real `psql` (run as a
+subprocess: the proxy shares the test's event loop, so nothing may block it) and asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
+from lockd.proxy.proxy_config import ListenerConfig, ProxyConfig, ProxyTlsConfig, UpstreamConfig
+from tests.support import WAIT
+
+PSQL = shutil.which("psql")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFiles:
+    """A key, its certificate and the CA to verify the proxy with (psql's three files)."""
+
+    key: Path
+    cert: Path
+    ca: Path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+class Certificates:
+    """A cluster CA in `directory`, issuing the proxy's and users' certificates."""
+
+    def __init__(self, directory: Path, cluster: str = "proxy.lockd") -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = ClusterCA.load_or_create(directory / "ca", cluster, datetime.now(UTC))
+        self.ca_file = directory / "ca" / "ca.crt"
+
+    def _write(
+        self, name: str, kind: IdentityKind, roles: tuple[str, ...], **issue: object
+    ) -> ClientFiles:
+        key = new_key()
+        now = issue.pop("now", datetime.now(UTC))
+        assert isinstance(now, datetime)
+        ttl = issue.pop("ttl", timedelta(hours=1))
+        assert isinstance(ttl, timedelta)
+        hosts = ("127.0.0.1", "localhost") if kind is IdentityKind.SERVER else ()
+        cert = self.ca.issue(key.public_key(), CertIdentity(kind, name, roles), now, ttl, hosts)
+        key_path = self.directory / f"{name}.key"
+        cert_path = self.directory / f"{name}.crt"
+        key_path.write_bytes(key_pem(key))
+        os.chmod(key_path, 0o600)  # libpq refuses a key others may read
+        cert_path.write_bytes(cert_pem(cert))
+        return ClientFiles(key_path, cert_path, self.ca_file)
+
+    # File writes and signing run on a thread: the event loop serves the proxy meanwhile.
+    async def server(self) -> ProxyTlsConfig:
+        files = await asyncio.to_thread(self._write, "proxy-server", IdentityKind.SERVER, ())
+        return ProxyTlsConfig(files.cert, files.key, self.ca_file)
+
+    async def user(self, name: str, roles: tuple[str, ...] = ("dev",)) -> ClientFiles:
+        return await asyncio.to_thread(self._write, name, IdentityKind.USER, roles)
+
+    async def expired_user(self, name: str) -> ClientFiles:
+        past = datetime.now(UTC) - timedelta(days=2)
+        return await asyncio.to_thread(
+            self._write, name, IdentityKind.USER, ("dev",), now=past, ttl=timedelta(hours=1)
+        )
+
+
+def postgres_listener(
+    socket: Path, database_user: str = "postgres", **limits: object
+) -> ListenerConfig:
+    listener = ListenerConfig(
+        name="pg",
+        protocol="postgres",
+        listen_addr="127.0.0.1:0",
+        upstream=UpstreamConfig(unix_socket=socket, database_user=database_user),
+    )
+    return replace(listener, **limits)  # type: ignore[arg-type]
+
+
+def proxy_config(
+    agent_socket: Path, tls: ProxyTlsConfig, *listeners: ListenerConfig, **settings: object
+) -> ProxyConfig:
+    config = ProxyConfig(agent_socket=agent_socket, tls=tls, listeners=listeners)
+    return replace(config, **settings)  # type: ignore[arg-type]
+
+
+def conninfo(port: int, database: str, files: ClientFiles | None, user: str = "alice") -> str:
+    """A libpq connection string for the proxy, verifying it against the cluster CA."""
+    parts = [f"host=127.0.0.1 port={port} dbname={database} user={user} connect_timeout=20"]
+    if files is None:
+        parts.append("sslmode=require")
+    else:
+        parts.append(
+            f"sslmode=verify-full sslcert={files.cert} sslkey={files.key} sslrootcert={files.ca}"
+        )
+    return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class PsqlResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def psql(info: str, sql: str) -> PsqlResult:
+    """Run the real psql client against `info`; its exit code and output."""
+    assert PSQL is not None
+    process = await start_psql(info, sql)
+    async with asyncio.timeout(WAIT * 2):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return PsqlResult(process.returncode, out.decode(), err.decode())
+
+
+async def start_psql(info: str, sql: str) -> asyncio.subprocess.Process:
+    assert PSQL is not None
+    return await asyncio.create_subprocess_exec(
+        PSQL,
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+        info,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def asyncpg_connect(port: int, database: str, files: ClientFiles) -> asyncpg.Connection:
+    context = await asyncio.to_thread(files.ssl_context)
+    connection: asyncpg.Connection = await asyncpg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="alice",
+        database=database,
+        ssl=context,
+        timeout=WAIT,
+    )
+    return connection
