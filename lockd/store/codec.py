@@ -1,4 +1,4 @@
-"""Rows ⇄ domain values for the durable stores (SQLite now, PostgreSQL later).
+"""Rows ⇄ domain values for the durable stores (SQLite and PostgreSQL).
 
 Resource bodies are the same JSON documents `lockctl get -o json` prints
 (`lockd.domain.documents`), so there is one codec for resources, a row is readable by a
@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import InvariantError, ValidationError
+from lockd.domain.events import Event, EventType
 from lockd.domain.lock import Lock
-from lockd.domain.resources import ReplicatedResource, Resource, User
+from lockd.domain.resources import Kind, ReplicatedResource, Resource, User
 from lockd.store.rules import require_aware
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,6 +59,14 @@ def load_replicated(body: str) -> ReplicatedResource:
     if isinstance(resource, User):
         raise InvariantError(f"stored replicated resource is a user: {resource.name!r}")
     return resource
+
+
+def event_from_row(
+    revision: int, event_type: str, kind: str, name: str, body: str | None, micros: int
+) -> Event:
+    """An event as the durable stores keep it: one row, body NULL for DELETE/EXPIRE."""
+    resource = None if body is None else load_replicated(body)
+    return Event(revision, EventType(event_type), Kind(kind), name, resource, from_micros(micros))
 
 
 def load_user(body: str) -> User:

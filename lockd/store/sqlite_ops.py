@@ -199,15 +199,7 @@ def events_since(conn: sqlite3.Connection, revision: int, limit: int) -> list[Ev
         if not rows or rows[0][0] != revision + 1:
             oldest = conn.execute("SELECT MIN(revision) FROM events").fetchone()[0]
             raise rules.compacted(revision, oldest)
-    return [_event(row) for row in rows]
-
-
-def _event(row: _EventRow) -> Event:
-    revision, event_type, kind, name, body, micros = row
-    resource = None if body is None else codec.load_replicated(body)
-    return Event(
-        revision, EventType(event_type), Kind(kind), name, resource, codec.from_micros(micros)
-    )
+    return [codec.event_from_row(*row) for row in rows]
 
 
 def _exists(conn: sqlite3.Connection, kind: Kind, name: str) -> bool:

@@ -1,7 +1,9 @@
 """Fixtures of the store contract suite: one harness per adapter, every test runs on each.
 
-To add an adapter (PostgreSQL), write a harness class with `make` and `fault` and add it
-to `HARNESSES`; mark it `durable` when its data outlives the store object.
+To add an adapter, write a harness class with `make` and `fault`, add a builder for it
+to `HARNESSES`, and its name to `DURABLE` when its data outlives the store object.
+The PostgreSQL harness runs on the session's throwaway server (tests/postgres_server.py)
+with a fresh database per location, and skips with the reason when there is none.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 
 from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT, Store
 from lockd.store import MemoryStore, SqliteStore
+from lockd.store.postgres import PostgresOptions, PostgresStore
+from tests.postgres_server import PostgresServer
 
 
 class Harness(Protocol):
@@ -105,21 +109,71 @@ class SqliteHarness:
             other.close()
 
 
-HARNESSES: dict[str, Callable[[Path], Harness]] = {
-    "memory": lambda _: MemoryHarness(),
-    "sqlite": SqliteHarness,
+class PostgresHarness:
+    name = "postgres"
+    durable = True
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.server = server
+        self.databases: dict[str, str] = {}  # location -> database
+
+    def make(
+        self,
+        *,
+        location: str = "main",
+        retention_age: timedelta = LOG_RETENTION_AGE,
+        retention_count: int = LOG_RETENTION_COUNT,
+    ) -> Store:
+        if location not in self.databases:
+            self.databases[location] = self.server.create_database()
+        options = PostgresOptions(
+            dsn=self.server.dsn(self.databases[location]), min_pool=1, max_pool=4, sslmode="disable"
+        )
+        return PostgresStore(options, retention_age=retention_age, retention_count=retention_count)
+
+    @contextmanager
+    def fault(self, store: Store) -> Iterator[None]:
+        # A real outage of this store's database, as a DBA's emergency stop makes it:
+        # every session is terminated and new connections are refused until it ends.
+        assert isinstance(store, PostgresStore)
+        database = next(db for db in self.databases.values() if db in store.options.dsn)
+        self.server.psql(
+            f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false; '
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+            f"WHERE datname = '{database}'"
+        )
+        try:
+            yield
+        finally:
+            self.server.psql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+    def recycle(self) -> None:
+        for database in self.databases.values():
+            self.server.recycle_database(database)
+
+
+def postgres_harness(request: pytest.FixtureRequest, _: Path) -> Harness:
+    harness = PostgresHarness(request.getfixturevalue("postgres_server"))
+    request.addfinalizer(harness.recycle)
+    return harness
+
+
+HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
+    "memory": lambda _request, _path: MemoryHarness(),
+    "sqlite": lambda _request, path: SqliteHarness(path),
+    "postgres": postgres_harness,
 }
-DURABLE = [name for name, build in HARNESSES.items() if build(Path()).durable]
+DURABLE = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=list(HARNESSES))
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    return HARNESSES[request.param](tmp_path)
+    return HARNESSES[request.param](request, tmp_path)
 
 
 @pytest.fixture(params=DURABLE)
 def durable_harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    return HARNESSES[request.param](tmp_path)
+    return HARNESSES[request.param](request, tmp_path)
 
 
 class StoreOpener:
