@@ -12,7 +12,6 @@ either direction for `idle_timeout`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -40,10 +39,16 @@ class Stream:
         return pending + (0 if transport.is_closing() else transport.get_write_buffer_size())
 
     async def close(self) -> None:
+        """Close after flushing what is queued, for at most a second: a peer that stopped
+        reading must not keep the socket (and its buffer) forever."""
         self.writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
+        try:
             async with asyncio.timeout(1.0):
                 await self.writer.wait_closed()
+        except TimeoutError:
+            self.writer.transport.abort()
+        except OSError:
+            pass  # reset by the peer while closing: closed all the same
 
 
 def bound_writes(stream: Stream, buffer_bytes: int) -> None:

@@ -42,11 +42,15 @@ class ClientFiles:
 class Certificates:
     """A cluster CA in `directory`, issuing the proxy's and users' certificates."""
 
-    def __init__(self, directory: Path, cluster: str = "proxy.lockd") -> None:
+    def __init__(
+        self, directory: Path, cluster: str = "proxy.lockd", ca_dir: Path | None = None
+    ) -> None:
+        """`ca_dir`: a running auth server's data dir, to use its CA (default: a new one)."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.ca = ClusterCA.load_or_create(directory / "ca", cluster, datetime.now(UTC))
-        self.ca_file = directory / "ca" / "ca.crt"
+        ca_dir = ca_dir or directory / "ca"
+        self.ca = ClusterCA.load_or_create(ca_dir, cluster, datetime.now(UTC))
+        self.ca_file = ca_dir / "ca.crt"
 
     def _write(
         self, name: str, kind: IdentityKind, roles: tuple[str, ...], **issue: object
