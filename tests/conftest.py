@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from blockbuster import blockbuster_ctx
 from hypothesis import HealthCheck, settings
 
 # The throwaway PostgreSQL fixtures (postgres_server, postgres_db, postgres_standby).
@@ -30,3 +31,21 @@ def socket_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="lockd-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# The wiring modules whose start() and stop() may block (see the fixture below).
+STARTS_AND_STOPS = ("lockd/runtime/auth_app.py", "lockd/runtime/agent_app.py")
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_on_the_event_loop() -> Iterator[None]:
+    """Fail any test in which lockd's code blocks the event loop (file or socket IO,
+    time.sleep, ... on the loop's thread): such calls stall every stream and session the
+    process serves. Test code itself is not scanned, nor are other threads. Starting and
+    stopping a server (the wiring's `start`/`stop`: data directory, CA files, sockets)
+    may block: it happens once, before serving and after."""
+    with blockbuster_ctx("lockd") as guard:
+        for function in guard.functions.values():
+            for module in STARTS_AND_STOPS:
+                function.can_block_in(module, {"start", "stop"})
+        yield

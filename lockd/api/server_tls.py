@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import grpc
 from cryptography import x509
 
-from lockd.api.handler import Context
+from lockd.api.handler import CallerResolver, Context
 from lockd.domain.errors import UnauthenticatedError
+from lockd.domain.ports import Clock
 from lockd.domain.rbac import Caller
 from lockd.pki import (
     CertIdentity,
@@ -78,12 +79,17 @@ def caller_from_certificate(pem: bytes, now: datetime) -> Caller:
     raise UnauthenticatedError(f"a {identity.kind.value} certificate cannot call this API")
 
 
-def tls_caller(context: Context) -> Caller:
-    """The caller named by the verified client certificate of this RPC."""
-    pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
-    if pem is None:
-        raise UnauthenticatedError(NO_CERTIFICATE)
-    return caller_from_certificate(pem, datetime.now(UTC))
+def tls_caller(clock: Clock) -> CallerResolver:
+    """Resolves the caller named by the verified client certificate of each RPC, checking
+    the certificate's expiry against `clock`."""
+
+    def caller_of(context: Context) -> Caller:
+        pem = next(iter(context.auth_context().get("x509_pem_cert", ())), None)
+        if pem is None:
+            raise UnauthenticatedError(NO_CERTIFICATE)
+        return caller_from_certificate(pem, clock.now())
+
+    return caller_of
 
 
 def anonymous_caller(_context: Context) -> Caller:

@@ -172,7 +172,7 @@ async def renew_forever(
                 _log.warning("certificate renewal failed", auth_server=address, error=str(error))
                 continue
             if directory is not None:
-                holder.identity.save(directory)
+                await asyncio.to_thread(holder.identity.save, directory)
             not_after = holder.identity.certificate().not_valid_after_utc
             _log.info("renewed the agent certificate", not_after=str(not_after))
             break

@@ -266,7 +266,7 @@ class _ServerBuilder:
         identity = IdentityService(ca, self._service, tls.agent_cert_ttl)
         host, _ = split_host_port(settings.listen_addr)
         key, cert = server_identity(ca, (host, *tls.hosts), now)
-        main = self._server(tls_caller, identity, ca.pin)
+        main = self._server(tls_caller(clock), identity, ca.pin)
         port = main.add_secure_port(
             settings.listen_addr,
             server_credentials(key, cert, ca.cert_pem, require_client_cert=True),

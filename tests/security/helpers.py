@@ -24,12 +24,13 @@ from lockd.auth.watch_stream import WatchSettings
 from lockd.client import AuthClient
 from lockd.client.join import AgentIdentity, join
 from lockd.client.tls_credentials import client_credentials
-from lockd.domain.ports import PutMode, Store, SystemClock
+from lockd.domain.ports import PutMode, Store
 from lockd.domain.resources import Role, Rule, User
 from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import GrpcServerMetrics
 from lockd.pki import ClusterCA, key_pem, make_csr, new_key
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
+from lockd.testing import FakeClock
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
 from tests.support import WAIT
@@ -72,6 +73,9 @@ class SecureCluster:
         # One registry for every start: a restart reuses the same metric objects.
         self.registry = CollectorRegistry()
         self.grpc_metrics = GrpcServerMetrics(self.registry)
+        # The server's time, moved by tests that are about expiry. It starts at the real
+        # time because TLS handshakes check certificates against the real clock.
+        self.clock = FakeClock(datetime.now(UTC))
         self.app: AuthApp | None = None
         self._clients: list[AuthClient] = []
         self._channels: list[grpc.aio.Channel] = []
@@ -86,11 +90,7 @@ class SecureCluster:
             tls=TlsSettings(ca_dir=self.ca_dir, join_listen_addr="127.0.0.1:0"),
         )
         self.app = await AuthApp.start(
-            settings,
-            self._store_factory(),
-            SystemClock(),
-            self.audit,
-            grpc_metrics=self.grpc_metrics,
+            settings, self._store_factory(), self.clock, self.audit, grpc_metrics=self.grpc_metrics
         )
         return self.app
 

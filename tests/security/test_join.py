@@ -83,7 +83,7 @@ async def test_an_expired_join_token_is_refused(cluster: SecureCluster) -> None:
     token, expires = await admin.create_agent_token(timedelta(seconds=1))
     pin = (await admin.status()).ca_pin
     assert expires is not None
-    await asyncio.sleep(1.5)
+    cluster.clock.advance(1.5)
     with pytest.raises(UnauthenticatedError, match=TOKEN_REFUSED):
         await join(cluster.join_address, token, "node-1", pin)
     with pytest.raises(UnauthenticatedError, match=TOKEN_REFUSED):

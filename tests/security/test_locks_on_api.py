@@ -8,7 +8,6 @@ cluster status, and it can neither reconnect, renew its certificate nor join aga
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -29,7 +28,7 @@ from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.identity_service_pb2_grpc import IdentityServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
-from tests.security.helpers import RawWatch, SecureCluster, now
+from tests.security.helpers import RawWatch, SecureCluster
 from tests.support import eventually
 
 ALICE_LOCKED = 'lock targeting User:"alice" is in force: Suspicious activity.'
@@ -138,7 +137,7 @@ async def test_a_lock_on_the_admin_refuses_the_admin_socket_until_it_expires(
 ) -> None:
     """The local admin is "Admin" and locks apply to it too; only expiry (or a user) lifts it."""
     admin = cluster.admin()
-    expires = now() + timedelta(seconds=6)
+    expires = cluster.clock.now() + timedelta(seconds=6)
     lock, _ = await admin.create_lock(Lock("admin-lock", LockTarget(user="Admin"), "", expires))
     message = 'lock targeting User:"Admin" is in force'
     calls: tuple[Callable[[], Awaitable[object]], ...] = (
@@ -152,9 +151,13 @@ async def test_a_lock_on_the_admin_refuses_the_admin_socket_until_it_expires(
             await call()
         assert str(caught.value) == message
     assert lock.expires is not None
-    await asyncio.sleep(max((lock.expires - now()).total_seconds(), 0) + 0.2)
+    cluster.clock.advance((lock.expires - cluster.clock.now()).total_seconds() + 0.2)
     await eventually(lambda: _unlocked(cluster), what="the admin lock to expire")
-    assert await admin.list_locks() == []
+
+    async def expired() -> bool:
+        return await admin.list_locks() == []
+
+    await eventually(expired, what="the expiry reaper to delete the admin lock")
 
 
 async def _unlocked(cluster: SecureCluster) -> bool:

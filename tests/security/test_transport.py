@@ -102,7 +102,9 @@ async def test_a_certificate_from_another_ca_is_refused_at_the_handshake(
     cluster: SecureCluster, tmp_path: Path
 ) -> None:
     """A well-formed user certificate of a foreign CA does not verify against ours."""
-    foreign = ClusterCA.load_or_create(tmp_path / "foreign", "evil.example", now())
+    foreign = await asyncio.to_thread(
+        ClusterCA.load_or_create, tmp_path / "foreign", "evil.example", now()
+    )
     credentials = issued(
         foreign, CertIdentity(IdentityKind.USER, "alice", ("locksmith",)), trust=cluster.ca.cert_pem
     )
@@ -191,7 +193,7 @@ async def test_a_certificate_that_expires_on_a_live_connection_is_refused_from_t
     client = cluster.client(alice.credentials())
     await client.list_locks()  # the connection is up and the certificate still valid
     not_after = x509.load_pem_x509_certificate(alice.cert_pem).not_valid_after_utc
-    await asyncio.sleep(max((not_after - now()).total_seconds(), 0) + 0.5)
+    cluster.clock.advance((not_after - cluster.clock.now()).total_seconds() + 0.5)
     with pytest.raises(UnauthenticatedError, match=r"^the client certificate has expired$"):
         await client.list_locks()
 
