@@ -46,6 +46,7 @@ FIELDS = {
         "agent_rss_mb",
         "agent_rss_idle_mb",
         "agent_rss_end_mb",
+        "register_all_s",
         "floor_session_p99_ms",
         "floor_all_p50_ms",
         "floor_all_p99_ms",
@@ -64,6 +65,8 @@ FIELDS = {
         "bare_p99_ms",
         "bare_server_cpu_s",
         "socket_vs_bare",
+        "sidecar_local_checks_per_s",
+        "sidecar_view_load_s",
     ),
     "create": (*(f"create_{key}" for key in LATENCY), "creates_per_s", "server_cpu_ms_per_create"),
     "reconnect": ("restart_s", "resync_all_s", "total_s", "resumed_share", "snapshots"),
@@ -209,16 +212,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.timeout(4 * RUN_TIMEOUT)
 def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> None:
     """SIGINT mid-run ends every child process of the bench and removes its temporary directory."""
     process = subprocess.Popen(
         [sys.executable, "-m", "lockd", "bench", "propagation", "--agents", "4",
          "--procs", "2", "--locks", "100000", "--gap", "0.05", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         env={**os.environ, "TMPDIR": str(tmp_path)},
     )  # fmt: skip
+    # Deadlines are generous: on a loaded 2-core machine starting the children and
+    # tearing them down can take tens of seconds; only the outcome is asserted.
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + RUN_TIMEOUT
         children: set[int] = set()
         while len(children) < 3:  # the auth server and two workers
             assert process.poll() is None, process.communicate()[1]
@@ -227,10 +233,10 @@ def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> N
             time.sleep(0.1)
         time.sleep(1.0)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
         assert process.returncode == 130, stderr
         assert b"interrupted" in stderr
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + RUN_TIMEOUT
         while any(_alive(pid) for pid in children):
             assert time.monotonic() < deadline, "children survived the interrupt"
             time.sleep(0.1)
@@ -238,4 +244,4 @@ def test_ctrl_c_kills_every_child_and_removes_the_directory(tmp_path: Path) -> N
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+        process.communicate()  # reaps it and closes the pipe, even after a failure
