@@ -1,4 +1,5 @@
-"""The `lockd` console script: `lockd bench …` or a daemon command (`lockd.daemon`).
+"""The `lockd` console script: `lockd bench …`, `lockd proxy` or a daemon command
+(`lockd.daemon`).
 
 Dispatching here keeps the daemon and the benchmarks apart: neither imports the other,
 and a daemon start never loads the benchmark code.
@@ -16,6 +17,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lockd.bench.cli import main as bench  # its imports only when asked for
 
         return bench(arguments[1:])
+    if arguments[:1] == ["proxy"]:
+        from lockd.proxy.main import main as proxy  # the proxy needs none of the daemon
+
+        return proxy(arguments[1:])
     from lockd.daemon import main as daemon
 
     return daemon(arguments)

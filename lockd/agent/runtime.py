@@ -1,19 +1,20 @@
 """The agent runtime: carries out what the local view decides.
 
-The watch client feeds replication messages in; sidecars open sessions and ask for
-decisions through the AgentService. Every call into `LocalView` is synchronous, and this
-class performs its effects: resolve each terminated session's signal, count metrics,
-write audit lines, and persist the view (debounced, off the event loop).
+The watch client feeds replication messages in; sidecars register sessions on their
+channels (`lockd.agent.session_hub`, a listener of this runtime) and ask for decisions.
+Every call into `LocalView` is synchronous, and this class performs its effects: hand
+terminated sessions to the listeners (which signal the sidecars), count metrics, write
+audit lines, and persist the view (debounced, off the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections import Counter as Tally
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -36,6 +37,16 @@ TICK_INTERVAL = 0.2
 PERSIST_DELAY = 0.5
 
 
+class RuntimeListener(Protocol):
+    """Told, synchronously and in order, what the view did (the sidecar channels)."""
+
+    def sessions_terminated(self, terminations: Sequence[Termination]) -> None: ...
+
+    def snapshot_applied(self) -> None: ...
+
+    def events_applied(self, epoch: str, events: Sequence[Event]) -> None: ...
+
+
 class AgentRuntime:
     def __init__(
         self,
@@ -52,7 +63,7 @@ class AgentRuntime:
         self.metrics = metrics
         self.owner = owner
         self.view_file = view_file
-        self._signals: dict[str, asyncio.Future[Termination]] = {}
+        self._listeners: list[RuntimeListener] = []
         self._writer = None if view_file is None else ViewWriter(view_file, owner)
         # Terminations signalled but not yet counted, audited and logged.
         self._unrecorded: list[Termination] = []
@@ -69,43 +80,12 @@ class AgentRuntime:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def open_session(
-        self, identity: Identity, session_id: str = ""
-    ) -> tuple[str, Decision, asyncio.Future[Termination] | None]:
-        """Check and subscribe atomically; a future resolves on termination."""
-        session_id = session_id or str(uuid.uuid4())
-        decision = self.view.open_session(
-            session_id, identity, self.clock.monotonic(), self.clock.now()
-        )
-        self._count_decision(identity, decision)
-        if not decision.allowed:
-            return session_id, decision, None
-        signal: asyncio.Future[Termination] = asyncio.get_running_loop().create_future()
-        self._signals[session_id] = signal
-        self.metrics.sessions.set(self.view.session_count)
-        return session_id, decision, signal
-
-    def close_session(self, session_id: str) -> None:
-        self.view.close_session(session_id)
-        signal = self._signals.pop(session_id, None)
-        if signal is not None and not signal.done():
-            signal.cancel()
-        self.metrics.sessions.set(self.view.session_count)
+    def listen(self, listener: RuntimeListener) -> None:
+        self._listeners.append(listener)
 
     def check_access(self, identity: Identity) -> Decision:
         decision = self.view.decide(identity, self.clock.monotonic(), self.clock.now())
-        self._count_decision(identity, decision)
-        return decision
-
-    def _count_decision(self, identity: Identity, decision: Decision) -> None:
-        counter = self._checks.get((decision.allowed, decision.mode))
-        if counter is None:
-            label = "allowed" if decision.allowed else "denied"
-            counter = self.metrics.access_checks_total.labels(
-                decision=label, mode=decision.mode.value
-            )
-            self._checks[(decision.allowed, decision.mode)] = counter
-        counter.inc()
+        self.count_decision(decision)
         if not decision.allowed:
             served = identity.on_server(self.server_id)
             self.audit.emit(
@@ -118,6 +98,18 @@ class AgentRuntime:
                     lock=decision.lock_name,
                 )
             )
+        return decision
+
+    def count_decision(self, decision: Decision) -> None:
+        """Count an access check (a CheckAccess or a session registration)."""
+        counter = self._checks.get((decision.allowed, decision.mode))
+        if counter is None:
+            label = "allowed" if decision.allowed else "denied"
+            counter = self.metrics.access_checks_total.labels(
+                decision=label, mode=decision.mode.value
+            )
+            self._checks[(decision.allowed, decision.mode)] = counter
+        counter.inc()
 
     def _carry_out(self, terminations: Sequence[Termination]) -> None:
         """Signal every terminated session now; count, audit and log them just after.
@@ -128,10 +120,8 @@ class AgentRuntime:
         """
         if not terminations:
             return
-        for termination in terminations:
-            signal = self._signals.pop(termination.session_id, None)
-            if signal is not None and not signal.done():
-                signal.set_result(termination)
+        for listener in self._listeners:
+            listener.sessions_terminated(terminations)
         self.metrics.sessions.set(self.view.session_count)
         self._unrecorded.extend(terminations)
         if self._recorder is not None and not self._recorder.done():
@@ -144,8 +134,7 @@ class AgentRuntime:
         self._recorder = loop.create_task(self._record_soon())
 
     async def _record_soon(self) -> None:
-        # A signal wakes its handler two loop iterations later (the future's callback,
-        # then the shielded await in the servicer): yield that long.
+        # The channel writers woken by the signals send first.
         for _ in range(2):
             await asyncio.sleep(0)
         self._record()
@@ -168,6 +157,9 @@ class AgentRuntime:
                     now,
                     reason_kind=termination.cause.value,
                     lock=termination.lock_name,
+                    login=termination.identity.login,
+                    metadata=termination.metadata,
+                    channel=termination.owner,
                 )
             )
         # One line per lock (or cause): each session is in the audit trail.
@@ -194,7 +186,10 @@ class AgentRuntime:
         ended = self.view.apply_snapshot(
             epoch, revision, resources, self.clock.monotonic(), self.clock.now()
         )
-        self._after_change(ended)
+        self._carry_out(ended)
+        for listener in self._listeners:
+            listener.snapshot_applied()
+        self._after_change()
 
     def on_events(self, epoch: str, first: int, last: int, events: Sequence[Event]) -> None:
         ended = self.view.apply_events(
@@ -205,7 +200,10 @@ class AgentRuntime:
             if isinstance(event.resource, Lock) and event.resource.created_at is not None:
                 delay = (now - event.resource.created_at).total_seconds()
                 self.metrics.lock_propagation_seconds.observe(max(0.0, delay))
-        self._after_change(ended)
+        self._carry_out(ended)
+        for listener in self._listeners:
+            listener.events_applied(epoch, events)
+        self._after_change()
 
     def on_heartbeat(self, epoch: str, revision: int, healthy: bool, interval: float) -> None:
         self.view.heartbeat(epoch, revision, healthy, interval, self.clock.monotonic())
@@ -215,8 +213,7 @@ class AgentRuntime:
         self.view.set_connected(connected)
         self._refresh_state()
 
-    def _after_change(self, ended: Sequence[Termination]) -> None:
-        self._carry_out(ended)
+    def _after_change(self) -> None:
         self.metrics.view_revision.set(self.view.state.revision)
         self._dirty.set()
         self._refresh_state()
@@ -275,11 +272,7 @@ class AgentRuntime:
             _log.error("could not persist the view", path=str(self.view_file), error=str(error))
 
     async def close(self) -> None:
-        """Cancel every session signal (the streams end) and save the view one last time."""
-        for signal in self._signals.values():
-            if not signal.done():
-                signal.cancel()
-        self._signals.clear()
+        """Record what is pending and save the view one last time."""
         if self._recorder is not None:
             self._recorder.cancel()
         self._record()

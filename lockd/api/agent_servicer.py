@@ -1,79 +1,96 @@
-"""AgentService on the agent's Unix socket: sessions, access checks and status."""
+"""AgentService on the agent's Unix socket: the session channel, access checks, status.
+
+Served by one generic handler with bytes in and out: requests are parsed here (an
+undecodable one is INVALID_ARGUMENT, not a traceback), and CheckAccess answers an
+allowed check with bytes encoded once per mode — the hot path builds no message.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from lockd.agent.runtime import AgentRuntime
-from lockd.api.handler import Context, unary
-from lockd.domain.errors import LockdError
+from lockd.agent.session_hub import SessionHub
+from lockd.api.handler import Context
+from lockd.api.session_channel import SessionChannelHandler
+from lockd.domain.errors import ValidationError
+from lockd.domain.modes import LockingMode
 from lockd.domain.view import Decision
 from lockd.v1 import agent_service_pb2 as pb
-from lockd.v1 import agent_service_pb2_grpc as agent_grpc
 from lockd.wire import convert
+from lockd.wire.session_convert import decision_to_pb
 from lockd.wire.status_table import status_for
 
-
-def decision_to_pb(decision: Decision) -> pb.Decision:
-    return pb.Decision(
-        allowed=decision.allowed,
-        reason=decision.reason,
-        lock_name=decision.lock_name,
-        mode=convert.MODE_TO_PB[decision.mode],
-    )
+SERVICE_NAME = "lockd.v1.AgentService"
+M = TypeVar("M", pb.CheckAccessRequest, pb.GetStatusRequest)
 
 
-class AgentServicer(agent_grpc.AgentServiceServicer):
-    def __init__(self, runtime: AgentRuntime) -> None:
-        self._runtime = runtime
+def _identity(payload: bytes) -> bytes:
+    return payload
 
-    async def OpenSession(
-        self, request: pb.OpenSessionRequest, context: Context
-    ) -> AsyncIterator[pb.OpenSessionResponse]:
-        runtime = self._runtime
-        identity = convert.identity_from_pb(request.identity)
+
+def _unary(
+    method: Callable[[bytes], bytes],
+) -> Callable[[bytes, Context], Awaitable[bytes]]:
+    """A bytes-in, bytes-out unary handler; domain errors become their status codes."""
+
+    @functools.wraps(method)
+    async def handler(request: bytes, context: Context) -> bytes:
         try:
-            session_id, decision, signal = runtime.open_session(identity, request.session_id)
-        except LockdError as error:  # e.g. the id of a live session: FAILED_PRECONDITION
+            return method(request)
+        except Exception as error:
             await context.abort(*status_for(error))
-            return
-        try:
-            yield pb.OpenSessionResponse(
-                opened=pb.SessionOpened(session_id=session_id, decision=decision_to_pb(decision))
-            )
-            if signal is None:
-                return
-            try:
-                # Shielded: the sidecar leaving cancels this handler, not the signal; a
-                # cancelled signal means the agent is shutting down.
-                termination = await asyncio.shield(signal)
-            except asyncio.CancelledError:
-                if not signal.cancelled():
-                    raise  # the sidecar went away: the finally clause unregisters it
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "the agent is shutting down")
-                return
-            yield pb.OpenSessionResponse(
-                terminated=pb.SessionTerminated(
-                    reason=termination.reason, lock_name=termination.lock_name
-                )
-            )
-        finally:
-            runtime.close_session(session_id)
+            raise  # abort() raises; this only satisfies the type checker
 
-    @unary
-    async def CheckAccess(
-        self, request: pb.CheckAccessRequest, context: Context
-    ) -> pb.CheckAccessResponse:
+    return handler
+
+
+class AgentServicer:
+    def __init__(self, runtime: AgentRuntime, hub: SessionHub) -> None:
+        self._runtime = runtime
+        self._channels = SessionChannelHandler(hub)
+        self._hub = hub
+        self._allowed = {
+            mode: pb.CheckAccessResponse(
+                decision=decision_to_pb(Decision(True, mode))
+            ).SerializeToString()
+            for mode in LockingMode
+        }
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler:
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "SessionChannel": grpc.stream_stream_rpc_method_handler(
+                self._channels.session_channel,
+                request_deserializer=_identity,
+                response_serializer=_identity,
+            ),
+            "CheckAccess": grpc.unary_unary_rpc_method_handler(
+                _unary(self.check_access),
+                request_deserializer=_identity,
+                response_serializer=_identity,
+            ),
+            "GetStatus": grpc.unary_unary_rpc_method_handler(
+                _unary(self.get_status),
+                request_deserializer=_identity,
+                response_serializer=_identity,
+            ),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def check_access(self, payload: bytes) -> bytes:
+        request = _parse(pb.CheckAccessRequest, payload)
         decision = self._runtime.check_access(convert.identity_from_pb(request.identity))
-        return pb.CheckAccessResponse(decision=decision_to_pb(decision))
+        if decision.allowed:
+            return self._allowed[decision.mode]
+        return pb.CheckAccessResponse(decision=decision_to_pb(decision)).SerializeToString()
 
-    @unary
-    async def GetStatus(
-        self, request: pb.GetStatusRequest, context: Context
-    ) -> pb.GetStatusResponse:
+    def get_status(self, payload: bytes) -> bytes:
+        _parse(pb.GetStatusRequest, payload)
         runtime = self._runtime
         view = runtime.view
         now = runtime.clock.monotonic()
@@ -91,4 +108,14 @@ class AgentServicer(agent_grpc.AgentServiceServicer):
             cluster_locking_mode=convert.MODE_TO_PB[
                 view.state.cluster_auth_preference.locking_mode
             ],
-        )
+            channels=len(self._hub.channels),
+        ).SerializeToString()
+
+
+def _parse(kind: type[M], payload: bytes) -> M:
+    try:
+        return kind.FromString(payload)
+    except DecodeError:
+        raise ValidationError(
+            f"could not decode a {kind.DESCRIPTOR.name} ({len(payload)} bytes)"
+        ) from None

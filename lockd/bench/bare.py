@@ -4,8 +4,9 @@
 every stream — the same bytes an auth server sends for a one-lock event batch, with the
 same server options — each time the coordinator says `publish`. `BareUnary` answers a
 CheckAccess-shaped unary call on a Unix socket with a pre-built response, without
-deserialising the request. `BareSessions` holds OpenSession streams and, when told,
-sends the pre-built termination to those of the victim user. Each runs in its own
+deserialising the request. `BareChannels` holds SessionChannel streams, allows every
+registration and, when told, sends each channel one termination message carrying the ids
+of its victim sessions. Each runs in its own
 worker process, like the real servers.
 """
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import grpc
 
-from lockd.api.agent_servicer import decision_to_pb
 from lockd.api.watch_servicer import ProtoWatchEncoder
 from lockd.bench.wire import Message
 from lockd.domain.events import Event
@@ -30,6 +30,7 @@ from lockd.domain.modes import LockingMode
 from lockd.domain.view import Decision
 from lockd.runtime.grpc_servers import SERVER_OPTIONS
 from lockd.v1 import agent_service_pb2 as agent_pb
+from lockd.wire.session_convert import decision_to_pb
 
 CHECK_ACCESS = "/lockd.v1.AgentService/CheckAccess"
 VICTIM = "bench-victim"  # the user whose sessions the terminate scenario's locks hit
@@ -128,46 +129,64 @@ class BareUnary:
         await self.server.stop(0)
 
 
-class BareSessions:
-    """OpenSession streams held open; `terminate` ends the victim's (the session floor)."""
+class BareChannels:
+    """SessionChannel streams that only do the transport (the session floor): a welcome,
+    every registration allowed, and on `terminate` one pre-built-shape message per
+    channel carrying the ids of its victim sessions."""
 
     def __init__(self, socket: Path) -> None:
-        allowed = decision_to_pb(Decision(True, LockingMode.BEST_EFFORT))
-        opened = agent_pb.SessionOpened(session_id="bare", decision=allowed)
-        self._opened = agent_pb.OpenSessionResponse(opened=opened).SerializeToString()
-        ended = agent_pb.SessionTerminated(reason='lock targeting User:"bench-victim"')
-        self._ended = agent_pb.OpenSessionResponse(terminated=ended).SerializeToString()
-        self._victims: list[asyncio.Future[None]] = []
+        welcome = agent_pb.ChannelWelcome(server_id="bare", channel_id="bare", max_batch=1000)
+        self._welcome = agent_pb.AgentMessage(welcome=welcome).SerializeToString()
+        self._allowed = decision_to_pb(Decision(True, LockingMode.BEST_EFFORT))
+        self._victims: list[tuple[grpc.aio.ServicerContext[Any, Any], list[str]]] = []
+        self._reason = 'lock targeting User:"bench-victim"'
         self.server = grpc.aio.server()
-        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_stream_rpc_method_handler(
-            self._open
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_stream_rpc_method_handler(
+            self._channel
         )
         self.server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
-                    "lockd.v1.AgentService", {"OpenSession": handler}
+                    "lockd.v1.AgentService", {"SessionChannel": handler}
                 ),
             )
         )
         self.server.add_insecure_port(f"unix:{socket}")
 
-    async def _open(
-        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
-        yield self._opened
-        signal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if VICTIM.encode() in request:
-            self._victims.append(signal)
-        await signal
-        yield self._ended
+    async def _channel(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        victims: list[str] = []
+        self._victims.append((context, victims))
+        async for payload in requests:
+            message = agent_pb.SidecarMessage.FromString(payload)
+            if message.HasField("hello"):
+                await context.write(self._welcome)
+            elif message.HasField("register"):
+                batch = message.register
+                results = []
+                for session in batch.sessions:
+                    results.append(
+                        agent_pb.SessionResult(
+                            session_id=session.session_id, decision=self._allowed
+                        )
+                    )
+                    if session.identity.user == VICTIM:
+                        victims.append(session.session_id)
+                answer = agent_pb.SessionsRegistered(request_id=batch.request_id, results=results)
+                await context.write(agent_pb.AgentMessage(registered=answer).SerializeToString())
 
     async def handle(self, command: Message) -> Message:
         if command["cmd"] == "terminate":
-            victims, self._victims = self._victims, []
             arrived = time.monotonic()
-            for signal in victims:
-                signal.set_result(None)
-            return {"arrived": arrived, "count": len(victims)}
+            count = 0
+            for context, victims in self._victims:
+                if victims:
+                    ended = agent_pb.SessionsTerminated(session_ids=victims, reason=self._reason)
+                    count += len(victims)
+                    victims.clear()
+                    await context.write(agent_pb.AgentMessage(terminated=ended).SerializeToString())
+            return {"arrived": arrived, "count": count}
         raise ValueError(f"unknown command {command['cmd']!r}")
 
     async def stop(self) -> None:

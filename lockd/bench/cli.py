@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--matching", type=int, default=100, help="sessions the lock hits")
     command.add_argument("--rounds", type=int, default=5, help="locks, one per round")
     command.add_argument("--locks", type=int, default=0, help="background locks in the view")
-    command.add_argument("--procs", type=int, default=2, help="sidecar processes")
+    command.add_argument(
+        "--procs", type=int, default=2, help="sidecar processes (one channel each)"
+    )
     command.add_argument(
         "--with-baseline", action="store_true", help="the same rounds on a bare gRPC server"
     )

@@ -5,18 +5,18 @@ from a parsed config: AgentService on a Unix socket, view persisted in its data 
 JSON-lines audit file, warnings-only logs) and only swaps in `HostRuntime`, the real
 runtime that also reports when each event batch arrived and was applied.
 
-`Sidecars` holds S sessions open over the socket (`AgentClient.open_session`), X of
-them for the user the scenario's lock targets, and reports when each termination
-signal arrived. `Checker` drives CheckAccess with C calls in flight, against the agent
-or the bare unary server, with the same pre-serialised request either way.
+`Sidecars` is one sidecar process holding S sessions on its one SessionChannel
+(`AgentClient.open_sessions`), X of them for the user the scenario's lock targets, and
+reports when each termination arrived. `Checker` drives CheckAccess with C calls in
+flight, against the agent or the bare unary server, with the same pre-serialised request
+either way; or, with the agent's view streamed to it, decides locally in a loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,14 @@ from prometheus_client import CollectorRegistry
 from lockd.agent.runtime import AgentRuntime
 from lockd.bench.bare import CHECK_ACCESS, VICTIM
 from lockd.bench.wire import ChildWire, Message
-from lockd.client import AgentClient
+from lockd.client import (
+    AgentClient,
+    Session,
+    SessionMetadata,
+    SessionProtocol,
+    SessionRequest,
+    SessionTermination,
+)
 from lockd.config import audit_path, parse_config
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
@@ -37,9 +44,6 @@ from lockd.runtime.agent_app import AgentApp
 from lockd.runtime.builders import start_agent
 from lockd.v1 import agent_service_pb2 as agent_pb
 from lockd.wire import convert
-
-SESSIONS_PER_CHANNEL = 500
-OPEN_CONCURRENCY = 200
 
 
 class HostRuntime(AgentRuntime):
@@ -111,84 +115,65 @@ class AgentHost:
 
 
 class Sidecars:
-    """S sessions held open over the agent's socket; X of them for the victim user."""
+    """One sidecar process: S sessions on ONE channel (one `AgentClient`), X of them for
+    the victim user, registered in batches; reports when each termination arrived."""
 
     def __init__(self, socket: Path, sessions: int, matching: int, prefix: str) -> None:
-        self.socket = socket
         self.sessions = sessions
         self.matching = matching
         self.prefix = prefix
-        self._clients: list[AgentClient] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._opened = 0
+        self._client = AgentClient.connect(socket, sidecar=f"bench-{prefix}")
+        self._live: list[Session] = []
         self._terminated: list[float] = []
         self._stray = 0
-        self._gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+        self._round = 0
 
-    def _client(self, index: int) -> AgentClient:
-        slot = index // SESSIONS_PER_CHANNEL
-        while len(self._clients) <= slot:
-            options = [("grpc.use_local_subchannel_pool", 1)]
-            channel = grpc.aio.insecure_channel(f"unix:{self.socket}", options=options)
-            self._clients.append(AgentClient(channel))
-        return self._clients[slot]
-
-    def _identity(self, index: int) -> Identity:
+    def _request(self, index: int) -> SessionRequest:
         user = VICTIM if index < self.matching else f"{self.prefix}-user-{index}"
-        return Identity(user=user, roles=("dev",), login="root")
+        metadata = SessionMetadata(SessionProtocol.SSH, "127.0.0.1:2222", "bench")
+        session_id = f"{self.prefix}-{self._round}-{index}"
+        return SessionRequest(
+            Identity(user=user, roles=("dev",), login="root"), metadata, session_id
+        )
 
-    async def _hold(self, index: int, opened: asyncio.Future[None]) -> None:
-        client = self._client(index)
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                async with self._gate:
-                    session = await stack.enter_async_context(
-                        client.open_session(self._identity(index))
-                    )
-                self._opened += 1
-                opened.set_result(None)
-                await session.terminated()
-                at = time.monotonic()
-        except BaseException as error:
-            if not opened.done():
-                opened.set_exception(error)
-            raise
-        if index < self.matching:
-            self._terminated.append(at)
+    def _ended(self, victim: bool) -> Callable[[SessionTermination], None]:
+        def record(termination: SessionTermination) -> None:
+            if not victim:
+                self._stray += 1
+                return
+            self._terminated.append(time.monotonic())
             if len(self._terminated) == self.matching:
                 ChildWire.emit("terminated", times=self._terminated)
-        else:
-            self._stray += 1
 
-    async def _open(self, indexes: Sequence[int]) -> None:
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[None]] = []
-        for index in indexes:
-            opened: asyncio.Future[None] = loop.create_future()
-            futures.append(opened)
-            self._tasks.append(asyncio.create_task(self._hold(index, opened)))
-        await asyncio.gather(*futures)
+        return record
+
+    async def _open(self, count: int) -> float:
+        """Register sessions 0..count-1 (victims first); seconds it took."""
+        started = time.monotonic()
+        sessions = await self._client.open_sessions([self._request(i) for i in range(count)])
+        took = time.monotonic() - started
+        for index, session in enumerate(sessions):
+            if not session.decision.allowed:
+                raise RuntimeError(f"session refused: {session.decision.reason}")
+            session.on_terminated(self._ended(index < self.matching))
+        self._live += sessions
+        return took
 
     async def handle(self, command: Message) -> Message:
         name = command["cmd"]
         if name == "open":
-            await self._open(range(self.sessions))
-            return {"opened": self._opened}
+            took = await self._open(self.sessions)
+            return {"opened": len(self._live), "register_s": took}
         if name == "reopen":
             self._terminated = []
-            self._tasks = [task for task in self._tasks if not task.done()]
-            await self._open(range(self.matching))
-            return {"opened": len(self._tasks), "stray": self._stray}
+            self._round += 1
+            self._live = [session for session in self._live if not session.is_terminated()]
+            await self._open(self.matching)
+            return {"opened": len(self._live), "stray": self._stray}
         raise ValueError(f"unknown command {name!r}")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for client in self._clients:
-            await client.channel.close()
+        await self._client.close()
 
 
 def check_request() -> bytes:
@@ -227,10 +212,37 @@ class Checker:
             await asyncio.gather(*(loop() for _ in range(self.concurrency)))
         return {"calls": len(latencies), "seconds": seconds, "latencies_us": latencies}
 
+    async def local(self, socket: str, seconds: float, locks: int) -> Message:
+        """`check_access_local` in a loop on the view the agent streamed here."""
+        identity = Identity(user="checker", roles=("dev",), login="root")
+        async with AgentClient.connect(socket, local_view=True) as client:
+            started = time.monotonic()
+            while True:
+                copy = client.sessions.copy
+                if copy is not None and copy.ready() and len(copy.state.locks) >= locks:
+                    break
+                if time.monotonic() - started > 120 + locks / 1000:
+                    raise RuntimeError("the local copy of the view did not load")
+                await asyncio.sleep(0.05)
+            loaded_s = time.monotonic() - started
+            check = client.check_access_local
+            count = 0
+            begin = time.perf_counter()
+            deadline = begin + seconds
+            while (now := time.perf_counter()) < deadline:
+                for _ in range(1000):
+                    check(identity)
+                count += 1000
+        return {"checks_per_s": round(count / (now - begin), 1), "loaded_s": round(loaded_s, 2)}
+
     async def handle(self, command: Message) -> Message:
         if command["cmd"] == "run":
             return await self.run(
                 str(command["socket"]), float(command["seconds"]), float(command["warmup"])
+            )
+        if command["cmd"] == "local":
+            return await self.local(
+                str(command["socket"]), float(command["seconds"]), int(command["locks"])
             )
         raise ValueError(f"unknown command {command['cmd']!r}")
 

@@ -65,7 +65,7 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
         await unary.server.start()
         return unary, {}
     if role == "bare-sessions":
-        sessions = bare.BareSessions(args.socket)
+        sessions = bare.BareChannels(args.socket)
         await sessions.server.start()
         return sessions, {}
     if role == "agent-host":

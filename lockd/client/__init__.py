@@ -17,13 +17,18 @@ from lockd.client.agent_client import (
     AccessDecision,
     AgentClient,
     AgentStatus,
-    Session,
-    SessionDenied,
-    SessionTermination,
 )
 from lockd.client.auth_client import AgentInfo, AuthClient, ClusterStatus, SignedIdentity
 from lockd.client.calls import ServerUnreachableError, call, channel_target
 from lockd.client.identity_file import IdentityFile
+from lockd.client.session_channel import (
+    Session,
+    SessionDenied,
+    SessionRequest,
+    SessionTermination,
+)
+from lockd.client.sync_agent import SyncAgentClient, SyncSession
+from lockd.domain.sessions import SessionMetadata, SessionProtocol
 
 __all__ = [
     "AccessDecision",
@@ -36,8 +41,13 @@ __all__ = [
     "ServerUnreachableError",
     "Session",
     "SessionDenied",
+    "SessionMetadata",
+    "SessionProtocol",
+    "SessionRequest",
     "SessionTermination",
     "SignedIdentity",
+    "SyncAgentClient",
+    "SyncSession",
     "call",
     "channel_target",
 ]

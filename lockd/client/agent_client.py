@@ -1,42 +1,53 @@
-"""`AgentClient`: sidecars register sessions with their node agent and learn of terminations."""
+"""`AgentClient`: sidecars register sessions with their node agent and learn of terminations.
+
+Every session of one `AgentClient` travels on one multiplexed SessionChannel stream
+(`lockd.client.session_channel`), opened on first use and kept alive. With
+`local_view=True` the agent also streams its view, and `check_access` decides in this
+process (docs/sidecar-api.md says what such a decision guarantees).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from lockd.client.auth_client import AGENT_STATE_NAMES
 from lockd.client.calls import ChannelClient, call, channel_target
-from lockd.domain.errors import AccessDeniedError, LockdError, UnavailableError
+from lockd.client.session_channel import (
+    ChannelSettings,
+    Session,
+    SessionChannel,
+    SessionDenied,
+    SessionRequest,
+    clock_now,
+)
+from lockd.domain.backoff import Backoff
+from lockd.domain.errors import UnavailableError
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
+from lockd.domain.sessions import SessionMetadata
+from lockd.domain.view import Decision
 from lockd.v1 import agent_service_pb2 as agent_pb
 from lockd.v1 import agent_service_pb2_grpc as agent_grpc
 from lockd.wire import convert
-from lockd.wire.status_table import error_for
+from lockd.wire.session_convert import decision_from_pb
 
+__all__ = [
+    "AccessDecision",
+    "AgentClient",
+    "AgentStatus",
+    "Session",
+    "SessionDenied",
+    "SessionRequest",
+]
 
-@dataclass(frozen=True, slots=True)
-class AccessDecision:
-    allowed: bool
-    reason: str
-    lock_name: str
-    mode: LockingMode
-
-
-@dataclass(frozen=True, slots=True)
-class SessionTermination:
-    """Why the agent ended a session: the SPEC §3 text and the lock's name (if any)."""
-
-    reason: str
-    lock_name: str
+# A decision as the agent (or the local copy of its view) made it.
+AccessDecision = Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,72 +60,7 @@ class AgentStatus:
     locks_in_force: int
     sessions: int
     cluster_locking_mode: LockingMode | None
-
-
-class SessionDenied(AccessDeniedError):
-    """The agent refused to register the session; the message is SPEC §3's."""
-
-    def __init__(self, decision: AccessDecision) -> None:
-        super().__init__(decision.reason)
-        self.decision = decision
-
-
-def _decision(message: agent_pb.Decision) -> AccessDecision:
-    return AccessDecision(
-        allowed=message.allowed,
-        reason=message.reason,
-        lock_name=message.lock_name,
-        mode=convert.MODE_FROM_PB.get(message.mode) or LockingMode.BEST_EFFORT,
-    )
-
-
-class Session:
-    """A live session registered with the agent; ends when the `async with` block exits.
-
-    `await session.terminated()` returns once the agent signals termination; iterate
-    (`async for termination in session`) or register `on_terminated(callback)` instead.
-    """
-
-    def __init__(self, call: Any, session_id: str, decision: AccessDecision) -> None:
-        self._call = call
-        self.session_id = session_id
-        self.decision = decision
-        self._signal: asyncio.Task[SessionTermination] = asyncio.create_task(self._wait())
-
-    async def _wait(self) -> SessionTermination:
-        try:
-            response = await self._call.read()
-        except grpc.aio.AioRpcError as error:
-            raise error_for(error.code(), error.details() or "") from None
-        if response is grpc.aio.EOF or response.WhichOneof("message") != "terminated":
-            raise UnavailableError("the agent ended the session stream without a signal")
-        return SessionTermination(response.terminated.reason, response.terminated.lock_name)
-
-    async def terminated(self) -> SessionTermination:
-        """Wait for the termination signal (raises UnavailableError if the agent goes)."""
-        return await asyncio.shield(self._signal)
-
-    def is_terminated(self) -> bool:
-        return self._signal.done() and not self._signal.cancelled() and not self._signal.exception()
-
-    def on_terminated(self, callback: Callable[[SessionTermination], None]) -> None:
-        """Call `callback` with the termination when it arrives."""
-
-        def deliver(task: asyncio.Task[SessionTermination]) -> None:
-            if not task.cancelled() and task.exception() is None:
-                callback(task.result())
-
-        self._signal.add_done_callback(deliver)
-
-    async def __aiter__(self) -> AsyncIterator[SessionTermination]:
-        yield await self.terminated()
-
-    async def close(self) -> None:
-        """End the session on the agent (the sidecar's session is over)."""
-        self._call.cancel()
-        self._signal.cancel()
-        with contextlib.suppress(asyncio.CancelledError, LockdError):
-            await self._signal
+    channels: int = 0
 
 
 class AgentClient(ChannelClient):
@@ -125,44 +71,84 @@ class AgentClient(ChannelClient):
             termination = await session.terminated()
     """
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, settings: ChannelSettings | None = None) -> None:
         super().__init__(channel)
         self._stub = agent_grpc.AgentServiceStub(channel)
+        self.sessions = SessionChannel(channel, settings or ChannelSettings())
 
     @classmethod
-    def connect(cls, socket: str | Path) -> AgentClient:
-        return cls(grpc.aio.insecure_channel(channel_target(str(socket))))
+    def connect(
+        cls,
+        socket: str | Path,
+        *,
+        sidecar: str = "",
+        local_view: bool = False,
+        connect_timeout: float = 5.0,
+        backoff: Backoff | None = None,
+    ) -> AgentClient:
+        """A client of the agent at `socket`; `sidecar` names it in the agent's audit."""
+        settings = ChannelSettings(
+            sidecar=sidecar,
+            want_view=local_view,
+            connect_timeout=connect_timeout,
+            backoff=backoff or ChannelSettings().backoff,
+        )
+        client = cls(grpc.aio.insecure_channel(channel_target(str(socket))), settings)
+        if local_view:
+            client.sessions.start()  # at once, so the copy loads while the sidecar starts
+        return client
+
+    async def close(self) -> None:
+        await self.sessions.close()
+        await super().close()
 
     @contextlib.asynccontextmanager
     async def open_session(
-        self, identity: Identity, session_id: str = ""
+        self,
+        identity: Identity,
+        session_id: str = "",
+        metadata: SessionMetadata | None = None,
     ) -> AsyncIterator[Session]:
-        """Register a session; raises SessionDenied when a lock (or strict mode) refuses it."""
-        request = agent_pb.OpenSessionRequest(
-            identity=convert.identity_to_pb(identity), session_id=session_id
-        )
-        call = self._stub.OpenSession(request)
-        try:
-            first = await call.read()
-        except grpc.aio.AioRpcError as error:
-            raise error_for(error.code(), error.details() or "") from None
-        if not isinstance(first, agent_pb.OpenSessionResponse) or not first.HasField("opened"):
-            call.cancel()
-            raise UnavailableError("the agent did not answer the session registration")
-        decision = _decision(first.opened.decision)
-        if not decision.allowed:
-            call.cancel()
-            raise SessionDenied(decision)
-        session = Session(call, first.opened.session_id, decision)
+        """Register a session; raises SessionDenied when a lock (or strict mode) refuses it,
+        UnavailableError when the agent cannot be reached within `connect_timeout`."""
+        request = SessionRequest(identity, metadata or SessionMetadata(), session_id)
+        (session,) = await self.sessions.register([request])
+        if not session.decision.allowed:
+            raise SessionDenied(session.decision)
         try:
             yield session
         finally:
             await session.close()
 
+    async def open_sessions(self, requests: Sequence[SessionRequest]) -> list[Session]:
+        """Register many sessions at once; refused ones have `decision.allowed` False
+        (they are not registered). Close them with `close_sessions` or `Session.close`."""
+        return await self.sessions.register(requests)
+
+    async def close_sessions(self, sessions: Sequence[Session]) -> None:
+        """Unregister sessions (one message per batch)."""
+        self.sessions.unregister(sessions)
+
     async def check_access(self, identity: Identity) -> AccessDecision:
+        """Decide a new request: in-process on the local copy of the view when there is
+        one (`local_view=True`, loaded), otherwise by asking the agent (CheckAccess)."""
+        copy = self.sessions.copy
+        if copy is not None and copy.ready():
+            return self.check_access_local(identity)
         request = agent_pb.CheckAccessRequest(identity=convert.identity_to_pb(identity))
         response = await call(self._stub.CheckAccess(request))
-        return _decision(response.decision)
+        return decision_from_pb(response.decision)
+
+    def check_access_local(self, identity: Identity) -> AccessDecision:
+        """Decide in this process on the copy of the agent's view (`local_view=True`).
+
+        Raises UnavailableError until the copy is loaded and vouched for by the agent.
+        """
+        copy = self.sessions.copy
+        if copy is None or not copy.ready():
+            raise UnavailableError("no local copy of the agent's view yet")
+        now, wall = clock_now()
+        return copy.decide(identity, now, wall)
 
     async def status(self) -> AgentStatus:
         response = await call(self._stub.GetStatus(agent_pb.GetStatusRequest()))
@@ -175,4 +161,5 @@ class AgentClient(ChannelClient):
             locks_in_force=response.locks_in_force,
             sessions=response.sessions,
             cluster_locking_mode=convert.MODE_FROM_PB.get(response.cluster_locking_mode),
+            channels=response.channels,
         )

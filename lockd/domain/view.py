@@ -25,10 +25,11 @@ from enum import StrEnum
 from lockd.domain.errors import PreconditionError
 from lockd.domain.events import Event, ReplicatedState, apply_change
 from lockd.domain.identity import Identity
-from lockd.domain.index import IdentityIndex, LockIndex
+from lockd.domain.index import LockIndex
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock
 from lockd.domain.modes import LockingMode, resolve_mode
 from lockd.domain.resources import Kind, ReplicatedResource
+from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord, SessionRegistry
 
 
 class SyncState(StrEnum):
@@ -69,6 +70,9 @@ class Termination:
     reason: str
     lock_name: str
     cause: TerminationCause
+    # The sidecar channel the session was registered on, and what it said about it.
+    owner: str = ""
+    metadata: SessionMetadata = NO_METADATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +81,37 @@ class ViewSettings:
     max_staleness: timedelta = timedelta(minutes=5)
     missed_heartbeats: int = 3
     heartbeat_interval: timedelta = timedelta(seconds=5)
+    # The local minimum (agent_service.locking_mode): strict here makes every
+    # interaction strict, whatever the cluster says.
+    locking_floor: LockingMode = LockingMode.BEST_EFFORT
+
+
+@dataclass(frozen=True, slots=True)
+class AssumedModes:
+    """The cluster's modes as the agent assumes them while it holds no view that says
+    them (its persisted view was lost): the cluster default and the strict roles."""
+
+    cluster: LockingMode
+    strict_roles: frozenset[str] = frozenset()
 
 
 class LocalView:
-    def __init__(self, settings: ViewSettings, state: ReplicatedState | None = None) -> None:
+    def __init__(
+        self,
+        settings: ViewSettings,
+        state: ReplicatedState | None = None,
+        assumed: AssumedModes | None = None,
+    ) -> None:
         self.settings = settings
         self.state = state if state is not None else ReplicatedState()
+        # Replaced by the cluster's own modes at the first snapshot.
+        self.assumed = assumed
         self.locks = LockIndex(self.state.locks.values())
         self.heartbeat_interval = settings.heartbeat_interval.total_seconds()
         self.fresh_at: float | None = None
         self.connected = False
         self.store_healthy = True
-        self._sessions: dict[str, Identity] = {}
-        self._session_index: IdentityIndex[str] = IdentityIndex()
+        self.sessions = SessionRegistry()
 
     # -- freshness -------------------------------------------------------------------
 
@@ -115,10 +137,10 @@ class LocalView:
         """Evaluate freshness; while unreliable, end every strict session."""
         if self.reliable(now):
             return []
-        doomed = [sid for sid, identity in self._sessions.items() if self._is_strict(identity)]
+        doomed = [record for record in self.sessions if self._is_strict(record.identity)]
         return [
-            self._terminate(sid, STRICT_LOCKOUT_MESSAGE, "", TerminationCause.STRICT_STALE)
-            for sid in doomed
+            self._terminate(record, STRICT_LOCKOUT_MESSAGE, "", TerminationCause.STRICT_STALE)
+            for record in doomed
         ]
 
     def set_connected(self, connected: bool) -> None:
@@ -142,9 +164,10 @@ class LocalView:
         new_state = ReplicatedState.from_resources(epoch, revision, resources)
         old_locks = self.state.locks
         self.state = new_state
+        self.assumed = None  # the snapshot says the cluster's modes
         self.locks = LockIndex(new_state.locks.values())
         self._mark_fresh(now, healthy=True)
-        if not self._sessions:  # nothing to end: skip comparing every lock
+        if not self.sessions:  # nothing to end: skip comparing every lock
             return []
         fresh = [lock for name, lock in new_state.locks.items() if old_locks.get(name) != lock]
         return self._terminate_hits(fresh, wall)
@@ -204,6 +227,14 @@ class LocalView:
     # -- sessions and decisions ------------------------------------------------------
 
     def mode_for(self, identity: Identity) -> LockingMode:
+        if self.settings.locking_floor is LockingMode.STRICT:
+            return LockingMode.STRICT
+        assumed = self.assumed
+        if assumed is not None and (
+            assumed.cluster is LockingMode.STRICT
+            or not assumed.strict_roles.isdisjoint(identity.roles)
+        ):
+            return LockingMode.STRICT
         roles = self.state.roles
         if not roles or not identity.roles:
             return resolve_mode(self.state.cluster_auth_preference.locking_mode, ())
@@ -227,25 +258,37 @@ class LocalView:
         return Decision(True, mode)
 
     def open_session(
-        self, session_id: str, identity: Identity, now: float, wall: datetime
+        self,
+        session_id: str,
+        identity: Identity,
+        now: float,
+        wall: datetime,
+        *,
+        owner: str = "",
+        metadata: SessionMetadata = NO_METADATA,
     ) -> Decision:
-        """Check and, when allowed, subscribe the session — in one step."""
-        if session_id in self._sessions:
+        """Check and, when allowed, subscribe the session — in one step.
+
+        Session ids are unique per `owner` (a sidecar channel); a live one is refused.
+        """
+        if (owner, session_id) in self.sessions:
             raise PreconditionError(f'session "{session_id}" is already registered')
         decision = self.decide(identity, now, wall)
         if decision.allowed:
             served = identity.on_server(self.settings.server_id)
-            self._sessions[session_id] = served
-            self._session_index.add(session_id, served.query_targets())
+            self.sessions.add(SessionRecord(owner, session_id, served, metadata))
         return decision
 
-    def close_session(self, session_id: str) -> None:
-        if self._sessions.pop(session_id, None) is not None:
-            self._session_index.discard(session_id)
+    def close_session(self, session_id: str, owner: str = "") -> None:
+        self.sessions.remove((owner, session_id))
+
+    def close_owner(self, owner: str) -> list[SessionRecord]:
+        """Unregister every session of a sidecar channel (the channel ended)."""
+        return self.sessions.remove_owner(owner)
 
     @property
     def session_count(self) -> int:
-        return len(self._sessions)
+        return len(self.sessions)
 
     def _terminate_hits(self, locks: Iterable[Lock], wall: datetime) -> list[Termination]:
         ended: list[Termination] = []
@@ -257,16 +300,24 @@ class LocalView:
                 if lock.target.server_id == self.settings.server_id
                 else TerminationCause.LOCK
             )
-            for session_id in sorted(self._session_index.hit_by(lock.target)):
-                ended.append(self._terminate(session_id, lock.in_force_message(), lock.name, cause))
+            reason = lock.in_force_message()
+            for record in self.sessions.hit_by(lock.target):
+                ended.append(self._terminate(record, reason, lock.name, cause))
         return ended
 
     def _terminate(
-        self, session_id: str, reason: str, lock_name: str, cause: TerminationCause
+        self, record: SessionRecord, reason: str, lock_name: str, cause: TerminationCause
     ) -> Termination:
-        identity = self._sessions[session_id]
-        self.close_session(session_id)
-        return Termination(session_id, identity, reason, lock_name, cause)
+        self.sessions.remove(record.key)
+        return Termination(
+            record.session_id,
+            record.identity,
+            reason,
+            lock_name,
+            cause,
+            record.owner,
+            record.metadata,
+        )
 
 
 def _contiguous(events: Sequence[Event], first: int, last: int) -> bool:

@@ -16,9 +16,16 @@ lock.created         LK001I   name, target, expires (RFC3339 or null), message, 
 lock.deleted         LK002I   name, by; target, expires, message when known
 lock.expired         LK003I   name; target, expires, message when known
 lock.updated         LK004I   as lock.created (an existing lock replaced with --force)
-session.terminated   SS001W   session_id, user, server_id, reason, reason_kind, lock
+session.terminated   SS001W   session_id, user, server_id, reason, reason_kind, lock,
+                              then the session fields (below) the sidecar gave
+session.start        SS002I   session_id, user, server_id, the session fields, identity
+session.rejected     SS003W   as session.start, plus reason, mode, lock
 access.denied        AC001W   user, identity, reason, mode, lock
 ==================== ======== ======================================================
+
+The session fields: login, protocol (ssh, db, app, desktop, k8s, tcp or ""),
+remote_address, target_resource, started_at (RFC3339), channel (the agent's name for
+the sidecar channel) and, on start and rejected, sidecar (the name the sidecar gave).
 
 `target` is an object of the lock's non-empty target fields; `reason` is the exact
 user-facing text (SPEC §3); `reason_kind` is `lock`, `strict_stale` or `server_lock`;
@@ -40,6 +47,7 @@ from typing import Protocol, TextIO
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
+from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord
 from lockd.domain.timeparse import format_rfc3339
 
 LOCK_CREATED = "lock.created"
@@ -47,6 +55,8 @@ LOCK_DELETED = "lock.deleted"
 LOCK_EXPIRED = "lock.expired"
 LOCK_UPDATED = "lock.updated"
 SESSION_TERMINATED = "session.terminated"
+SESSION_START = "session.start"
+SESSION_REJECTED = "session.rejected"
 ACCESS_DENIED = "access.denied"
 
 EVENT_CODES: Mapping[str, str] = {
@@ -55,6 +65,8 @@ EVENT_CODES: Mapping[str, str] = {
     LOCK_EXPIRED: "LK003I",
     LOCK_UPDATED: "LK004I",
     SESSION_TERMINATED: "SS001W",
+    SESSION_START: "SS002I",
+    SESSION_REJECTED: "SS003W",
     ACCESS_DENIED: "AC001W",
 }
 
@@ -141,6 +153,9 @@ def session_terminated(
     *,
     reason_kind: str = "lock",
     lock: str = "",
+    login: str = "",
+    metadata: SessionMetadata = NO_METADATA,
+    channel: str = "",
 ) -> AuditEvent:
     """An agent ended a live session; `reason` is the text the user saw."""
     if reason_kind not in TERMINATION_KINDS:
@@ -156,8 +171,53 @@ def session_terminated(
             "reason": reason,
             "reason_kind": reason_kind,
             "lock": lock,
+            **_session_fields(login, metadata, channel),
         },
     )
+
+
+def _session_fields(login: str, metadata: SessionMetadata, channel: str) -> dict[str, object]:
+    started = metadata.started_at
+    return {
+        "login": login,
+        "protocol": metadata.protocol.value,
+        "remote_address": metadata.remote_address,
+        "target_resource": metadata.target_resource,
+        "started_at": None if started is None else format_rfc3339(started),
+        "channel": channel,
+    }
+
+
+def _registration_fields(record: SessionRecord, sidecar: str) -> dict[str, object]:
+    identity = record.identity
+    return {
+        "session_id": record.session_id,
+        "user": identity.user,
+        "server_id": identity.server_id,
+        **_session_fields(identity.login, record.metadata, record.owner),
+        "sidecar": sidecar,
+        "identity": identity_fields(identity),
+    }
+
+
+def session_start(record: SessionRecord, sidecar: str, cluster: str, time: datetime) -> AuditEvent:
+    """A sidecar registered a session and the agent allowed it."""
+    return _event(SESSION_START, cluster, time, _registration_fields(record, sidecar))
+
+
+def session_rejected(
+    record: SessionRecord,
+    sidecar: str,
+    reason: str,
+    mode: LockingMode | str,
+    lock: str,
+    cluster: str,
+    time: datetime,
+) -> AuditEvent:
+    """A sidecar registered a session and the agent refused it (a lock, or lock-out)."""
+    fields = _registration_fields(record, sidecar)
+    fields.update(reason=reason, mode=str(mode), lock=lock)
+    return _event(SESSION_REJECTED, cluster, time, fields)
 
 
 def access_denied(

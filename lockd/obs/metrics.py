@@ -49,6 +49,7 @@ ACCESS_MODES: tuple[str, ...] = tuple(mode.value for mode in LockingMode)
 # Store calls: sub-millisecond (memory, sqlite page-cache hits) to seconds (fsync storms).
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Lock created_at → applied on the agent: 1 ms to 10 s.
+SESSION_PROTOCOLS = ("unspecified", "ssh", "db", "app", "desktop", "k8s", "tcp")
 PROPAGATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # gRPC handling time: unary calls are fast; streams live for as long as the agent is up,
 # so the long buckets only tell "ended after hours".
@@ -173,6 +174,33 @@ class AgentMetrics:
             buckets=PROPAGATION_BUCKETS,
             registry=registry,
         )
+        self.sessions_by_protocol = Gauge(
+            "lockd_agent_sessions_by_protocol",
+            "Live sessions registered with the agent, by the protocol their sidecar gave.",
+            ["protocol"],
+            registry=registry,
+        )
+        self.session_registrations_total = Counter(
+            "lockd_agent_session_registrations",
+            "Session registrations on sidecar channels, by result: allowed, denied (a "
+            "lock or the strict lock-out), invalid (refused before any check).",
+            ["result"],
+            registry=registry,
+        )
+        self.sidecar_channels = Gauge(
+            "lockd_agent_sidecar_channels", "Open sidecar session channels.", registry=registry
+        )
+        self.termination_propagation_seconds = Histogram(
+            "lockd_agent_termination_propagation_seconds",
+            "Seconds from a lock's created_at on the auth server to the termination of "
+            "the sessions it hit being handed to their sidecar channels.",
+            buckets=PROPAGATION_BUCKETS,
+            registry=registry,
+        )
+        for protocol in SESSION_PROTOCOLS:
+            self.sessions_by_protocol.labels(protocol=protocol)
+        for result in ("allowed", "denied", "invalid"):
+            self.session_registrations_total.labels(result=result)
         for state in AGENT_STATES:
             self.state.labels(state=state).set(1 if state == "syncing" else 0)
         for reason in TERMINATION_REASONS:

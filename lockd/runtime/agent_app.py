@@ -22,8 +22,10 @@ import structlog
 
 from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
 from lockd.agent.runtime import AgentRuntime
+from lockd.agent.session_hub import MAX_MESSAGE_BYTES, SessionHub
 from lockd.api.agent_servicer import AgentServicer
 from lockd.api.interceptors import server_interceptors
+from lockd.api.session_channel import ProtoSidecarEncoder
 from lockd.client.agent_watcher import WatchClient, WatchClientSettings
 from lockd.client.join import AgentIdentity, IdentityHolder, renew_forever
 from lockd.domain.backoff import Backoff
@@ -35,11 +37,12 @@ from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AgentMetrics, GrpcServerMetrics
 from lockd.runtime.grpc_servers import HealthReporter
 from lockd.v1 import agent_service_pb2
-from lockd.v1 import agent_service_pb2_grpc as agent_grpc
 
 _log = structlog.get_logger("lockd.agent")
 
 AGENT_SERVICE = agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+# A sidecar message larger than this ends its channel with RESOURCE_EXHAUSTED.
+SOCKET_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +106,11 @@ class AgentApp:
         health_reporter: HealthReporter,
         server: grpc.aio.Server,
         tasks: list[asyncio.Task[None]],
+        hub: SessionHub,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
+        self.hub = hub
         # None: plaintext to the auth servers (insecure dev mode).
         self.identity = identity
         self._health = health_reporter
@@ -137,8 +142,11 @@ class AgentApp:
         socket.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             socket.unlink()
-        server = grpc.aio.server(interceptors=server_interceptors(grpc_metrics))
-        agent_grpc.add_AgentServiceServicer_to_server(AgentServicer(runtime), server)
+        server = grpc.aio.server(
+            interceptors=server_interceptors(grpc_metrics), options=SOCKET_OPTIONS
+        )
+        hub = SessionHub(runtime, ProtoSidecarEncoder())
+        server.add_generic_rpc_handlers((AgentServicer(runtime, hub).rpc_handler(),))
         health_reporter.add_to(server)
         server.add_insecure_port(f"unix:{socket}")
         await server.start()
@@ -157,6 +165,7 @@ class AgentApp:
             asyncio.create_task(watch.run_forever()),
             asyncio.create_task(runtime.tick_forever()),
             asyncio.create_task(runtime.persist_forever()),
+            asyncio.create_task(hub.freshness_forever()),
             asyncio.create_task(_serving_after_first_sync(runtime, health_reporter)),
         ]
         if holder is not None:
@@ -173,7 +182,7 @@ class AgentApp:
             socket=str(socket),
             auth_servers=list(settings.auth_servers),
         )
-        return cls(settings, runtime, holder, health_reporter, server, tasks)
+        return cls(settings, runtime, holder, health_reporter, server, tasks, hub)
 
     async def __aenter__(self) -> Self:
         return self
@@ -193,6 +202,8 @@ class AgentApp:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.hub.close_all("the agent is shutting down")
+        self.hub.flush_audit()
         await self.runtime.close()
         await self._server.stop(self.settings.shutdown_grace)
         with contextlib.suppress(FileNotFoundError):

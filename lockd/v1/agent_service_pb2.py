@@ -23,35 +23,57 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lockd.v1 import cluster_service_pb2 as lockd_dot_v1_dot_cluster__service__pb2
 from lockd.v1 import resources_pb2 as lockd_dot_v1_dot_resources__pb2
+from lockd.v1 import watch_service_pb2 as lockd_dot_v1_dot_watch__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clockd/v1/agent_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1elockd/v1/cluster_service.proto\x1a\x18lockd/v1/resources.proto\"N\n\x12OpenSessionRequest\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x12.lockd.v1.Identity\x12\x12\n\nsession_id\x18\x02 \x01(\t\"c\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tlock_name\x18\x03 \x01(\t\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.lockd.v1.LockingMode\"I\n\rSessionOpened\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x12.lockd.v1.Decision\"6\n\x11SessionTerminated\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x11\n\tlock_name\x18\x02 \x01(\t\"~\n\x13OpenSessionResponse\x12)\n\x06opened\x18\x01 \x01(\x0b\x32\x17.lockd.v1.SessionOpenedH\x00\x12\x31\n\nterminated\x18\x02 \x01(\x0b\x32\x1b.lockd.v1.SessionTerminatedH\x00\x42\t\n\x07message\":\n\x12\x43heckAccessRequest\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x12.lockd.v1.Identity\";\n\x13\x43heckAccessResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.lockd.v1.Decision\"\x12\n\x10GetStatusRequest\"\x81\x02\n\x11GetStatusResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x30\n\rfreshness_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0elocks_in_force\x18\x06 \x01(\x03\x12\x10\n\x08sessions\x18\x07 \x01(\x03\x12\x33\n\x14\x63luster_locking_mode\x18\x08 \x01(\x0e\x32\x15.lockd.v1.LockingMode2\xee\x01\n\x0c\x41gentService\x12L\n\x0bOpenSession\x12\x1c.lockd.v1.OpenSessionRequest\x1a\x1d.lockd.v1.OpenSessionResponse0\x01\x12J\n\x0b\x43heckAccess\x12\x1c.lockd.v1.CheckAccessRequest\x1a\x1d.lockd.v1.CheckAccessResponse\x12\x44\n\tGetStatus\x12\x1a.lockd.v1.GetStatusRequest\x1a\x1b.lockd.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clockd/v1/agent_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elockd/v1/cluster_service.proto\x1a\x18lockd/v1/resources.proto\x1a\x1clockd/v1/watch_service.proto\"c\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tlock_name\x18\x03 \x01(\t\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.lockd.v1.LockingMode\"\x9f\x01\n\x0fSessionMetadata\x12+\n\x08protocol\x18\x01 \x01(\x0e\x32\x19.lockd.v1.SessionProtocol\x12\x16\n\x0eremote_address\x18\x02 \x01(\t\x12\x17\n\x0ftarget_resource\x18\x03 \x01(\t\x12.\n\nstarted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x0eSidecarMessage\x12\'\n\x05hello\x18\x01 \x01(\x0b\x32\x16.lockd.v1.ChannelHelloH\x00\x12.\n\x08register\x18\x02 \x01(\x0b\x32\x1a.lockd.v1.RegisterSessionsH\x00\x12\x32\n\nunregister\x18\x03 \x01(\x0b\x32\x1c.lockd.v1.UnregisterSessionsH\x00\x42\t\n\x07message\"2\n\x0c\x43hannelHello\x12\x0f\n\x07sidecar\x18\x01 \x01(\t\x12\x11\n\twant_view\x18\x02 \x01(\x08\"|\n\x13SessionRegistration\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x08identity\x18\x02 \x01(\x0b\x32\x12.lockd.v1.Identity\x12+\n\x08metadata\x18\x03 \x01(\x0b\x32\x19.lockd.v1.SessionMetadata\"W\n\x10RegisterSessions\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12/\n\x08sessions\x18\x02 \x03(\x0b\x32\x1d.lockd.v1.SessionRegistration\")\n\x12UnregisterSessions\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\"\x99\x03\n\x0c\x41gentMessage\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.lockd.v1.ChannelWelcomeH\x00\x12\x32\n\nregistered\x18\x02 \x01(\x0b\x32\x1c.lockd.v1.SessionsRegisteredH\x00\x12\x32\n\nterminated\x18\x03 \x01(\x0b\x32\x1c.lockd.v1.SessionsTerminatedH\x00\x12\x31\n\x0esnapshot_begin\x18\x04 \x01(\x0b\x32\x17.lockd.v1.SnapshotBeginH\x00\x12\x31\n\x0esnapshot_chunk\x18\x05 \x01(\x0b\x32\x17.lockd.v1.SnapshotChunkH\x00\x12-\n\x0csnapshot_end\x18\x06 \x01(\x0b\x32\x15.lockd.v1.SnapshotEndH\x00\x12&\n\x06\x65vents\x18\x07 \x01(\x0b\x32\x14.lockd.v1.EventBatchH\x00\x12,\n\tfreshness\x18\x08 \x01(\x0b\x32\x17.lockd.v1.ViewFreshnessH\x00\x42\t\n\x07message\"\xca\x01\n\x0e\x43hannelWelcome\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x12\n\nchannel_id\x18\x02 \x01(\t\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\r\x12\x35\n\x12\x66reshness_interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\rlocking_floor\x18\x06 \x01(\x0e\x32\x15.lockd.v1.LockingMode\"X\n\rSessionResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x12.lockd.v1.Decision\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"d\n\x12SessionsRegistered\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12(\n\x07results\x18\x03 \x03(\x0b\x32\x17.lockd.v1.SessionResult\"\x89\x01\n\x12SessionsTerminated\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x11\n\tlock_name\x18\x03 \x01(\t\x12)\n\x05\x63\x61use\x18\x04 \x01(\x0e\x32\x1a.lockd.v1.TerminationCause\x12\x10\n\x08revision\x18\x05 \x01(\x03\"{\n\rViewFreshness\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12/\n\x0creliable_for\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\":\n\x12\x43heckAccessRequest\x12$\n\x08identity\x18\x01 \x01(\x0b\x32\x12.lockd.v1.Identity\";\n\x13\x43heckAccessResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.lockd.v1.Decision\"\x12\n\x10GetStatusRequest\"\x93\x02\n\x11GetStatusResponse\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\x12\r\n\x05\x65poch\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\x30\n\rfreshness_age\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0elocks_in_force\x18\x06 \x01(\x03\x12\x10\n\x08sessions\x18\x07 \x01(\x03\x12\x33\n\x14\x63luster_locking_mode\x18\x08 \x01(\x0e\x32\x15.lockd.v1.LockingMode\x12\x10\n\x08\x63hannels\x18\t \x01(\x03*\xd2\x01\n\x0fSessionProtocol\x12 \n\x1cSESSION_PROTOCOL_UNSPECIFIED\x10\x00\x12\x18\n\x14SESSION_PROTOCOL_SSH\x10\x01\x12\x17\n\x13SESSION_PROTOCOL_DB\x10\x02\x12\x18\n\x14SESSION_PROTOCOL_APP\x10\x03\x12\x1c\n\x18SESSION_PROTOCOL_DESKTOP\x10\x04\x12\x18\n\x14SESSION_PROTOCOL_K8S\x10\x05\x12\x18\n\x14SESSION_PROTOCOL_TCP\x10\x06*\x98\x01\n\x10TerminationCause\x12!\n\x1dTERMINATION_CAUSE_UNSPECIFIED\x10\x00\x12\x1a\n\x16TERMINATION_CAUSE_LOCK\x10\x01\x12!\n\x1dTERMINATION_CAUSE_SERVER_LOCK\x10\x02\x12\"\n\x1eTERMINATION_CAUSE_STRICT_STALE\x10\x03\x32\xe8\x01\n\x0c\x41gentService\x12\x46\n\x0eSessionChannel\x12\x18.lockd.v1.SidecarMessage\x1a\x16.lockd.v1.AgentMessage(\x01\x30\x01\x12J\n\x0b\x43heckAccess\x12\x1c.lockd.v1.CheckAccessRequest\x1a\x1d.lockd.v1.CheckAccessResponse\x12\x44\n\tGetStatus\x12\x1a.lockd.v1.GetStatusRequest\x1a\x1b.lockd.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.agent_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPENSESSIONREQUEST']._serialized_start=132
-  _globals['_OPENSESSIONREQUEST']._serialized_end=210
-  _globals['_DECISION']._serialized_start=212
-  _globals['_DECISION']._serialized_end=311
-  _globals['_SESSIONOPENED']._serialized_start=313
-  _globals['_SESSIONOPENED']._serialized_end=386
-  _globals['_SESSIONTERMINATED']._serialized_start=388
-  _globals['_SESSIONTERMINATED']._serialized_end=442
-  _globals['_OPENSESSIONRESPONSE']._serialized_start=444
-  _globals['_OPENSESSIONRESPONSE']._serialized_end=570
-  _globals['_CHECKACCESSREQUEST']._serialized_start=572
-  _globals['_CHECKACCESSREQUEST']._serialized_end=630
-  _globals['_CHECKACCESSRESPONSE']._serialized_start=632
-  _globals['_CHECKACCESSRESPONSE']._serialized_end=691
-  _globals['_GETSTATUSREQUEST']._serialized_start=693
-  _globals['_GETSTATUSREQUEST']._serialized_end=711
-  _globals['_GETSTATUSRESPONSE']._serialized_start=714
-  _globals['_GETSTATUSRESPONSE']._serialized_end=971
-  _globals['_AGENTSERVICE']._serialized_start=974
-  _globals['_AGENTSERVICE']._serialized_end=1212
+  _globals['_SESSIONPROTOCOL']._serialized_start=2433
+  _globals['_SESSIONPROTOCOL']._serialized_end=2643
+  _globals['_TERMINATIONCAUSE']._serialized_start=2646
+  _globals['_TERMINATIONCAUSE']._serialized_end=2798
+  _globals['_DECISION']._serialized_start=195
+  _globals['_DECISION']._serialized_end=294
+  _globals['_SESSIONMETADATA']._serialized_start=297
+  _globals['_SESSIONMETADATA']._serialized_end=456
+  _globals['_SIDECARMESSAGE']._serialized_start=459
+  _globals['_SIDECARMESSAGE']._serialized_end=627
+  _globals['_CHANNELHELLO']._serialized_start=629
+  _globals['_CHANNELHELLO']._serialized_end=679
+  _globals['_SESSIONREGISTRATION']._serialized_start=681
+  _globals['_SESSIONREGISTRATION']._serialized_end=805
+  _globals['_REGISTERSESSIONS']._serialized_start=807
+  _globals['_REGISTERSESSIONS']._serialized_end=894
+  _globals['_UNREGISTERSESSIONS']._serialized_start=896
+  _globals['_UNREGISTERSESSIONS']._serialized_end=937
+  _globals['_AGENTMESSAGE']._serialized_start=940
+  _globals['_AGENTMESSAGE']._serialized_end=1349
+  _globals['_CHANNELWELCOME']._serialized_start=1352
+  _globals['_CHANNELWELCOME']._serialized_end=1554
+  _globals['_SESSIONRESULT']._serialized_start=1556
+  _globals['_SESSIONRESULT']._serialized_end=1644
+  _globals['_SESSIONSREGISTERED']._serialized_start=1646
+  _globals['_SESSIONSREGISTERED']._serialized_end=1746
+  _globals['_SESSIONSTERMINATED']._serialized_start=1749
+  _globals['_SESSIONSTERMINATED']._serialized_end=1886
+  _globals['_VIEWFRESHNESS']._serialized_start=1888
+  _globals['_VIEWFRESHNESS']._serialized_end=2011
+  _globals['_CHECKACCESSREQUEST']._serialized_start=2013
+  _globals['_CHECKACCESSREQUEST']._serialized_end=2071
+  _globals['_CHECKACCESSRESPONSE']._serialized_start=2073
+  _globals['_CHECKACCESSRESPONSE']._serialized_end=2132
+  _globals['_GETSTATUSREQUEST']._serialized_start=2134
+  _globals['_GETSTATUSREQUEST']._serialized_end=2152
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2155
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2430
+  _globals['_AGENTSERVICE']._serialized_start=2801
+  _globals['_AGENTSERVICE']._serialized_end=3033
 # @@protoc_insertion_point(module_scope)

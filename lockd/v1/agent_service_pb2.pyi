@@ -3,11 +3,16 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lockd.v1 import cluster_service_pb2 as _cluster_service_pb2
 from lockd.v1 import resources_pb2 as _resources_pb2
+from lockd.v1 import watch_service_pb2 as _watch_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,29 +24,49 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-@_typing.final
-class OpenSessionRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
+class _SessionProtocol:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
 
-    IDENTITY_FIELD_NUMBER: _builtins.int
-    SESSION_ID_FIELD_NUMBER: _builtins.int
-    session_id: _builtins.str
-    """Optional; the agent generates one when empty."""
-    @_builtins.property
-    def identity(self) -> _resources_pb2.Identity: ...
-    def __init__(
-        self,
-        *,
-        identity: _resources_pb2.Identity | None = ...,
-        session_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "session_id", b"session_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+class _SessionProtocolEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionProtocol.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_PROTOCOL_UNSPECIFIED: _SessionProtocol.ValueType  # 0
+    SESSION_PROTOCOL_SSH: _SessionProtocol.ValueType  # 1
+    SESSION_PROTOCOL_DB: _SessionProtocol.ValueType  # 2
+    SESSION_PROTOCOL_APP: _SessionProtocol.ValueType  # 3
+    SESSION_PROTOCOL_DESKTOP: _SessionProtocol.ValueType  # 4
+    SESSION_PROTOCOL_K8S: _SessionProtocol.ValueType  # 5
+    SESSION_PROTOCOL_TCP: _SessionProtocol.ValueType  # 6
 
-Global___OpenSessionRequest: _TypeAlias = OpenSessionRequest  # noqa: Y015
+class SessionProtocol(_SessionProtocol, metaclass=_SessionProtocolEnumTypeWrapper): ...
+
+SESSION_PROTOCOL_UNSPECIFIED: SessionProtocol.ValueType  # 0
+SESSION_PROTOCOL_SSH: SessionProtocol.ValueType  # 1
+SESSION_PROTOCOL_DB: SessionProtocol.ValueType  # 2
+SESSION_PROTOCOL_APP: SessionProtocol.ValueType  # 3
+SESSION_PROTOCOL_DESKTOP: SessionProtocol.ValueType  # 4
+SESSION_PROTOCOL_K8S: SessionProtocol.ValueType  # 5
+SESSION_PROTOCOL_TCP: SessionProtocol.ValueType  # 6
+Global___SessionProtocol: _TypeAlias = SessionProtocol  # noqa: Y015
+
+class _TerminationCause:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TerminationCauseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TerminationCause.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TERMINATION_CAUSE_UNSPECIFIED: _TerminationCause.ValueType  # 0
+    TERMINATION_CAUSE_LOCK: _TerminationCause.ValueType  # 1
+    TERMINATION_CAUSE_SERVER_LOCK: _TerminationCause.ValueType  # 2
+    TERMINATION_CAUSE_STRICT_STALE: _TerminationCause.ValueType  # 3
+
+class TerminationCause(_TerminationCause, metaclass=_TerminationCauseEnumTypeWrapper): ...
+
+TERMINATION_CAUSE_UNSPECIFIED: TerminationCause.ValueType  # 0
+TERMINATION_CAUSE_LOCK: TerminationCause.ValueType  # 1
+TERMINATION_CAUSE_SERVER_LOCK: TerminationCause.ValueType  # 2
+TERMINATION_CAUSE_STRICT_STALE: TerminationCause.ValueType  # 3
+Global___TerminationCause: _TypeAlias = TerminationCause  # noqa: Y015
 
 @_typing.final
 class Decision(_message.Message):
@@ -73,78 +98,411 @@ class Decision(_message.Message):
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
 
 @_typing.final
-class SessionOpened(_message.Message):
+class SessionMetadata(_message.Message):
+    """SessionMetadata is what operators see in audit events and logs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROTOCOL_FIELD_NUMBER: _builtins.int
+    REMOTE_ADDRESS_FIELD_NUMBER: _builtins.int
+    TARGET_RESOURCE_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    protocol: Global___SessionProtocol.ValueType
+    remote_address: _builtins.str
+    """At most 256 bytes each."""
+    target_resource: _builtins.str
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset: the agent stamps the time of registration."""
+
+    def __init__(
+        self,
+        *,
+        protocol: Global___SessionProtocol.ValueType = ...,
+        remote_address: _builtins.str = ...,
+        target_resource: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["protocol", b"protocol", "remote_address", b"remote_address", "started_at", b"started_at", "target_resource", b"target_resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionMetadata: _TypeAlias = SessionMetadata  # noqa: Y015
+
+@_typing.final
+class SidecarMessage(_message.Message):
+    """---- sidecar -> agent ----------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HELLO_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    UNREGISTER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def hello(self) -> Global___ChannelHello: ...
+    @_builtins.property
+    def register(self) -> Global___RegisterSessions: ...
+    @_builtins.property
+    def unregister(self) -> Global___UnregisterSessions: ...
+    def __init__(
+        self,
+        *,
+        hello: Global___ChannelHello | None = ...,
+        register: Global___RegisterSessions | None = ...,
+        unregister: Global___UnregisterSessions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hello", b"hello", "message", b"message", "register", b"register", "unregister", b"unregister"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hello", b"hello", "message", b"message", "register", b"register", "unregister", b"unregister"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "register", "unregister"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___SidecarMessage: _TypeAlias = SidecarMessage  # noqa: Y015
+
+@_typing.final
+class ChannelHello(_message.Message):
+    """ChannelHello must be the first message, and only the first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    WANT_VIEW_FIELD_NUMBER: _builtins.int
+    sidecar: _builtins.str
+    """Names the sidecar in audit events and logs (e.g. "lockd-ssh@node1"); at most 128 bytes."""
+    want_view: _builtins.bool
+    """Ask for the agent's view (snapshot, then every change, then freshness reports),
+    so that the sidecar can decide new requests in-process.
+    """
+    def __init__(
+        self,
+        *,
+        sidecar: _builtins.str = ...,
+        want_view: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar", "want_view", b"want_view"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelHello: _TypeAlias = ChannelHello  # noqa: Y015
+
+@_typing.final
+class SessionRegistration(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """Chosen by the sidecar, unique among the live sessions of this channel; 1..128 bytes."""
+    @_builtins.property
+    def identity(self) -> _resources_pb2.Identity: ...
+    @_builtins.property
+    def metadata(self) -> Global___SessionMetadata: ...
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        identity: _resources_pb2.Identity | None = ...,
+        metadata: Global___SessionMetadata | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "metadata", b"metadata", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionRegistration: _TypeAlias = SessionRegistration  # noqa: Y015
+
+@_typing.final
+class RegisterSessions(_message.Message):
+    """RegisterSessions registers up to `max_batch` sessions (from ChannelWelcome)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    """Echoed in the answer (SessionsRegistered) so the sidecar can match them."""
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionRegistration]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.int = ...,
+        sessions: _abc.Iterable[Global___SessionRegistration] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterSessions: _TypeAlias = RegisterSessions  # noqa: Y015
+
+@_typing.final
+class UnregisterSessions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        session_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_ids", b"session_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnregisterSessions: _TypeAlias = UnregisterSessions  # noqa: Y015
+
+@_typing.final
+class AgentMessage(_message.Message):
+    """---- agent -> sidecar ----------------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WELCOME_FIELD_NUMBER: _builtins.int
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    TERMINATED_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_BEGIN_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_CHUNK_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_END_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def welcome(self) -> Global___ChannelWelcome: ...
+    @_builtins.property
+    def registered(self) -> Global___SessionsRegistered: ...
+    @_builtins.property
+    def terminated(self) -> Global___SessionsTerminated: ...
+    @_builtins.property
+    def snapshot_begin(self) -> _watch_service_pb2.SnapshotBegin:
+        """The agent's view, only with want_view: a snapshot (begin, chunks, end), then
+        every event batch the agent applies, in order.
+        """
+
+    @_builtins.property
+    def snapshot_chunk(self) -> _watch_service_pb2.SnapshotChunk: ...
+    @_builtins.property
+    def snapshot_end(self) -> _watch_service_pb2.SnapshotEnd: ...
+    @_builtins.property
+    def events(self) -> _watch_service_pb2.EventBatch: ...
+    @_builtins.property
+    def freshness(self) -> Global___ViewFreshness: ...
+    def __init__(
+        self,
+        *,
+        welcome: Global___ChannelWelcome | None = ...,
+        registered: Global___SessionsRegistered | None = ...,
+        terminated: Global___SessionsTerminated | None = ...,
+        snapshot_begin: _watch_service_pb2.SnapshotBegin | None = ...,
+        snapshot_chunk: _watch_service_pb2.SnapshotChunk | None = ...,
+        snapshot_end: _watch_service_pb2.SnapshotEnd | None = ...,
+        events: _watch_service_pb2.EventBatch | None = ...,
+        freshness: Global___ViewFreshness | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "freshness", b"freshness", "message", b"message", "registered", b"registered", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end", "terminated", b"terminated", "welcome", b"welcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "freshness", b"freshness", "message", b"message", "registered", b"registered", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end", "terminated", b"terminated", "welcome", b"welcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "registered", "terminated", "snapshot_begin", "snapshot_chunk", "snapshot_end", "events", "freshness"]  # noqa: Y015
+    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+
+Global___AgentMessage: _TypeAlias = AgentMessage  # noqa: Y015
+
+@_typing.final
+class ChannelWelcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    FRESHNESS_INTERVAL_FIELD_NUMBER: _builtins.int
+    LOCKING_FLOOR_FIELD_NUMBER: _builtins.int
+    server_id: _builtins.str
+    channel_id: _builtins.str
+    """The agent's name for this channel (in its logs and audit events)."""
+    max_batch: _builtins.int
+    """Most sessions per RegisterSessions / UnregisterSessions message."""
+    max_message_bytes: _builtins.int
+    """Largest SidecarMessage the agent accepts, in bytes."""
+    locking_floor: _resources_pb2.LockingMode.ValueType
+    """The agent's local minimum mode (agent_service.locking_mode): a sidecar deciding
+    in-process applies it as the agent does.
+    """
+    @_builtins.property
+    def freshness_interval(self) -> _duration_pb2.Duration:
+        """How often a want_view channel gets ViewFreshness when nothing changes."""
+
+    def __init__(
+        self,
+        *,
+        server_id: _builtins.str = ...,
+        channel_id: _builtins.str = ...,
+        max_batch: _builtins.int = ...,
+        max_message_bytes: _builtins.int = ...,
+        freshness_interval: _duration_pb2.Duration | None = ...,
+        locking_floor: _resources_pb2.LockingMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["freshness_interval", b"freshness_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "freshness_interval", b"freshness_interval", "locking_floor", b"locking_floor", "max_batch", b"max_batch", "max_message_bytes", b"max_message_bytes", "server_id", b"server_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelWelcome: _TypeAlias = ChannelWelcome  # noqa: Y015
+
+@_typing.final
+class SessionResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     DECISION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    error: _builtins.str
+    """Set instead of a decision when the registration itself was invalid (too long an
+    id, a duplicate id, ...): the session is not registered.
+    """
     @_builtins.property
-    def decision(self) -> Global___Decision: ...
+    def decision(self) -> Global___Decision:
+        """Set when the session was decided; allowed = registered and subscribed."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         decision: Global___Decision | None = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "error", b"error", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SessionOpened: _TypeAlias = SessionOpened  # noqa: Y015
+Global___SessionResult: _TypeAlias = SessionResult  # noqa: Y015
 
 @_typing.final
-class SessionTerminated(_message.Message):
+class SessionsRegistered(_message.Message):
+    """SessionsRegistered answers one RegisterSessions, in the same order. Every
+    session was checked and (if allowed) subscribed at `revision` of the view, in one
+    step: a lock applied later reaches it as SessionsTerminated, on this channel,
+    after this message.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    REASON_FIELD_NUMBER: _builtins.int
-    LOCK_NAME_FIELD_NUMBER: _builtins.int
-    reason: _builtins.str
-    lock_name: _builtins.str
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.int
+    revision: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionResult]: ...
     def __init__(
         self,
         *,
-        reason: _builtins.str = ...,
-        lock_name: _builtins.str = ...,
+        request_id: _builtins.int = ...,
+        revision: _builtins.int = ...,
+        results: _abc.Iterable[Global___SessionResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_name", b"lock_name", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "results", b"results", "revision", b"revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SessionTerminated: _TypeAlias = SessionTerminated  # noqa: Y015
+Global___SessionsRegistered: _TypeAlias = SessionsRegistered  # noqa: Y015
 
 @_typing.final
-class OpenSessionResponse(_message.Message):
+class SessionsTerminated(_message.Message):
+    """SessionsTerminated ends sessions of this channel: one message per lock event
+    (or lock-out) carrying every hit session of the channel. They are already
+    unregistered.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    OPENED_FIELD_NUMBER: _builtins.int
-    TERMINATED_FIELD_NUMBER: _builtins.int
+    SESSION_IDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    LOCK_NAME_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """The SPEC §3 text the user must see."""
+    lock_name: _builtins.str
+    """Empty for the strict lock-out."""
+    cause: Global___TerminationCause.ValueType
+    revision: _builtins.int
+    """The view revision that carried the lock (0 for the lock-out)."""
     @_builtins.property
-    def opened(self) -> Global___SessionOpened: ...
-    @_builtins.property
-    def terminated(self) -> Global___SessionTerminated: ...
+    def session_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        opened: Global___SessionOpened | None = ...,
-        terminated: Global___SessionTerminated | None = ...,
+        session_ids: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+        lock_name: _builtins.str = ...,
+        cause: Global___TerminationCause.ValueType = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "opened", b"opened", "terminated", b"terminated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "opened", b"opened", "terminated", b"terminated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "lock_name", b"lock_name", "reason", b"reason", "revision", b"revision", "session_ids", b"session_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["opened", "terminated"]  # noqa: Y015
-    _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___OpenSessionResponse: _TypeAlias = OpenSessionResponse  # noqa: Y015
+Global___SessionsTerminated: _TypeAlias = SessionsTerminated  # noqa: Y015
+
+@_typing.final
+class ViewFreshness(_message.Message):
+    """ViewFreshness tells a want_view sidecar how far it may trust its copy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    RELIABLE_FOR_FIELD_NUMBER: _builtins.int
+    state: _cluster_service_pb2.AgentSyncState.ValueType
+    revision: _builtins.int
+    @_builtins.property
+    def reliable_for(self) -> _duration_pb2.Duration:
+        """How much longer the agent's view stays reliable for strict mode without a new
+        proof of freshness (0 when it is not reliable now).
+        """
+
+    def __init__(
+        self,
+        *,
+        state: _cluster_service_pb2.AgentSyncState.ValueType = ...,
+        revision: _builtins.int = ...,
+        reliable_for: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reliable_for", b"reliable_for"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reliable_for", b"reliable_for", "revision", b"revision", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ViewFreshness: _TypeAlias = ViewFreshness  # noqa: Y015
 
 @_typing.final
 class CheckAccessRequest(_message.Message):
+    """---- unary ---------------------------------------------------------------------"""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDENTITY_FIELD_NUMBER: _builtins.int
@@ -210,6 +568,7 @@ class GetStatusResponse(_message.Message):
     LOCKS_IN_FORCE_FIELD_NUMBER: _builtins.int
     SESSIONS_FIELD_NUMBER: _builtins.int
     CLUSTER_LOCKING_MODE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     state: _cluster_service_pb2.AgentSyncState.ValueType
     epoch: _builtins.str
@@ -217,6 +576,8 @@ class GetStatusResponse(_message.Message):
     locks_in_force: _builtins.int
     sessions: _builtins.int
     cluster_locking_mode: _resources_pb2.LockingMode.ValueType
+    channels: _builtins.int
+    """Open SessionChannel streams."""
     @_builtins.property
     def freshness_age(self) -> _duration_pb2.Duration: ...
     def __init__(
@@ -230,10 +591,11 @@ class GetStatusResponse(_message.Message):
         locks_in_force: _builtins.int = ...,
         sessions: _builtins.int = ...,
         cluster_locking_mode: _resources_pb2.LockingMode.ValueType = ...,
+        channels: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["freshness_age", b"freshness_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_locking_mode", b"cluster_locking_mode", "epoch", b"epoch", "freshness_age", b"freshness_age", "locks_in_force", b"locks_in_force", "revision", b"revision", "server_id", b"server_id", "sessions", b"sessions", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "cluster_locking_mode", b"cluster_locking_mode", "epoch", b"epoch", "freshness_age", b"freshness_age", "locks_in_force", b"locks_in_force", "revision", b"revision", "server_id", b"server_id", "sessions", b"sessions", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

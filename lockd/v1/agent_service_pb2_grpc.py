@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class AgentServiceStub(object):
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
     def __init__(self, channel):
@@ -36,10 +37,10 @@ class AgentServiceStub(object):
         Args:
             channel: A grpc.Channel.
         """
-        self.OpenSession = channel.unary_stream(
-                '/lockd.v1.AgentService/OpenSession',
-                request_serializer=lockd_dot_v1_dot_agent__service__pb2.OpenSessionRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_agent__service__pb2.OpenSessionResponse.FromString,
+        self.SessionChannel = channel.stream_stream(
+                '/lockd.v1.AgentService/SessionChannel',
+                request_serializer=lockd_dot_v1_dot_agent__service__pb2.SidecarMessage.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_agent__service__pb2.AgentMessage.FromString,
                 _registered_method=True)
         self.CheckAccess = channel.unary_unary(
                 '/lockd.v1.AgentService/CheckAccess',
@@ -55,13 +56,15 @@ class AgentServiceStub(object):
 
 class AgentServiceServicer(object):
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
-    def OpenSession(self, request, context):
-        """OpenSession registers a live session: the first message says whether it is
-        allowed; later at most one terminate signal follows. The sidecar ends the
-        session by cancelling the stream.
+    def SessionChannel(self, request_iterator, context):
+        """SessionChannel is one long-lived stream per sidecar process carrying all of
+        its sessions: registrations (check + subscribe, atomic), unregistrations,
+        terminations batched per lock event and, on request, the agent's view.
+        When the stream ends, every session registered on it is unregistered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,10 +86,10 @@ class AgentServiceServicer(object):
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'OpenSession': grpc.unary_stream_rpc_method_handler(
-                    servicer.OpenSession,
-                    request_deserializer=lockd_dot_v1_dot_agent__service__pb2.OpenSessionRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_agent__service__pb2.OpenSessionResponse.SerializeToString,
+            'SessionChannel': grpc.stream_stream_rpc_method_handler(
+                    servicer.SessionChannel,
+                    request_deserializer=lockd_dot_v1_dot_agent__service__pb2.SidecarMessage.FromString,
+                    response_serializer=lockd_dot_v1_dot_agent__service__pb2.AgentMessage.SerializeToString,
             ),
             'CheckAccess': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckAccess,
@@ -108,11 +111,12 @@ def add_AgentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentService(object):
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
     @staticmethod
-    def OpenSession(request,
+    def SessionChannel(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -122,12 +126,12 @@ class AgentService(object):
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/lockd.v1.AgentService/OpenSession',
-            lockd_dot_v1_dot_agent__service__pb2.OpenSessionRequest.SerializeToString,
-            lockd_dot_v1_dot_agent__service__pb2.OpenSessionResponse.FromString,
+            '/lockd.v1.AgentService/SessionChannel',
+            lockd_dot_v1_dot_agent__service__pb2.SidecarMessage.SerializeToString,
+            lockd_dot_v1_dot_agent__service__pb2.AgentMessage.FromString,
             options,
             channel_credentials,
             insecure,

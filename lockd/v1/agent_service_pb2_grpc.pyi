@@ -28,17 +28,19 @@ GRPC_VERSION: str
 
 class AgentServiceStub:
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentServiceAsyncStub: ...
-    OpenSession: _grpc.UnaryStreamMultiCallable[_agent_service_pb2.OpenSessionRequest, _agent_service_pb2.OpenSessionResponse]
-    """OpenSession registers a live session: the first message says whether it is
-    allowed; later at most one terminate signal follows. The sidecar ends the
-    session by cancelling the stream.
+    SessionChannel: _grpc.StreamStreamMultiCallable[_agent_service_pb2.SidecarMessage, _agent_service_pb2.AgentMessage]
+    """SessionChannel is one long-lived stream per sidecar process carrying all of
+    its sessions: registrations (check + subscribe, atomic), unregistrations,
+    terminations batched per lock event and, on request, the agent's view.
+    When the stream ends, every session registered on it is unregistered.
     """
     CheckAccess: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.CheckAccessRequest, _agent_service_pb2.CheckAccessResponse]
     """CheckAccess decides a new request without registering anything."""
@@ -47,14 +49,16 @@ class AgentServiceStub:
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    OpenSession: _aio.UnaryStreamMultiCallable[_agent_service_pb2.OpenSessionRequest, _agent_service_pb2.OpenSessionResponse]  # type: ignore[assignment]
-    """OpenSession registers a live session: the first message says whether it is
-    allowed; later at most one terminate signal follows. The sidecar ends the
-    session by cancelling the stream.
+    SessionChannel: _aio.StreamStreamMultiCallable[_agent_service_pb2.SidecarMessage, _agent_service_pb2.AgentMessage]  # type: ignore[assignment]
+    """SessionChannel is one long-lived stream per sidecar process carrying all of
+    its sessions: registrations (check + subscribe, atomic), unregistrations,
+    terminations batched per lock event and, on request, the agent's view.
+    When the stream ends, every session registered on it is unregistered.
     """
     CheckAccess: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.CheckAccessRequest, _agent_service_pb2.CheckAccessResponse]  # type: ignore[assignment]
     """CheckAccess decides a new request without registering anything."""
@@ -62,18 +66,20 @@ class AgentServiceAsyncStub(AgentServiceStub):
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """AgentService is served by the node agent on a Unix socket for the sidecars
-    that proxy sessions on the node.
+    that proxy sessions on the node. docs/sidecar-api.md describes it for
+    implementers in any language.
     """
 
     @_abc_1.abstractmethod
-    def OpenSession(
+    def SessionChannel(
         self,
-        request: _agent_service_pb2.OpenSessionRequest,
+        request_iterator: _MaybeAsyncIterator[_agent_service_pb2.SidecarMessage],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.OpenSessionResponse], _abc.AsyncIterator[_agent_service_pb2.OpenSessionResponse]]:
-        """OpenSession registers a live session: the first message says whether it is
-        allowed; later at most one terminate signal follows. The sidecar ends the
-        session by cancelling the stream.
+    ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.AgentMessage], _abc.AsyncIterator[_agent_service_pb2.AgentMessage]]:
+        """SessionChannel is one long-lived stream per sidecar process carrying all of
+        its sessions: registrations (check + subscribe, atomic), unregistrations,
+        terminations batched per lock event and, on request, the agent's view.
+        When the stream ends, every session registered on it is unregistered.
         """
 
     @_abc_1.abstractmethod

@@ -154,7 +154,7 @@ class AgentHandle:
         self.stopped = True
         await self.sessions.aclose()
         await self.app.stop()
-        await self.client.channel.close()
+        await self.client.close()
 
 
 class Cluster:

@@ -155,7 +155,7 @@ async def test_a_lock_ends_a_sidecar_session_across_real_processes(
     assert [(t["session_id"], t["server_id"], t["lock"]) for t in terminated] == [
         (opened["opened"], "e2e-node", "e2e-lock")
     ]
-    assert any(line["event"] == "access.denied" for line in audit)
+    assert any(line["event"] == "session.rejected" for line in audit)
     assert any(line["event"] == "lock.created" for line in audit)
 
     # The agent's Prometheus endpoint (port chosen by the fixture, found in the config).

@@ -13,7 +13,6 @@ import structlog
 
 from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
 from lockd.client import SessionDenied
-from lockd.domain.errors import UnavailableError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.domain.modes import LockingMode
@@ -271,15 +270,19 @@ async def test_the_view_is_persisted_soon_after_a_change_without_a_clean_stop(
     await eventually(saved, what="the view file to hold the lock")
 
 
-async def test_a_stopping_agent_tells_its_sidecars_it_is_unavailable(cluster: Cluster) -> None:
-    """When the agent shuts down, a sidecar waiting on terminated() gets UnavailableError
-    (not a termination: the session was not locked)."""
-    await cluster.start_auth()
+async def test_a_stopping_agent_ends_strict_sessions_and_keeps_best_effort_ones(
+    cluster: Cluster,
+) -> None:
+    """When the agent shuts down, its strict sessions are told to end with the lock-out
+    text (cause agent_unavailable); a best_effort session is kept (not a lock: the
+    library registers it again once an agent answers)."""
+    auth = await cluster.start_auth()
+    await auth.client().put_role(Role("ops", lock_mode=LockingMode.STRICT), PutMode.UPSERT)
     agent = await cluster.start_agent()
-    session = await agent.open(ALICE)
-    waiter = asyncio.create_task(session.terminated())
+    kept = await agent.open(ALICE)
+    strict = await agent.open(Identity(user="olga", roles=("ops",)))
     await agent.app.stop()
-    with pytest.raises(UnavailableError):
-        async with asyncio.timeout(20):
-            await waiter
-    assert not session.is_terminated()
+    async with asyncio.timeout(20):
+        ended = await strict.terminated()
+    assert (ended.reason, ended.cause) == (STRICT_LOCKOUT_MESSAGE, "agent_unavailable")
+    assert not kept.is_terminated()

@@ -104,6 +104,12 @@ def test_session_terminated_has_the_documented_fields() -> None:
         "reason": reason,
         "reason_kind": "lock",
         "lock": "l1",
+        "login": "",
+        "protocol": "",
+        "remote_address": "",
+        "target_resource": "",
+        "started_at": None,
+        "channel": "",
     }
     with pytest.raises(ValueError, match="unknown termination kind"):
         session_terminated("s", "u", "n", "r", "c", T0, reason_kind="the message text")

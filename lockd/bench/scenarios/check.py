@@ -7,6 +7,10 @@ transport floor). The request is the same pre-serialised message either way.
 
 In-process: `AgentRuntime.check_access` (what the AgentService handler calls: decision,
 metrics) and `LocalView.decide` alone, in a loop, on a view holding L locks.
+
+Sidecar-local: a checker process connects with `local_view=True`, waits until the
+agent has streamed its L locks into the copy, then calls `check_access_local` in a loop
+(the decision a sidecar makes in its own process).
 """
 
 from __future__ import annotations
@@ -141,6 +145,13 @@ async def check(reaper: Reaper, params: CheckParams, common: Common) -> Result:
             checkers, str(reaper.workdir / "agent" / "agent.sock"), params, agent.pid
         )
         floor = await _drive(checkers, bare_socket, params, bare.pid)
+        local = await checkers[0].call(
+            "local",
+            within=params.seconds + 300 + params.locks / 500,
+            socket=str(reaper.workdir / "agent" / "agent.sock"),
+            seconds=params.seconds,
+            locks=params.locks,
+        )
         result.add(
             socket_checks_per_s=ours["rate"],
             socket_p50_ms=ours["p50"],
@@ -151,6 +162,8 @@ async def check(reaper: Reaper, params: CheckParams, common: Common) -> Result:
             bare_p99_ms=floor["p99"],
             bare_server_cpu_s=floor["cpu"],
             socket_vs_bare=round(ours["rate"] / floor["rate"], 3) if floor["rate"] else None,
+            sidecar_local_checks_per_s=float(local["checks_per_s"]),
+            sidecar_view_load_s=float(local["loaded_s"]),
         )
     finally:
         await close_workers(reaper, workers)

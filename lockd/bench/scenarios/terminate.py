@@ -1,13 +1,16 @@
 """`terminate`: from a lock event's arrival at an agent to every hit sidecar knowing.
 
 One real node agent (`agent-host` worker) holds S sessions registered over its Unix
-socket by sidecar processes; X of them belong to the user each round's lock targets.
+socket by `--procs` sidecar processes, each with ONE SessionChannel carrying all of its
+sessions; X of them belong to the user each round's lock targets. The registration of
+all S from cold (a fresh agent, in batches, every sidecar at once) is timed too.
 Per round: create the lock; the agent reports when the event batch reached its runtime
 (`arrived`); each sidecar reports when each of its matching sessions received the
 terminate signal. Then the lock is deleted and the X sessions open again. Optional
 `--locks L` background locks show the agent's memory with a large view.
 `--with-baseline` first runs the same rounds against a bare grpc.aio server holding the
-same OpenSession streams (`lockd.bench.bare.BareSessions`): the transport floor.
+same channels, which sends each one a single message with its victims' ids
+(`lockd.bench.bare.BareChannels`): the transport floor of the same shape.
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ async def floor(reaper: Reaper, params: TerminateParams) -> dict[str, Value]:
     workers = [server]
     try:
         await server.event("ready", 60.0)
-        sidecars, hit = await _sidecars(reaper, params, socket, "f")
+        sidecars, hit, _ = await _sidecars(reaper, params, socket, "f")
         workers += sidecars
         figures = await _rounds(BareTarget(server), sidecars, hit, params.rounds)
         server_rss = rss_bytes(server.pid)
@@ -183,8 +186,9 @@ async def terminate(reaper: Reaper, params: TerminateParams, common: Common) -> 
         workers.append(agent)
         idle_rss = rss_bytes(agent.pid)
         socket = str(reaper.workdir / "agent" / "agent.sock")
-        sidecars, hit = await _sidecars(reaper, params, socket, "s")
+        sidecars, hit, register_s = await _sidecars(reaper, params, socket, "s")
         workers += sidecars
+        result.add(register_all_s=round(register_s, 3))
         await settle()
         status = await agent.call("status")
         if status["sessions"] != params.sessions:
@@ -213,8 +217,9 @@ async def terminate(reaper: Reaper, params: TerminateParams, common: Common) -> 
 
 async def _sidecars(
     reaper: Reaper, params: TerminateParams, socket: str, name: str
-) -> tuple[list[Worker], list[Worker]]:
-    """Sidecar workers holding every session open, and those holding matching ones."""
+) -> tuple[list[Worker], list[Worker], float]:
+    """Sidecar workers holding every session open, those holding matching ones, and the
+    seconds from the first registration sent to the last answered."""
     sessions = split(params.sessions, params.procs)
     matching = split(params.matching, len(sessions))
     matching += [0] * (len(sessions) - len(matching))
@@ -225,5 +230,6 @@ async def _sidecars(
         workers.append(worker)
         if hits:
             hit.append(worker)
+    started = time.monotonic()
     await asyncio.gather(*(worker.call("open", ROUND_TIMEOUT) for worker in workers))
-    return workers, hit
+    return workers, hit, time.monotonic() - started
