@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT, Store, Sy
 from lockd.obs.audit import MemoryAuditSink
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings
 from lockd.store import SqliteStore
+from lockd.testing import FakeClock
 from tests.api.fakes import ControlledStore
 from tests.api.helpers import open_channel
 
@@ -73,6 +74,9 @@ class Servers:
         self.directory = directory
         self.sockets = sockets
         self.running: list[Running] = []
+        # For tests about expiry (`start(fake_clock=True)`): the servers' wall time, moved
+        # by the test; shared across restarts. It starts at the real time.
+        self.clock = FakeClock(datetime.now(UTC))
 
     def db_path(self, name: str = "lockd") -> Path:
         return self.directory / f"{name}.db"
@@ -86,6 +90,7 @@ class Servers:
         retention_age: timedelta = LOG_RETENTION_AGE,
         retention_count: int = LOG_RETENTION_COUNT,
         watch: WatchSettings | None = None,
+        fake_clock: bool = False,
         **settings: Any,
     ) -> Running:
         path = db if db is not None else self.db_path()
@@ -103,7 +108,10 @@ class Servers:
         settings.setdefault("shutdown_grace", 1.0)
         audit = MemoryAuditSink()
         app = await AuthApp.start(
-            dataclasses.replace(base, **settings), store, SystemClock(), audit
+            dataclasses.replace(base, **settings),
+            store,
+            self.clock if fake_clock else SystemClock(),
+            audit,
         )
         running = Running(app, store, path, audit)
         self.running.append(running)

@@ -154,17 +154,17 @@ async def test_list_filters_by_targets(server: Running) -> None:
 async def test_list_in_force_only_leaves_out_locks_past_their_expiry(servers: Servers) -> None:
     """A lock past `expires` that the reaper has not removed yet is listed, but not with
     in_force_only."""
-    server = await servers.start(controlled=True)
+    server = await servers.start(controlled=True, fake_clock=True)
     channel = server.channel()
     stub = LockServiceStub(channel)
     server.store.hold_expiry = True  # type: ignore[attr-defined]
-    expires = now() + timedelta(seconds=1)
+    expires = servers.clock.now() + timedelta(seconds=1)
     await create_lock(channel, lock_pb_of("forever"))
     await create_lock(channel, lock_pb_of("brief", expires=expires))
     await create_lock(channel, lock_pb_of("later", expires=now() + timedelta(hours=1)))
     assert await _names(stub, in_force_only=True) == ["brief", "forever", "later"]
 
-    await eventually(lambda: now() > expires + timedelta(milliseconds=50), what="expiry")
+    servers.clock.advance(1.05)
     assert await _names(stub) == ["brief", "forever", "later"]
     assert await _names(stub, in_force_only=True) == ["forever", "later"]
     assert await _names(stub, in_force_only=True, targets=[res_pb.LockTarget(user="alice")]) == [

@@ -22,7 +22,6 @@ from tests.api.helpers import (
     now,
     read_snapshot,
 )
-from tests.support import eventually
 
 
 async def test_a_restart_keeps_locks_revision_and_epoch(servers: Servers) -> None:
@@ -85,17 +84,18 @@ async def test_an_agent_resumes_across_a_restart_without_a_snapshot(servers: Ser
 async def test_expiry_is_an_ordered_event_after_earlier_writes(servers: Servers) -> None:
     """A lock whose expires passes gets an EXPIRE event with the next revision after every
     earlier put and delete, within a few seconds, and the audit trail records it."""
-    server = await servers.start()
+    server = await servers.start(fake_clock=True)
     channel = server.channel()
     client = await WatchClient.open(channel)
     snapshot = await read_snapshot(client)
     follower = Follower(client, snapshot.begin.epoch, snapshot.begin.revision)
 
     await create_lock(channel, lock_pb_of("before", user="bob"))
-    expires = now() + timedelta(seconds=1.5)
+    expires = servers.clock.now() + timedelta(seconds=1.5)
     await create_lock(channel, lock_pb_of("short", message="brief", expires=expires))
     await create_lock(channel, lock_pb_of("other", role="dev"))
     last_write = await delete_lock(channel, "before")
+    servers.clock.advance(1.5)
 
     events = await follower.until(last_write + 1, within=20)
     expire = events[-1]
@@ -124,17 +124,17 @@ async def test_a_lock_that_expired_while_the_server_was_down_expires_on_start(
 ) -> None:
     """The first expiry pass after a restart commits the EXPIRE that was missed: an agent
     resuming from before it sees it as the next revision."""
-    first = await servers.start()
+    first = await servers.start(fake_clock=True)
     channel = first.channel()
     await create_lock(channel, lock_pb_of("stays"))
-    expires = now() + timedelta(seconds=1)
+    expires = servers.clock.now() + timedelta(seconds=1)
     revision = await create_lock(channel, lock_pb_of("gone", expires=expires))
     epoch = (await cluster_status(channel)).epoch
     await first.close_channels()
     await first.stop()
 
-    await eventually(lambda: now() > expires + timedelta(milliseconds=100), what="expiry")
-    second = await servers.start(db=first.db)
+    servers.clock.advance(1.1)
+    second = await servers.start(db=first.db, fake_clock=True)
     channel = second.channel()
     client = await WatchClient.open(channel, epoch=epoch, applied_revision=revision)
     events = await Follower(client, epoch, revision).until(revision + 1)
