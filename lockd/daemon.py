@@ -23,12 +23,15 @@ from lockd.config import Config, audit_path, load_config
 from lockd.domain.errors import LockdError, UnavailableError, ValidationError
 from lockd.domain.ports import SystemClock
 from lockd.obs.audit import open_audit_sink
+from lockd.obs.http_endpoint import HealthCheck, MetricsEndpoint
 from lockd.obs.logging import configure_logging
-from lockd.obs.metrics import MetricsEndpoint
+from lockd.obs.process_metrics import register_process_metrics
 from lockd.runtime.auth_app import AuthApp
 from lockd.runtime.builders import agent_identity, start_agent, start_auth_server
 from lockd.runtime.gc_tuning import tune_gc
+from lockd.runtime.health_probe import probe
 from lockd.runtime.recovery import delete_lock_offline
+from lockd.runtime.service_health import ServiceHealth
 
 _log = structlog.get_logger("lockd")
 
@@ -68,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="the auth server's config"
     )
+    text = "ask the local services' /readyz on their metrics ports (exit 0 when ready)"
+    health_command = commands.add_parser(
+        "health",
+        help=text,
+        description=text + "; for Docker's HEALTHCHECK and scripts (no client certificate)",
+    )
+    health_command.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file"
+    )
+    health_command.add_argument(
+        "--live", action="store_true", help="ask /healthz: running, though maybe not ready"
+    )
+    text = "check a config file without starting anything"
+    config = commands.add_parser("config", help=text, description=text)
+    config_actions = config.add_subparsers(dest="action", required=True)
+    check = config_actions.add_parser(
+        "check", help="validate FILE: exit 0 and a summary, or 2 and what is wrong"
+    )
+    check.add_argument("file", type=Path, help="the YAML config file")
     # `lockd bench` is dispatched before this parser (lockd.entrypoint); listed for --help.
     text = "measure lockd on this machine (lockd bench --help)"
     commands.add_parser("bench", help=text, description=text, add_help=False)
@@ -77,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(arguments)
+    if args.command == "config":
+        return _check_config(args.file)
     try:
         config = load_config(args.config)
         _check_enabled(config, args.command)
@@ -85,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "recover":
         return _recover(config, args.name)
+    if args.command == "health":
+        return _health(config, args.live)
     configure_logging(config.log.format, config.log.level)
     try:
         asyncio.run(run(config, args.command))
@@ -108,6 +134,32 @@ def _recover(config: Config, name: str) -> int:
     return 0
 
 
+def _check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except LockdError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    services = []
+    if config.auth_service.enabled:
+        services.append(f"auth server on {config.auth_service.listen_addr}")
+    if config.agent_service.enabled:
+        services.append(f"agent on {config.agent_service.socket}")
+    print(f"{path}: valid; `lockd start` runs: {', '.join(services) or 'nothing (none enabled)'}")
+    return 0
+
+
+def _health(config: Config, live: bool) -> int:
+    try:
+        results = probe(config, live=live)
+    except LockdError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    for result in results:
+        print(f"{result.service}: {'ok' if result.ok else 'NOT OK'}: {result.detail}")
+    return 0 if all(result.ok for result in results) else 1
+
+
 def _check_enabled(config: Config, command: str) -> None:
     if command in ("auth", "recover") and not config.auth_service.enabled:
         raise ValidationError("auth_service is not enabled in the config")
@@ -125,31 +177,44 @@ async def run(config: Config, command: str) -> None:
     async with contextlib.AsyncExitStack() as stack:
         audit = open_audit_sink(audit_path(config) or config.audit.sink)
         stack.callback(audit.close)
+        # SIGHUP (systemctl reload, logrotate's postrotate): reopen the audit log file.
+        loop.add_signal_handler(signal.SIGHUP, audit.reopen)
+        health = ServiceHealth()
+        health.notifier.status("starting")
         auth: AuthApp | None = None
         if command in ("auth", "start") and config.auth_service.enabled:
             registry = CollectorRegistry()
             auth = await stack.enter_async_context(
                 await start_auth_server(config, clock, audit, registry)
             )
-            _serve_metrics(stack, registry, config.auth_service.metrics_addr)
+            ready = health.auth_check(auth)
+            _serve_metrics(stack, registry, config.auth_service.metrics_addr, ready, health)
         if command in ("agent", "start") and config.agent_service.enabled:
             registry = CollectorRegistry()
+            health.notifier.status("agent starting: joining or loading its identity")
             identity = await agent_identity(config, auth, clock)
-            await stack.enter_async_context(
+            agent = await stack.enter_async_context(
                 await start_agent(config, clock, audit, registry, identity)
             )
-            _serve_metrics(stack, registry, config.agent_service.metrics_addr)
+            ready = health.agent_check(agent)
+            _serve_metrics(stack, registry, config.agent_service.metrics_addr, ready, health)
         tune_gc()
-        await stop.wait()
-        _log.info("stopping")
+        async with health.running():
+            await stop.wait()
+            _log.info("stopping")
 
 
 def _serve_metrics(
-    stack: contextlib.AsyncExitStack, registry: CollectorRegistry, addr: str
+    stack: contextlib.AsyncExitStack,
+    registry: CollectorRegistry,
+    addr: str,
+    ready: HealthCheck,
+    health: ServiceHealth,
 ) -> None:
+    register_process_metrics(registry, lambda: ready().ready)
     if not addr:
         return
-    endpoint = MetricsEndpoint(registry, addr)
+    endpoint = MetricsEndpoint(registry, addr, ready=ready, live=health.liveness)
     try:
         endpoint.start()
     except OSError as error:

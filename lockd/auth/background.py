@@ -13,7 +13,7 @@ import structlog
 
 from lockd.auth.auth_service import AuthService
 from lockd.domain.errors import UnavailableError
-from lockd.obs.metrics import AuthMetrics
+from lockd.obs.metrics import AGENT_STATES, AuthMetrics
 
 _log = structlog.get_logger("lockd.auth")
 
@@ -75,10 +75,14 @@ async def export_metrics_forever(
         metrics.set_locks_in_force(lock for lock in service.lock_index if lock.in_force(now))
         metrics.revision.set(revision)
         metrics.store_healthy.set(1 if service.store.healthy else 0)
+        connected = service.agents.connected()
         lags = [
             revision - record.applied_revision
-            for record in service.agents.connected()
+            for record in connected
             if record.epoch == service.hub.epoch
         ]
-        metrics.agent_lag_revisions.set(max(lags, default=0))
+        metrics.watch_lag_max_revisions.set(max(lags, default=0))
+        for state in AGENT_STATES:
+            count = sum(1 for record in connected if record.state == state)
+            metrics.connected_agents.labels(state=state).set(count)
         await asyncio.sleep(interval)

@@ -295,10 +295,7 @@ class JsonLinesAuditSink:
         self._lock = threading.Lock()
         self.path: Path | None
         if isinstance(target, Path):
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            descriptor = os.open(target, flags, 0o600)
-            self._stream: TextIO = open(descriptor, "a", encoding="utf-8")  # noqa: SIM115
+            self._stream: TextIO = _open_append(target)
             self._owned = True
             self.path = target
         else:
@@ -312,10 +309,25 @@ class JsonLinesAuditSink:
             self._stream.write(line)
             self._stream.flush()
 
+    def reopen(self) -> None:
+        """Close the file and open its path again (SIGHUP, after logrotate renamed it):
+        later lines go to a new file at the configured path. A stream: nothing to do."""
+        if self.path is None:
+            return
+        with self._lock:
+            self._stream.close()
+            self._stream = _open_append(self.path)
+
     def close(self) -> None:
         with self._lock:
             if self._owned and not self._stream.closed:
                 self._stream.close()
+
+
+def _open_append(path: Path) -> TextIO:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    return open(os.open(path, flags, 0o600), "a", encoding="utf-8")
 
 
 class MemoryAuditSink:

@@ -1,4 +1,4 @@
-"""Prometheus metric definitions and the /metrics HTTP endpoint.
+"""Prometheus metric definitions (served by lockd.obs.http_endpoint).
 
 Every metric lives on a `CollectorRegistry` handed in by the composition root (never the
 process-global one), so tests and an auth server + agent in one process stay apart.
@@ -16,16 +16,11 @@ event (`rate()` and absence alerts then work from the start).
 
 from __future__ import annotations
 
-import threading
 from collections import Counter as Tally
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Self
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock
 from lockd.domain.modes import LockingMode
@@ -42,6 +37,9 @@ RESET_REASONS = (
     "locked",
 )
 AGENT_STATES = ("syncing", "synced", "degraded", "stale")
+# Why an agent took a full snapshot: a gap in revisions, the log no longer reaching back
+# to its revision, or a new store history.
+RESYNC_REASONS = ("gap", "too_old", "epoch_changed")
 TERMINATION_REASONS = ("lock", "strict_stale", "server_lock")
 ACCESS_DECISIONS = ("allowed", "denied")
 ACCESS_MODES: tuple[str, ...] = tuple(mode.value for mode in LockingMode)
@@ -106,17 +104,26 @@ class AuthMetrics:
         self.revision = Gauge(
             "lockd_revision", "Latest committed revision of the store.", registry=registry
         )
-        self.agent_lag_revisions = Gauge(
-            "lockd_agents_max_lag_revisions",
-            "Largest lag, in revisions, among connected agents: the current revision minus "
-            "the agent's last acknowledged revision (0 when every agent is up to date or "
-            "none is connected).",
+        # Named for the watch streams, not `lockd_agent*`: agents export those names.
+        self.watch_lag_max_revisions = Gauge(
+            "lockd_watch_lag_max_revisions",
+            "Largest lag, in revisions, among the agents streaming from this server: the "
+            "current revision minus the agent's last acknowledged revision (0 when every "
+            "agent is up to date or none is connected).",
+            registry=registry,
+        )
+        self.connected_agents = Gauge(
+            "lockd_connected_agents",
+            "Agents streaming from this server, by the sync state they last reported.",
+            ["state"],
             registry=registry,
         )
         for kind in TARGET_KINDS:
             self.locks_in_force.labels(target_kind=kind)
         for reason in RESET_REASONS:
             self.resets_total.labels(reason=reason)
+        for state in AGENT_STATES:
+            self.connected_agents.labels(state=state)
 
     def set_locks_in_force(self, locks: Iterable[Lock]) -> None:
         """Set `locks_in_force` for every kind from the locks in force (absent kinds: 0)."""
@@ -205,6 +212,8 @@ class AgentMetrics:
             self.state.labels(state=state).set(1 if state == "syncing" else 0)
         for reason in TERMINATION_REASONS:
             self.terminations_total.labels(reason=reason)
+        for reason in RESYNC_REASONS:
+            self.resyncs_total.labels(reason=reason)
         for decision in ACCESS_DECISIONS:
             for mode in ACCESS_MODES:
                 self.access_checks_total.labels(decision=decision, mode=mode)
@@ -263,69 +272,3 @@ class GrpcServerMetrics:
             ["grpc_service"],
             registry=registry,
         )
-
-
-class MetricsEndpoint:
-    """An HTTP server exposing one registry at /metrics (prometheus_client's, on a thread).
-
-    `addr` is host:port (`[::1]:3081` for IPv6); port 0 binds any free port, read back
-    from `port` after `start()`. `stop()` shuts the server down and joins its thread.
-    """
-
-    def __init__(self, registry: CollectorRegistry, addr: str) -> None:
-        try:
-            address = parse_host_port(addr, allow_port_zero=True)
-        except ValidationError as error:
-            raise ValidationError(f'invalid metrics address "{addr}": {error}') from None
-        self._registry = registry
-        self._host = address.host
-        self._requested_port = address.port
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def port(self) -> int:
-        """The bound port once started (the requested one before)."""
-        if self._server is None:
-            return self._requested_port
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}/metrics"
-
-    def start(self) -> None:
-        """Bind and serve; OSError when the address cannot be bound."""
-        if self._server is not None:
-            return
-        self._server, self._thread = start_http_server(
-            self._requested_port, addr=self._host, registry=self._registry
-        )
-
-    def stop(self) -> None:
-        """Stop serving and release the port; a no-op when not started."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -18,8 +18,8 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from lockd.domain.errors import LockdError, UnavailableError
+from lockd.obs.http_endpoint import MetricsEndpoint
 from lockd.obs.logging import configure_logging
-from lockd.obs.metrics import MetricsEndpoint
 from lockd.proxy.proxy_config import ProxyConfig, load_proxy_config
 from lockd.proxy.proxy_service import ProxyService
 

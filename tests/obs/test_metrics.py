@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import Lock, LockTarget
-from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics, MetricsEndpoint
+from lockd.obs.http_endpoint import MetricsEndpoint
+from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics
 
 
 def scrape(endpoint: MetricsEndpoint) -> list[str]:
@@ -45,7 +46,7 @@ def test_metrics_are_exported_over_http_with_their_names() -> None:
     assert 'lockd_locks_in_force{target_kind="user"} 0.0' in lines
     assert "lockd_store_healthy 0.0" in lines
     assert "lockd_revision 0.0" in lines
-    assert "lockd_agents_max_lag_revisions 0.0" in lines
+    assert "lockd_watch_lag_max_revisions 0.0" in lines
     assert "lockd_snapshots_sent_total 0.0" in lines
     assert "lockd_event_batches_sent_total 0.0" in lines
     assert 'lockd_agent_state{state="synced"} 1.0' in lines
