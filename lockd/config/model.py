@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from lockd.domain.modes import LockingMode
+from lockd.store import STORE_TYPES
+from lockd.store.postgres import PostgresOptions
 
 DATA_DIR_ENV = "LOCKD_DATA_DIR"
 
@@ -24,7 +26,7 @@ MIN_HEARTBEAT_INTERVAL = timedelta(milliseconds=10)
 MAX_HEARTBEAT_INTERVAL = timedelta(minutes=1)
 MIN_MAX_STALENESS = timedelta(seconds=1)
 
-STORAGE_TYPES = ("sqlite", "memory")
+STORAGE_TYPES = STORE_TYPES  # one list, kept by lockd.store
 AUDIT_STREAMS = ("stdout", "stderr")
 SERVER_ID_FILE = "server_id"
 MAX_SERVER_ID_LENGTH = 253
@@ -51,8 +53,9 @@ class AuditConfig:
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
-    type: str  # "sqlite" | "memory"
-    path: Path  # the SQLite database file; unused by "memory"
+    type: str  # "sqlite" | "memory" | "postgres"
+    path: Path  # the SQLite database file; unused by "memory" and "postgres"
+    postgres: PostgresOptions | None = None  # set exactly for "postgres"
 
 
 @dataclass(frozen=True, slots=True)

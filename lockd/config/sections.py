@@ -21,14 +21,12 @@ from lockd.config.model import (
     MAX_HEARTBEAT_INTERVAL,
     MIN_HEARTBEAT_INTERVAL,
     MIN_MAX_STALENESS,
-    STORAGE_TYPES,
     AgentServiceConfig,
     AuditConfig,
     AuthenticationConfig,
     AuthServiceConfig,
     Config,
     LogConfig,
-    StorageConfig,
 )
 from lockd.config.readers import (
     check_address,
@@ -47,6 +45,7 @@ from lockd.config.readers import (
     read_string,
     server_id_problem,
 )
+from lockd.config.storage import read_storage
 from lockd.domain.addresses import split_host_port
 from lockd.domain.errors import ValidationError
 from lockd.domain.modes import LockingMode, parse_locking_mode
@@ -68,7 +67,6 @@ _AUTH_KEYS = (
     "join_listen_addr",
     "tls_names",
 )
-_STORAGE_KEYS = ("type", "path")
 _AUTHENTICATION_KEYS = ("locking_mode",)
 _AGENT_KEYS = (
     "enabled",
@@ -138,10 +136,7 @@ def _audit(section: Mapping[str, object], data_dir: Path) -> AuditConfig:
 
 def _auth_service(section: Mapping[str, object], data_dir: Path) -> AuthServiceConfig:
     prefix = "auth_service"
-    storage = read_section(section.get("storage"), f"{prefix}.storage", _STORAGE_KEYS)
-    storage_type = read_choice(
-        storage, "type", f"{prefix}.storage", STORAGE_TYPES, "sqlite", "storage type"
-    )
+    storage = read_storage(section.get("storage"), f"{prefix}.storage", data_dir)
     authentication = read_section(
         section.get("authentication"), f"{prefix}.authentication", _AUTHENTICATION_KEYS
     )
@@ -159,10 +154,7 @@ def _auth_service(section: Mapping[str, object], data_dir: Path) -> AuthServiceC
         metrics_addr=read_address(
             section, "metrics_addr", prefix, DEFAULT_AUTH_METRICS_ADDR, allow_empty=True
         ),
-        storage=StorageConfig(
-            type=storage_type,
-            path=read_path(storage, "path", f"{prefix}.storage", data_dir, "lockd.db"),
-        ),
+        storage=storage,
         authentication=AuthenticationConfig(locking_mode=locking_mode),
         heartbeat_interval=read_duration(
             section,

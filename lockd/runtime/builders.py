@@ -46,7 +46,7 @@ async def start_auth_server(
     storage = config.auth_service.storage
     return await AuthApp.start(
         auth_server_settings(config),
-        build_store(storage.type, storage.path),
+        build_store(storage.type, storage.path, storage.postgres),
         clock,
         audit,
         AuthMetrics(registry),

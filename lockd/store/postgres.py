@@ -18,7 +18,7 @@ import asyncio
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,7 +57,7 @@ class PostgresOptions:
     `verify-ca`/`verify-full` check the server against. Times in seconds."""
 
     dsn: str
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or tracebacks
     min_pool: int = 2
     max_pool: int = 10
     statement_timeout: float = 5.0

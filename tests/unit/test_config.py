@@ -365,9 +365,9 @@ INVALID = [
         'auth_service.authentication.locking_mode: locking mode "Strict" not supported',
     ),
     (
-        "auth_service:\n  enabled: true\n  storage: {type: postgres}\n",
-        'auth_service.storage.type: storage type "postgres" not supported (supported: sqlite, '
-        "memory)",
+        "auth_service:\n  enabled: true\n  storage: {type: pg}\n",
+        'auth_service.storage.type: storage type "pg" not supported (supported: sqlite, '
+        "memory, postgres)",
     ),
     ("log: {format: xml}\nauth_service: {enabled: true}\n", 'log.format: log format "xml" not'),
     ("log: {level: WARN}\nauth_service: {enabled: true}\n", 'log.level: log level "WARN" not'),
