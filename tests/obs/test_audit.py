@@ -148,6 +148,8 @@ def test_codes_are_unique_and_stable() -> None:
         "lock.expired": "LK003I",
         "lock.updated": "LK004I",
         "session.terminated": "SS001W",
+        "session.start": "SS002I",
+        "session.rejected": "SS003W",
         "access.denied": "AC001W",
     }
 
