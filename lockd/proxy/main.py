@@ -1,5 +1,7 @@
 """`lockd proxy --config FILE`: run the proxy until SIGTERM or SIGINT, then stop cleanly.
 
+`lockd proxy server-cert ...` issues the proxy's certificate instead (`server_cert`).
+
 Exit codes as the other daemons: 0 after a clean stop, 1 when it cannot start (a port
 taken, TLS files unreadable), 2 for a bad config (`ERROR: <file>: <key>: <problem>`).
 """
@@ -20,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from lockd.domain.errors import LockdError, UnavailableError
 from lockd.obs.http_endpoint import MetricsEndpoint
 from lockd.obs.logging import configure_logging
+from lockd.proxy import server_cert
 from lockd.proxy.proxy_config import ProxyConfig, load_proxy_config
 from lockd.proxy.proxy_service import ProxyService
 
@@ -33,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lockd proxy",
         description="An identity-aware TLS proxy for PostgreSQL and TCP services that "
         "enforces lockd locks (docs/proxy.md).",
-        epilog="Example: lockd proxy --config /etc/lockd-proxy.yaml",
+        epilog="Example: lockd proxy --config /etc/lockd-proxy.yaml\n"
+        "Its certificate: lockd proxy server-cert --help",
     )
     parser.add_argument(
         "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="the proxy's YAML config"
@@ -42,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
+    if list(argv[:1]) == ["server-cert"]:
+        return server_cert.main(argv[1:])
     args = build_parser().parse_args(list(argv))
     try:
         config = load_proxy_config(args.config)

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
-from lockd.client import AgentClient
-from lockd.domain.errors import LockdError
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.proxy.proxy_service import ProxyService
 from tests.postgres_server import PostgresDatabase, PostgresServer
@@ -33,77 +29,30 @@ from tests.proxy.helpers import (
     proxy_config,
     psql,
 )
-from tests.support import eventually, free_port
+from tests.proxy.lockd_process import LockdProcess, lockd_start
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(PSQL is None, reason="psql is not installed")]
 
-LOCKD = Path(sys.executable).with_name("lockd")
-START_TIMEOUT = 60.0  # a cold start imports grpc and cryptography: slow on a loaded box
-
 
 @pytest.fixture
-async def strict_lockd(
-    tmp_path: Path, socket_dir: Path
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, Path, Path]]:
-    """`lockd start` (auth + agent, strict cluster default); (process, data dir, agent socket)."""
-    data_dir, agent_socket = tmp_path / "lockd", socket_dir / "agent.sock"
-    auth_addr = f"127.0.0.1:{free_port()}"
-    config = tmp_path / "lockd.yaml"
-    settings = {
-        "cluster_name": "strict.lockd",
-        "data_dir": str(data_dir),
-        "log": {"format": "json"},
-        "auth_service": {
-            "enabled": True,
-            "listen_addr": auth_addr,
-            "join_listen_addr": f"127.0.0.1:{free_port()}",
-            "admin_socket": str(socket_dir / "admin.sock"),
-            "metrics_addr": "",
-            "heartbeat_interval": "1s",
-            "authentication": {"locking_mode": "strict"},
-        },
-        "agent_service": {
-            "enabled": True,
-            "auth_servers": [auth_addr],
-            "socket": str(agent_socket),
-            "metrics_addr": "",
-        },
-    }
-    config.write_text(yaml.safe_dump(settings))
-    log = (tmp_path / "lockd.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        str(LOCKD), "start", "--config", str(config), stdout=log, stderr=log
-    )
-    try:
-        yield process, data_dir, agent_socket
-    finally:
-        if process.returncode is None:
-            process.kill()
-        async with asyncio.timeout(30):
-            await process.wait()
-        log.close()
-
-
-async def agent_synced(socket: Path) -> bool:
-    if not await asyncio.to_thread(socket.exists):
-        return False
-    try:
-        async with AgentClient.connect(socket) as agent:
-            return (await agent.status()).state == "synced"
-    except LockdError:
-        return False
+async def strict_lockd(tmp_path: Path, socket_dir: Path) -> AsyncIterator[LockdProcess]:
+    async with lockd_start(tmp_path, socket_dir, cluster="strict.lockd", strict=True) as lockd:
+        yield lockd
 
 
 async def test_killing_the_agent_in_strict_mode_ends_connections_with_the_lockout_message(
-    strict_lockd: tuple[asyncio.subprocess.Process, Path, Path],
+    strict_lockd: LockdProcess,
     postgres_server: PostgresServer,
     postgres_db: PostgresDatabase,
     tmp_path: Path,
 ) -> None:
     """kill -9 of the agent: the live strict session ends with the lock-out text; a new
     connection is refused, naming the unavailable agent."""
-    process, data_dir, agent_socket = strict_lockd
-    await eventually(lambda: agent_synced(agent_socket), within=START_TIMEOUT, what="agent")
+    process, data_dir, agent_socket = (
+        strict_lockd.process,
+        strict_lockd.data_dir,
+        strict_lockd.agent_socket,
+    )
     certs = await asyncio.to_thread(Certificates, tmp_path / "certs", "strict.lockd", data_dir)
     socket = postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
     config = proxy_config(agent_socket, await certs.server(), postgres_listener(socket))
