@@ -4,7 +4,7 @@ The watch client feeds replication messages in; sidecars register sessions on th
 channels (`lockd.agent.session_hub`, a listener of this runtime) and ask for decisions.
 Every call into `LocalView` is synchronous, and this class performs its effects: hand
 terminated sessions to the listeners (which signal the sidecars), count metrics, write
-audit lines, and persist the view (debounced, off the event loop).
+audit lines, and save every change (lockd.agent.view_saver).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 from collections import Counter as Tally
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol
 
 import structlog
 from prometheus_client import Counter
 
-from lockd.agent.persist import ViewOwner, ViewWriter
-from lockd.domain.events import Event, ReplicatedState
+from lockd.agent.persist import ViewOwner
+from lockd.agent.view_saver import ViewSaver
+from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock
 from lockd.domain.modes import LockingMode
@@ -34,7 +34,6 @@ from lockd.obs.metrics import AgentMetrics
 _log = structlog.get_logger("lockd.agent")
 
 TICK_INTERVAL = 0.2
-PERSIST_DELAY = 0.5
 
 
 class RuntimeListener(Protocol):
@@ -55,22 +54,21 @@ class AgentRuntime:
         audit_sink: AuditSink,
         metrics: AgentMetrics,
         owner: ViewOwner,
-        view_file: Path | None,
+        saver: ViewSaver | None = None,
     ) -> None:
         self.view = view
         self.clock = clock
         self.audit = audit_sink
         self.metrics = metrics
         self.owner = owner
-        self.view_file = view_file
-        self._listeners: list[RuntimeListener] = []
-        self._writer = None if view_file is None else ViewWriter(view_file, owner)
+        # Saves each change before it is acknowledged (None: nothing is persisted).
+        self.saver = saver if saver is not None else ViewSaver(view)
+        self._listeners: list[RuntimeListener] = [self.saver]
         # Terminations signalled but not yet counted, audited and logged.
         self._unrecorded: list[Termination] = []
         self._recorder: asyncio.Task[None] | None = None
         # The access-check counter of each (allowed, mode): resolved once, not per check.
         self._checks: dict[tuple[bool, LockingMode], Counter] = {}
-        self._dirty = asyncio.Event()
         self._state = view.sync_state(clock.monotonic())
         self.synced_once = asyncio.Event()
 
@@ -215,7 +213,6 @@ class AgentRuntime:
 
     def _after_change(self) -> None:
         self.metrics.view_revision.set(self.view.state.revision)
-        self._dirty.set()
         self._refresh_state()
 
     # -- timers ----------------------------------------------------------------------------
@@ -244,37 +241,10 @@ class AgentRuntime:
             self.tick()
             await asyncio.sleep(interval)
 
-    async def persist_forever(self, delay: float = PERSIST_DELAY) -> None:
-        """Save the view after changes, at most once per `delay` (atomic file write)."""
-        if self.view_file is None:
-            return
-        while True:
-            await self._dirty.wait()
-            await asyncio.sleep(delay)
-            self._dirty.clear()
-            await self.save_now()
-
-    async def save_now(self) -> None:
-        if self._writer is None:
-            return
-        state = self.view.state
-        # A shallow copy: resources are immutable, the thread must not see later changes.
-        copy = ReplicatedState(
-            state.epoch,
-            state.revision,
-            dict(state.locks),
-            dict(state.roles),
-            state.cluster_auth_preference,
-        )
-        try:
-            await asyncio.to_thread(self._writer.save, copy)
-        except OSError as error:
-            _log.error("could not persist the view", path=str(self.view_file), error=str(error))
-
     async def close(self) -> None:
         """Record what is pending and save the view one last time."""
         if self._recorder is not None:
             self._recorder.cancel()
         self._record()
         with contextlib.suppress(asyncio.CancelledError):
-            await self.save_now()
+            await self.saver.close()

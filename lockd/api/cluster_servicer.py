@@ -14,6 +14,8 @@ AGENT_STATE_TO_PB = {
     "synced": cluster_pb.AGENT_SYNC_STATE_SYNCED,
     "degraded": cluster_pb.AGENT_SYNC_STATE_DEGRADED,
     "stale": cluster_pb.AGENT_SYNC_STATE_STALE,
+    "unresponsive": cluster_pb.AGENT_SYNC_STATE_UNRESPONSIVE,
+    "locked": cluster_pb.AGENT_SYNC_STATE_LOCKED,
 }
 
 
@@ -107,6 +109,8 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
     ) -> cluster_pb.GetClusterStatusResponse:
         service = self._service
         service.authorize_status(self._caller_of(context))
+        if request.await_revision:  # lockctl lock --wait: agents, ack it at once
+            service.agents.request_ack(request.await_revision)
         revision = service.hub.revision
         return cluster_pb.GetClusterStatusResponse(
             cluster_name=service.cluster.name,
@@ -121,13 +125,15 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
                     server_id=record.agent_id,
                     address=record.address,
                     state=AGENT_STATE_TO_PB.get(
-                        record.state, cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED
+                        service.agents.observed_state(record, service.clock.now()),
+                        cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED,
                     ),
                     applied_revision=record.applied_revision,
                     lag=max(0, revision - record.applied_revision)
                     if record.epoch == service.hub.epoch
                     else revision,
                     last_ack=convert.timestamp_to_pb(record.last_ack),
+                    last_frame=convert.timestamp_to_pb(record.last_frame),
                     connected=record.connected,
                     epoch=record.epoch,
                 )

@@ -52,6 +52,9 @@ AGENT_STATE_FROM_PB = {
     cluster_pb.AGENT_SYNC_STATE_STALE: "stale",
 }
 SERVICE_NAME = "lockd.v1.WatchService"
+# How long the stream of a locked agent stays open after its Reset for the agent's last
+# ack (it saves its view first).
+LOCKED_ACK_WAIT = 5.0
 
 
 class ProtoWatchEncoder:
@@ -89,6 +92,10 @@ class ProtoWatchEncoder:
             interval=convert.duration_to_pb(interval),
         )
         return pb.WatchLocksResponse(heartbeat=beat).SerializeToString()
+
+    def ack_request(self, epoch: str, revision: int) -> bytes:
+        request = pb.AckRequest(epoch=epoch, revision=revision)
+        return pb.WatchLocksResponse(ack_request=request).SerializeToString()
 
     def reset(self, reason: ResetReason, retry_after: timedelta, detail: str) -> bytes:
         message = pb.Reset(
@@ -160,6 +167,7 @@ class WatchHandler:
         self._settings = settings
         self._gate = SnapshotGate(settings.max_concurrent_snapshots)
         self._watchdog = WriteWatchdog(settings.slow_consumer_after.total_seconds())
+        agents.on_await.append(hub.wake)  # an awaited revision: streams send AckRequests
 
     def rpc_handler(self, caller_of: CallerResolver) -> grpc.GenericRpcHandler:
         """The WatchLocks handler for a server whose callers `caller_of` identifies."""
@@ -196,10 +204,13 @@ class WatchHandler:
             hello,
             on_batch_sent=self._count_batch,
             locked=functools.partial(self._locked_message, caller.identity().query_targets()),
+            awaited=lambda: self._agents.awaited,
         )
         self._metrics.watch_streams.inc()
         try:
             stalled = await self._send_frames(stream, context, hello.agent_id)
+            if stream.reset_reason is ResetReason.LOCKED:
+                await self._last_ack(reader)
         finally:
             self._metrics.watch_streams.dec()
             if stream.snapshotted:
@@ -208,7 +219,7 @@ class WatchHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._agents.disconnect(hello.agent_id, token)
-        self._record_reset(stream, hello.agent_id)
+        self._record_reset(stream, hello.agent_id, token)
         if stalled:
             await self._abort_stalled(context)
 
@@ -259,9 +270,16 @@ class WatchHandler:
             watchdog.leave(task)
         return False
 
-    def _record_reset(self, stream: WatchStream, agent_id: str) -> None:
+    async def _last_ack(self, reader: asyncio.Task[None]) -> None:
+        """A locked agent acks what it applied (the lock included) after the Reset, then
+        closes its side: wait a moment for that, so `lock --wait` can count it."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LOCKED_ACK_WAIT):
+                await asyncio.shield(reader)
+
+    def _record_reset(self, stream: WatchStream, agent_id: str, token: int) -> None:
         if stream.reset_reason is ResetReason.LOCKED:
-            self._agents.forget(agent_id)  # a locked agent is unregistered
+            self._agents.lock_out(agent_id, token)  # refused from now on; shown as locked
         if stream.reset_reason is not None:
             self._metrics.resets_total.labels(reason=stream.reset_reason.value).inc()
             _log.info("watch stream reset", agent_id=agent_id, reason=stream.reset_reason)
@@ -305,6 +323,7 @@ class WatchHandler:
     ) -> None:
         async for request in requests:
             if request.WhichOneof("message") != "ack":
+                self._agents.heard(agent_id, token, self._clock.now())
                 continue
             ack = request.ack
             self._agents.ack(

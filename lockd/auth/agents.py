@@ -1,15 +1,29 @@
-"""What the auth server knows of each agent: its stream, applied revision and last ack.
+"""What the auth server knows of each agent: its stream, what it acknowledged, when it
+was last heard from, and which revision somebody waits for.
 
 `lockctl status` and `lockctl lock --wait` read this registry, and the metrics export
 the lag. An agent reconnecting opens a new stream before the old one is noticed as
 closed; a stream token keeps the newer stream's record from being dropped.
+
+The state shown is what the server observes: the agent's own report (its last ack),
+unless the agent is connected but nothing arrived from it for `silent_after` (three
+heartbeat intervals: a healthy agent acks at heartbeat cadence) — then `unresponsive`;
+or unless its stream was ended by a lock on its server_id — then `locked`.
+
+Acks on demand: `request_ack(revision)` marks a revision somebody waits for; every
+stream that has delivered it asks its agent to acknowledge it at once
+(lockd.auth.watch_stream), instead of at the next heartbeat-cadence ack.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+UNRESPONSIVE = "unresponsive"
+LOCKED = "locked"
 
 
 @dataclass(slots=True)
@@ -19,28 +33,44 @@ class AgentRecord:
     connected: bool
     stream_token: int
     connected_at: datetime
-    state: str = "syncing"
+    state: str = "syncing"  # as the agent last reported it
     epoch: str = ""
     applied_revision: int = 0
     last_ack: datetime | None = None
+    # The last message received on the stream (the Hello, then every ack).
+    last_frame: datetime | None = None
+    # The stream was ended by a lock on this agent's server_id.
+    locked: bool = False
 
 
+@dataclass
 class AgentRegistry:
-    def __init__(self) -> None:
-        self._records: dict[str, AgentRecord] = {}
-        self._tokens = itertools.count(1)
+    # Nothing received for this long from a connected agent: it is unresponsive.
+    silent_after: timedelta = timedelta(seconds=15)
+    _records: dict[str, AgentRecord] = field(default_factory=dict)
+    _tokens: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # The highest revision somebody waits for (0: none), in the server's current history.
+    awaited: int = 0
+    # Called when `awaited` grows (the runtime wakes the watch streams).
+    on_await: list[Callable[[], None]] = field(default_factory=list)
 
     def connect(self, agent_id: str, address: str, now: datetime) -> int:
         """Record a new stream for the agent and return its token."""
         token = next(self._tokens)
         previous = self._records.get(agent_id)
-        record = AgentRecord(agent_id, address, True, token, now)
+        record = AgentRecord(agent_id, address, True, token, now, last_frame=now)
         if previous is not None:
             record.epoch = previous.epoch
             record.applied_revision = previous.applied_revision
             record.last_ack = previous.last_ack
         self._records[agent_id] = record
         return token
+
+    def heard(self, agent_id: str, token: int, now: datetime) -> None:
+        """A message other than an ack arrived on the stream."""
+        record = self._records.get(agent_id)
+        if record is not None and record.stream_token == token:
+            record.last_frame = now
 
     def ack(
         self, agent_id: str, token: int, epoch: str, revision: int, state: str, now: datetime
@@ -49,15 +79,34 @@ class AgentRegistry:
         if record is None or record.stream_token != token:
             return
         record.epoch, record.applied_revision, record.state = epoch, revision, state
-        record.last_ack = now
+        record.last_ack = record.last_frame = now
 
     def disconnect(self, agent_id: str, token: int) -> None:
         record = self._records.get(agent_id)
         if record is not None and record.stream_token == token:
             record.connected = False
 
-    def forget(self, agent_id: str) -> None:
-        self._records.pop(agent_id, None)
+    def lock_out(self, agent_id: str, token: int) -> None:
+        """The stream ended because a lock hit the agent (it is refused from now on)."""
+        record = self._records.get(agent_id)
+        if record is not None and record.stream_token == token:
+            record.connected = False
+            record.locked = True
+
+    def observed_state(self, record: AgentRecord, now: datetime) -> str:
+        if record.locked:
+            return LOCKED
+        silent = record.last_frame is None or now - record.last_frame > self.silent_after
+        if record.connected and silent:
+            return UNRESPONSIVE
+        return record.state
+
+    def request_ack(self, revision: int) -> None:
+        """Somebody waits for `revision`: have the agents acknowledge it at once."""
+        if revision > self.awaited:
+            self.awaited = revision
+            for listener in self.on_await:
+                listener()
 
     def records(self) -> list[AgentRecord]:
         return sorted(self._records.values(), key=lambda record: record.agent_id)

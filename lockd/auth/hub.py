@@ -61,6 +61,8 @@ class WatchEncoder(Protocol):
 
     def reset(self, reason: ResetReason, retry_after: timedelta, detail: str) -> bytes: ...
 
+    def ack_request(self, epoch: str, revision: int) -> bytes: ...
+
 
 EventFetcher = Callable[[int, int], Awaitable[list[Event]]]
 
@@ -177,6 +179,10 @@ class ReplicationHub:
     def catch_up(self, events: Sequence[Event]) -> None:
         """Publish events read from the log by someone else (e.g. another replica)."""
         self.publish(events)
+
+    def wake(self) -> None:
+        """Let every waiting stream look again now (e.g. a revision became awaited)."""
+        self._wake()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()

@@ -4,7 +4,8 @@
 (Begin/Chunk/End) or a resume from the log, then event batches from the shared ring,
 heartbeats when nothing else went out for `heartbeat_interval`, and finally a Reset when
 the stream must end. It never skips a revision: a cursor either delivers the next batch
-or the stream ends with Reset.
+or the stream ends with Reset. Once it has delivered a revision somebody waits for
+(`awaited`, lockctl lock --wait), it sends an AckRequest for it, so the agent acks at once.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class WatchStream:
         hello: Hello,
         on_batch_sent: Callable[[int], None] = lambda events: None,
         locked: Callable[[], str | None] = lambda: None,
+        awaited: Callable[[], int] = lambda: 0,
     ) -> None:
         self._hub = hub
         self._store = store
@@ -77,6 +79,8 @@ class WatchStream:
         self._hello = hello
         self._on_batch_sent = on_batch_sent
         self._locked = locked
+        self._awaited = awaited
+        self._asked = 0  # the highest awaited revision this stream asked an ack for
         self.position = 0
         self.snapshotted = False
         self.reset_reason: ResetReason | None = None
@@ -168,6 +172,10 @@ class WatchStream:
             if hub.closing:
                 yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
                 return
+            awaited = self._awaited()
+            if awaited > self._asked and self.position >= awaited:
+                self._asked = awaited
+                yield hub.encoder.ack_request(hub.epoch, awaited)
             try:
                 batch = hub.ring.get(seq)
             except Overrun:

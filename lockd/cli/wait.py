@@ -9,6 +9,13 @@ Who must confirm: every agent seen connected during the wait. An agent that drop
 before confirming stays pending (it is named, marked disconnected, if time runs out);
 one that connects later must confirm too. With no agent connected at the first look,
 there is nothing to wait for.
+
+An agent the lock itself cuts off (a lock on its server_id) acknowledges what it applied
+before its stream ends; the auth server then shows it as `locked` at that revision. It
+has confirmed the lock, and the output says it was cut off by it.
+
+Every status call carries the awaited revision, so the auth server asks the agents to
+acknowledge it at once instead of at their next heartbeat-cadence ack.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ POLL_INTERVAL = 0.05
 MAX_POLL_INTERVAL = 0.5
 
 
+LOCKED = "locked"
+
+
 def has_applied(agent: AgentInfo, status: ClusterStatus, revision: int) -> bool:
     """The agent acknowledged `revision` (or later) in the server's current epoch."""
     return agent.epoch == status.epoch and agent.applied_revision >= revision
@@ -46,10 +56,18 @@ class WaitState:
     def observe(self, status: ClusterStatus) -> None:
         self.epoch = status.epoch
         for agent in status.agents:
-            if agent.connected or agent.server_id in self.seen:
+            # Locked at or past the revision: it was connected after the lock was made
+            # (it applied it), even if it was cut off before this wait first looked.
+            applied = has_applied(agent, status, self.revision)
+            cut_off = agent.state == LOCKED and applied
+            if agent.connected or agent.server_id in self.seen or cut_off:
                 self.seen[agent.server_id] = agent
-                if has_applied(agent, status, self.revision):
+                if applied:
                     self.confirmed.add(agent.server_id)
+
+    def cut_off(self) -> list[str]:
+        """Confirmed agents that were then locked out (by this lock, or a later one)."""
+        return sorted(sid for sid in self.confirmed if self.seen[sid].state == LOCKED)
 
     def pending(self) -> list[AgentInfo]:
         return [agent for sid, agent in sorted(self.seen.items()) if sid not in self.confirmed]
@@ -59,7 +77,10 @@ class WaitState:
 
 
 def _describe(agent: AgentInfo, epoch: str) -> str:
-    where = "disconnected" if not agent.connected else agent.state
+    if agent.state == LOCKED:
+        where = "locked out before it acknowledged"
+    else:
+        where = "disconnected" if not agent.connected else agent.state
     other = " of another epoch" if agent.epoch and agent.epoch != epoch else ""
     return f"{agent.server_id} (at revision {agent.applied_revision}{other}, {where})"
 
@@ -84,7 +105,7 @@ async def wait_for_agents(
     interval = POLL_INTERVAL
     reported = -1
     while True:
-        status = await client.status()
+        status = await client.status(await_revision=revision)
         if status.epoch != epoch:
             raise OperationError(
                 f"the auth server's history changed (epoch {epoch} → {status.epoch}) while "
@@ -98,6 +119,8 @@ async def wait_for_agents(
             return
         if done == total:
             console.note(f"lock applied by {done}/{total} agents in {elapsed:.2f}s")
+            for server_id in state.cut_off():
+                console.note(f"{server_id} applied the lock and was then cut off by a lock on it")
             return
         if elapsed >= within.total_seconds():
             raise OperationError(

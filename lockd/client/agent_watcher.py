@@ -21,6 +21,7 @@ import structlog
 
 from lockd import __version__
 from lockd.agent.runtime import AgentRuntime
+from lockd.client.watch_liveness import StreamSilence
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
 from lockd.domain.resources import ReplicatedResource
@@ -36,7 +37,13 @@ RESET_REASON_NAMES = {
 }
 # Stream endings after which another auth server is tried (docs/protocol.md): the server
 # is going away, lags behind our view, or closed without a Reset (a transport failure).
-ROTATE_ON = frozenset({"shutdown", "ahead_of_server", "closed"})
+# A silent stream (lockd.client.watch_liveness) counts as a transport failure.
+ROTATE_ON = frozenset({"shutdown", "ahead_of_server", "closed", "silent"})
+# Events applied per loop turn: a large batch (a resume, a burst of creates) is applied
+# in slices so CheckAccess calls on the agent's socket are answered in between.
+APPLY_SLICE = 256
+# How long a locked agent waits for its view to be saved before its last ack.
+LOCKED_SAVE_WAIT = 5.0
 CHANNEL_OPTIONS = [
     ("grpc.http2.bdp_probe", 0),
     ("grpc.keepalive_time_ms", 20_000),
@@ -50,13 +57,6 @@ class WatchClientSettings:
     auth_servers: tuple[str, ...]
     backoff: Backoff = field(default_factory=Backoff)
     healthy_period: float = 30.0
-    ack_interval: float = 5.0
-    # An ack waits this long (times 1 to 2, at random) after the change it acknowledges,
-    # so the acks of thousands of agents reach the auth server after it has fanned the
-    # batch out to all of them, not in the middle: each ack costs the server about as
-    # much as the write of the batch to that agent (`lockd bench propagation`,
-    # docs/benchmarks.md). Changes applied meanwhile share the ack.
-    ack_delay: float = 0.5
     # Read at every connection, so a renewed certificate is used from then on.
     credentials: Callable[[], grpc.ChannelCredentials] | None = None
     # Added to CHANNEL_OPTIONS (e.g. `lockd bench` gives each of its many in-process
@@ -84,6 +84,11 @@ class WatchClient:
         self._settings = settings
         self._draw = draw
         self._write_lock = asyncio.Lock()
+        # The revision the server asked us to ack (AckRequest, or our own snapshot), and
+        # the highest one acknowledged so far, on the current stream.
+        self._wanted = 0
+        self._acked = 0
+        self._nudge = asyncio.Event()
 
     async def run_forever(self) -> None:
         attempt = 0
@@ -149,20 +154,30 @@ class WatchClient:
                 applied_revision=state.revision,
                 version=__version__,
             )
+            self._wanted = self._acked = 0
             await call.write(pb.WatchLocksRequest(hello=hello))
-            applied = asyncio.Event()
-            acker = asyncio.create_task(self._ack_forever(call, applied))
+            view = self._runtime.view
+            silence = StreamSilence(self._runtime.clock, lambda: view.heartbeat_interval)
+            receiver = asyncio.create_task(self._receive(call, silence))
+            watchdog = asyncio.create_task(silence.expired())
+            acker = asyncio.create_task(self._ack_forever(call))
             try:
-                await self._receive(call, applied)
+                await asyncio.wait((receiver, watchdog), return_when=asyncio.FIRST_COMPLETED)
+                if receiver.done():
+                    receiver.result()  # how the stream ended (raises)
+                else:
+                    raise StreamEnded("silent", 0.0)
             finally:
-                acker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await acker
+                for task in (receiver, watchdog, acker):
+                    task.cancel()
+                for task in (receiver, watchdog, acker):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 call.cancel()
 
-    async def _receive(self, call: Any, applied: asyncio.Event) -> None:
-        """Feed every response to the runtime; `applied` is set after each change (the
-        acker acknowledges it, so reading never waits for an ack's write)."""
+    async def _receive(self, call: Any, silence: StreamSilence) -> None:
+        """Feed every response to the runtime. Acks go out from the acker task, so
+        reading never waits for an ack's write."""
         runtime = self._runtime
         pending: list[ReplicatedResource] | None = None
         first = True
@@ -170,11 +185,21 @@ class WatchClient:
             response = await call.read()
             if response is grpc.aio.EOF:
                 raise StreamEnded("closed", 0.0)
+            silence.heard()
             if first:
                 runtime.on_connection(True)
                 first = False
             kind = response.WhichOneof("message")
-            if kind == "snapshot_begin":
+            if kind == "events":
+                await self._apply_events(response.events)
+            elif kind == "heartbeat":
+                beat = response.heartbeat
+                interval = convert.duration_from_pb(beat.interval).total_seconds()
+                runtime.on_heartbeat(beat.epoch, beat.revision, beat.store_healthy, interval)
+            elif kind == "ack_request":
+                if response.ack_request.epoch == runtime.view.state.epoch:
+                    self._want(response.ack_request.revision)
+            elif kind == "snapshot_begin":
                 pending = []
             elif kind == "snapshot_chunk":
                 if pending is None:
@@ -191,32 +216,57 @@ class WatchClient:
                 if held:
                     self._count_resync("epoch_changed" if end.epoch != held else "too_old")
                 pending = None
-                applied.set()
-            elif kind == "events":
-                batch = response.events
-                events = [convert.event_from_pb(event) for event in batch.events]
-                runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, events)
-                applied.set()
-            elif kind == "heartbeat":
-                beat = response.heartbeat
-                interval = convert.duration_from_pb(beat.interval).total_seconds()
-                runtime.on_heartbeat(beat.epoch, beat.revision, beat.store_healthy, interval)
+                self._want(end.revision)  # the server learns at once that we synced
             elif kind == "reset":
                 reset = response.reset
+                reason = RESET_REASON_NAMES.get(reset.reason, "unspecified")
+                if reason == "locked":
+                    await self._last_ack(call)
                 raise StreamEnded(
-                    RESET_REASON_NAMES.get(reset.reason, "unspecified"),
-                    convert.duration_from_pb(reset.retry_after).total_seconds(),
+                    reason, convert.duration_from_pb(reset.retry_after).total_seconds()
                 )
             else:
                 raise ValidationError(f"unexpected watch response {kind!r}")
 
+    async def _apply_events(self, batch: pb.EventBatch) -> None:
+        """Apply a batch, at most APPLY_SLICE events per loop turn.
+
+        Each slice is a contiguous run of revisions, so between two slices the view is
+        exactly the state at a revision; the view still refuses a gap where it starts.
+        """
+        runtime = self._runtime
+        items = batch.events
+        count = len(items)
+        if count <= APPLY_SLICE:
+            events = [convert.event_from_pb(event) for event in items]
+            runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, events)
+            return
+        if count != batch.to_revision - batch.from_revision + 1:
+            raise ViewMismatch(
+                f"batch {batch.from_revision}..{batch.to_revision} carries {count} events"
+            )
+        for start in range(0, count, APPLY_SLICE):
+            events = [convert.event_from_pb(event) for event in items[start : start + APPLY_SLICE]]
+            first = batch.from_revision + start
+            runtime.on_events(batch.epoch, first, first + len(events) - 1, events)
+            await asyncio.sleep(0)  # let the socket's calls in
+
+    def _want(self, revision: int) -> None:
+        if revision > self._wanted:
+            self._wanted = revision
+            self._nudge.set()
+
     async def _ack(self, call: Any) -> None:
-        state = self._runtime.view.state
+        """Acknowledge what is saved — never more than the agent would enforce after a
+        crash (lockd.agent.view_saver)."""
+        epoch, revision = self._runtime.saver.saved
         ack = pb.WatchAck(
-            epoch=state.epoch,
-            applied_revision=state.revision,
+            epoch=epoch,
+            applied_revision=revision,
             state=convert.SYNC_STATE_TO_PB[self._runtime.sync_state()],
         )
+        if epoch == self._runtime.view.state.epoch:
+            self._acked = max(self._acked, revision)
         async with self._write_lock:
             try:
                 await call.write(pb.WatchLocksRequest(ack=ack))
@@ -225,14 +275,45 @@ class WatchClient:
                 # retry_after, or the error); a failed ack must not mask that.
                 _log.debug("ack not sent", error=repr(error))
 
-    async def _ack_forever(self, call: Any, applied: asyncio.Event) -> None:
-        """Ack each applied change, `ack_delay` later (changes applied meanwhile share the
-        ack), and at least every ack_interval."""
-        settings = self._settings
+    def _covered(self) -> bool:
+        """The saved view reaches the revision somebody asked for."""
+        epoch, revision = self._runtime.saver.saved
+        return epoch == self._runtime.view.state.epoch and revision >= self._wanted
+
+    async def _ack_forever(self, call: Any) -> None:
+        """Ack every heartbeat interval, and at once when an asked-for revision is saved."""
+        runtime, saver = self._runtime, self._runtime.saver
+        clock = runtime.clock
+        due = clock.monotonic()
         while True:
+            if self._wanted > self._acked and self._covered():
+                await self._ack(call)
+                due = clock.monotonic() + runtime.view.heartbeat_interval
+                continue
+            # Waiting for the saver (something asked is not saved yet) or for a request.
+            event = saver.progress if self._wanted > self._acked else self._nudge
+            event.clear()
+            if self._wanted > self._acked and self._covered():
+                continue  # saved between the check and the clear
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(settings.ack_interval):
-                    await applied.wait()
-                    await asyncio.sleep(settings.ack_delay * (1 + self._draw()))
-            applied.clear()
+                async with asyncio.timeout(max(0.0, due - clock.monotonic())):
+                    await event.wait()
+                    continue
             await self._ack(call)
+            due = clock.monotonic() + runtime.view.heartbeat_interval
+
+    async def _last_ack(self, call: Any) -> None:
+        """Locked out: ack what was applied (once saved), then close our side, so the
+        server can count this agent as having applied the lock that cut it off."""
+        self._want(self._runtime.view.state.revision)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LOCKED_SAVE_WAIT):
+                while not self._covered():
+                    self._runtime.saver.progress.clear()
+                    if self._covered():
+                        break
+                    await self._runtime.saver.progress.wait()
+        await self._ack(call)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            async with self._write_lock:
+                await call.done_writing()

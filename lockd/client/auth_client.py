@@ -42,6 +42,8 @@ AGENT_STATE_NAMES = {
     cluster_pb.AGENT_SYNC_STATE_SYNCED: "synced",
     cluster_pb.AGENT_SYNC_STATE_DEGRADED: "degraded",
     cluster_pb.AGENT_SYNC_STATE_STALE: "stale",
+    cluster_pb.AGENT_SYNC_STATE_UNRESPONSIVE: "unresponsive",
+    cluster_pb.AGENT_SYNC_STATE_LOCKED: "locked",
 }
 
 
@@ -55,6 +57,7 @@ class AgentInfo:
     last_ack: datetime | None
     connected: bool
     epoch: str = ""
+    last_frame: datetime | None = None  # the last message the server received from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +255,11 @@ class AuthClient(ChannelClient):
         response = await call(self._identity.CreateToken(request))
         return response.token, convert.timestamp_from_pb(response, "expires")
 
-    async def status(self) -> ClusterStatus:
-        response = await call(self._cluster.GetClusterStatus(cluster_pb.GetClusterStatusRequest()))
+    async def status(self, await_revision: int = 0) -> ClusterStatus:
+        """The cluster's status; `await_revision` asks the agents to ack that revision at
+        once (somebody waits for it: lockctl lock --wait)."""
+        request = cluster_pb.GetClusterStatusRequest(await_revision=await_revision)
+        response = await call(self._cluster.GetClusterStatus(request))
         return ClusterStatus(
             cluster_name=response.cluster_name,
             version=response.version,
@@ -272,6 +278,7 @@ class AuthClient(ChannelClient):
                     last_ack=convert.timestamp_from_pb(agent, "last_ack"),
                     connected=agent.connected,
                     epoch=agent.epoch,
+                    last_frame=convert.timestamp_from_pb(agent, "last_frame"),
                 )
                 for agent in response.agents
             ),

@@ -86,6 +86,8 @@ class AgentServiceConfig:
     socket_mode: int  # permission bits of that socket
     metrics_addr: str  # host:port of /metrics; "" = disabled
     max_staleness: timedelta  # how long the view may go unconfirmed before STALE
+    # The local minimum mode: strict makes every interaction on this node strict.
+    locking_mode: LockingMode
     join_token: str  # one-time token to join a TLS cluster (lockctl tokens add)
     ca_pin: str  # "sha256:<hex>" of the cluster CA, checked before joining
     join_servers: tuple[str, ...]  # host:port of auth join ports, tried in turn

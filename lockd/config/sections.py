@@ -76,6 +76,7 @@ _AGENT_KEYS = (
     "socket_mode",
     "metrics_addr",
     "max_staleness",
+    "locking_mode",
     "join_token",
     "ca_pin",
     "join_servers",
@@ -231,11 +232,21 @@ def _agent_service(section: Mapping[str, object], data_dir: Path) -> AgentServic
         max_staleness=read_duration(
             section, "max_staleness", prefix, DEFAULT_MAX_STALENESS, MIN_MAX_STALENESS, None
         ),
+        locking_mode=_locking_mode(section, prefix),
         join_token=read_string(section, "join_token", prefix, ""),
         ca_pin=_ca_pin(section, prefix),
         join_servers=_address_list(section, "join_servers", prefix, DEFAULT_JOIN_LISTEN_ADDR),
         insecure=_insecure(section, prefix, ("auth_servers",)),
     )
+
+
+def _locking_mode(section: Mapping[str, object], prefix: str) -> LockingMode:
+    """`agent_service.locking_mode`: the node's minimum (default best_effort)."""
+    raw = section.get("locking_mode", LockingMode.BEST_EFFORT.value)
+    try:
+        return parse_locking_mode(raw)
+    except ValidationError as error:
+        raise config_error(f"{prefix}.locking_mode", str(error)) from None
 
 
 def _ca_pin(section: Mapping[str, object], prefix: str) -> str:

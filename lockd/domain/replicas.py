@@ -45,6 +45,8 @@ class AgentPresence:
     epoch: str
     applied_revision: int
     last_ack: datetime | None
+    # The last message the replica received from the agent (lockd.auth.agents).
+    last_frame: datetime | None = None
 
 
 @runtime_checkable

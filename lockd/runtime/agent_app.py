@@ -20,9 +20,12 @@ from typing import Self
 import grpc
 import structlog
 
-from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
+from lockd.agent.journal import ViewJournal
+from lockd.agent.mode_file import MODES_FILE_NAME, load_modes, startup_modes
+from lockd.agent.persist import ViewOwner
 from lockd.agent.runtime import AgentRuntime
 from lockd.agent.session_hub import MAX_MESSAGE_BYTES, SessionHub
+from lockd.agent.view_saver import ViewSaver
 from lockd.api.agent_servicer import AgentServicer
 from lockd.api.interceptors import server_interceptors
 from lockd.api.session_channel import ProtoSidecarEncoder
@@ -30,7 +33,7 @@ from lockd.client.agent_watcher import WatchClient, WatchClientSettings
 from lockd.client.join import AgentIdentity, IdentityHolder, renew_forever
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
-from lockd.domain.events import ReplicatedState
+from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock
 from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import AuditSink
@@ -53,9 +56,10 @@ class AgentSettings:
     socket: Path
     socket_mode: int = 0o660
     max_staleness: timedelta = timedelta(minutes=5)
+    # agent_service.locking_mode: the local minimum (strict: every interaction is strict).
+    locking_floor: LockingMode = LockingMode.BEST_EFFORT
     # Where the last view is persisted; None disables persistence.
     data_dir: Path | None = None
-    ack_interval: float = 5.0
     backoff: Backoff = field(default_factory=Backoff)
     shutdown_grace: float = 2.0
 
@@ -67,32 +71,53 @@ def load_runtime(
     metrics: AgentMetrics,
     runtime_class: type[AgentRuntime] = AgentRuntime,
 ) -> AgentRuntime:
-    """The agent's runtime over its persisted view (or an empty one)."""
+    """The agent's runtime over its persisted view (or an empty one).
+
+    The view is the base file plus its journal; when it cannot be recovered, the modes
+    file (or, for an agent that synced before, strict) says what to assume about the
+    cluster's locking modes until the first sync (lockd.agent.mode_file).
+    """
     owner = ViewOwner(settings.cluster_name, settings.server_id)
-    view_file = None if settings.data_dir is None else settings.data_dir / VIEW_FILE_NAME
-    view = LocalView(
-        ViewSettings(settings.server_id, max_staleness=settings.max_staleness),
-        _load(view_file, owner),
+    view_settings = ViewSettings(
+        settings.server_id,
+        max_staleness=settings.max_staleness,
+        locking_floor=settings.locking_floor,
     )
-    return runtime_class(view, clock, audit, metrics, owner, view_file)
-
-
-def _load(view_file: Path | None, owner: ViewOwner) -> ReplicatedState | None:
-    if view_file is None:
-        return None
+    if settings.data_dir is None:
+        view = LocalView(view_settings)
+        return runtime_class(view, clock, audit, metrics, owner)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    journal = ViewJournal(settings.data_dir, owner)
+    recovery = journal.recover()
+    for problem in recovery.problems:
+        _log.warning("ignoring the persisted view", reason=problem)
+    modes_path = settings.data_dir / MODES_FILE_NAME
     try:
-        state = load_view(view_file, owner)
+        saved_modes = load_modes(modes_path, owner)
     except ValidationError as error:
-        _log.warning("ignoring the persisted view", path=str(view_file), reason=str(error))
-        return None
+        _log.warning("ignoring the saved locking modes", reason=str(error))
+        saved_modes = None
+    state = recovery.state
+    assumed = startup_modes(
+        state is not None, recovery.existed or modes_path.exists(), saved_modes
+    )
     if state is not None:
         _log.info(
             "loaded the persisted view",
             epoch=state.epoch,
             revision=state.revision,
             locks=len(state.locks),
+            journal_records=recovery.replayed,
         )
-    return state
+    elif assumed is not None:
+        _log.warning(
+            "no usable persisted view: assuming these locking modes until the first sync",
+            cluster_mode=assumed.cluster.value,
+            strict_roles=sorted(assumed.strict_roles),
+        )
+    view = LocalView(view_settings, state, assumed)
+    saver = ViewSaver.open(view, journal, recovery)
+    return runtime_class(view, clock, audit, metrics, owner, saver)
 
 
 class AgentApp:
@@ -134,7 +159,10 @@ class AgentApp:
         """
         if not settings.auth_servers:
             raise ValidationError("the agent needs at least one auth server address")
-        runtime = load_runtime(settings, clock, audit, metrics, runtime_class)
+        # Reading the persisted view is file IO: off the event loop.
+        runtime = await asyncio.to_thread(
+            load_runtime, settings, clock, audit, metrics, runtime_class
+        )
         holder = None if identity is None else IdentityHolder(identity)
         health_reporter = HealthReporter((AGENT_SERVICE,))
         await health_reporter.set_serving(False)
@@ -157,14 +185,13 @@ class AgentApp:
                 agent_id=settings.server_id,
                 auth_servers=settings.auth_servers,
                 backoff=settings.backoff,
-                ack_interval=settings.ack_interval,
                 credentials=None if holder is None else holder.credentials,
             ),
         )
         tasks = [
             asyncio.create_task(watch.run_forever()),
             asyncio.create_task(runtime.tick_forever()),
-            asyncio.create_task(runtime.persist_forever()),
+            asyncio.create_task(runtime.saver.run_forever()),
             asyncio.create_task(hub.freshness_forever()),
             asyncio.create_task(_serving_after_first_sync(runtime, health_reporter)),
         ]

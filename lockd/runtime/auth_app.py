@@ -159,7 +159,8 @@ class AuthApp:
             hub = ReplicationHub(
                 state, ProtoWatchEncoder(), timed.events_since, clock, settings.ring_capacity
             )
-            agents = AgentRegistry()
+            # A healthy agent acks every heartbeat interval: three without a word is silence.
+            agents = AgentRegistry(silent_after=3 * settings.watch.heartbeat_interval)
             cluster = ClusterInfo(settings.cluster_name, __version__, settings.static_locking_mode)
             service = AuthService(timed, hub, agents, clock, audit, cluster)
             await service.apply_static_locking_mode()

@@ -103,6 +103,7 @@ def agent_settings(config: Config) -> AgentSettings:
         socket=agent.socket,
         socket_mode=agent.socket_mode,
         max_staleness=agent.max_staleness,
+        locking_floor=agent.locking_mode,
         data_dir=config.data_dir,
     )
 

@@ -56,6 +56,12 @@ class _AgentSyncStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AgentS
     AGENT_SYNC_STATE_SYNCED: _AgentSyncState.ValueType  # 2
     AGENT_SYNC_STATE_DEGRADED: _AgentSyncState.ValueType  # 3
     AGENT_SYNC_STATE_STALE: _AgentSyncState.ValueType  # 4
+    AGENT_SYNC_STATE_UNRESPONSIVE: _AgentSyncState.ValueType  # 5
+    """Observed by the server, never reported by an agent: connected but nothing
+    received for 3 heartbeat intervals (frozen, or its network stalled).
+    """
+    AGENT_SYNC_STATE_LOCKED: _AgentSyncState.ValueType  # 6
+    """Observed by the server: cut off by a lock on its server_id (after applying it)."""
 
 class AgentSyncState(_AgentSyncState, metaclass=_AgentSyncStateEnumTypeWrapper): ...
 
@@ -64,6 +70,12 @@ AGENT_SYNC_STATE_SYNCING: AgentSyncState.ValueType  # 1
 AGENT_SYNC_STATE_SYNCED: AgentSyncState.ValueType  # 2
 AGENT_SYNC_STATE_DEGRADED: AgentSyncState.ValueType  # 3
 AGENT_SYNC_STATE_STALE: AgentSyncState.ValueType  # 4
+AGENT_SYNC_STATE_UNRESPONSIVE: AgentSyncState.ValueType  # 5
+"""Observed by the server, never reported by an agent: connected but nothing
+received for 3 heartbeat intervals (frozen, or its network stalled).
+"""
+AGENT_SYNC_STATE_LOCKED: AgentSyncState.ValueType  # 6
+"""Observed by the server: cut off by a lock on its server_id (after applying it)."""
 Global___AgentSyncState: _TypeAlias = AgentSyncState  # noqa: Y015
 
 @_typing.final
@@ -455,12 +467,19 @@ Global___DeleteUserResponse: _TypeAlias = DeleteUserResponse  # noqa: Y015
 class GetClusterStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    AWAIT_REVISION_FIELD_NUMBER: _builtins.int
+    await_revision: _builtins.int
+    """Non-zero: the caller waits for the agents to apply this revision (lockctl lock
+    --wait); the server asks them to acknowledge it at once (WatchLocks AckRequest).
+    """
     def __init__(
         self,
+        *,
+        await_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["await_revision", b"await_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -480,6 +499,7 @@ class AgentStatus(_message.Message):
     LAST_ACK_FIELD_NUMBER: _builtins.int
     CONNECTED_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    LAST_FRAME_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     address: _builtins.str
     state: Global___AgentSyncState.ValueType
@@ -490,6 +510,10 @@ class AgentStatus(_message.Message):
     """The epoch the agent's applied revision belongs to."""
     @_builtins.property
     def last_ack(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def last_frame(self) -> _timestamp_pb2.Timestamp:
+        """The last message the server received on the agent's stream (Hello or Ack)."""
+
     def __init__(
         self,
         *,
@@ -501,10 +525,11 @@ class AgentStatus(_message.Message):
         last_ack: _timestamp_pb2.Timestamp | None = ...,
         connected: _builtins.bool = ...,
         epoch: _builtins.str = ...,
+        last_frame: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_ack", b"last_ack"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_ack", b"last_ack", "last_frame", b"last_frame"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "epoch", b"epoch", "lag", b"lag", "last_ack", b"last_ack", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "epoch", b"epoch", "lag", b"lag", "last_ack", b"last_ack", "last_frame", b"last_frame", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

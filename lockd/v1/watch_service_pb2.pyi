@@ -129,7 +129,10 @@ Global___WatchHello: _TypeAlias = WatchHello  # noqa: Y015
 
 @_typing.final
 class WatchAck(_message.Message):
-    """WatchAck reports what the agent has applied and how it judges its view."""
+    """WatchAck reports what the agent has applied AND saved (it would enforce it after a
+    crash) and how it judges its view. Sent at heartbeat cadence, after a snapshot, and at
+    once for a revision the server asked about (AckRequest).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -164,6 +167,7 @@ class WatchLocksResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESET_FIELD_NUMBER: _builtins.int
+    ACK_REQUEST_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def snapshot_begin(self) -> Global___SnapshotBegin: ...
     @_builtins.property
@@ -176,6 +180,8 @@ class WatchLocksResponse(_message.Message):
     def heartbeat(self) -> Global___Heartbeat: ...
     @_builtins.property
     def reset(self) -> Global___Reset: ...
+    @_builtins.property
+    def ack_request(self) -> Global___AckRequest: ...
     def __init__(
         self,
         *,
@@ -185,12 +191,13 @@ class WatchLocksResponse(_message.Message):
         events: Global___EventBatch | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
         reset: Global___Reset | None = ...,
+        ack_request: Global___AckRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "heartbeat", b"heartbeat", "message", b"message", "reset", b"reset", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack_request", b"ack_request", "events", b"events", "heartbeat", b"heartbeat", "message", b"message", "reset", b"reset", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "heartbeat", b"heartbeat", "message", b"message", "reset", b"reset", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_request", b"ack_request", "events", b"events", "heartbeat", b"heartbeat", "message", b"message", "reset", b"reset", "snapshot_begin", b"snapshot_begin", "snapshot_chunk", b"snapshot_chunk", "snapshot_end", b"snapshot_end"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["snapshot_begin", "snapshot_chunk", "snapshot_end", "events", "heartbeat", "reset"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["snapshot_begin", "snapshot_chunk", "snapshot_end", "events", "heartbeat", "reset", "ack_request"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -376,6 +383,33 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class AckRequest(_message.Message):
+    """AckRequest: somebody waits for `revision` (lockctl lock --wait): acknowledge it as
+    soon as it is applied and saved, instead of at the next heartbeat-cadence ack. Sent
+    once the stream has delivered `revision`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.str
+    revision: _builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.str = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckRequest: _TypeAlias = AckRequest  # noqa: Y015
 
 @_typing.final
 class Reset(_message.Message):

@@ -9,11 +9,12 @@ public `AgentClient`; admins with `AuthClient` over the auth server's TCP listen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from tests.agent.fake_auth import FakeFactory, FakeWatchServer, Script
 from tests.agent.helpers import Cluster
 
 
@@ -24,3 +25,21 @@ async def cluster(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Cluster]:
         yield manager
     finally:
         await manager.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeFactory]:
+    """Starts scripted WatchLocks servers (tests.agent.fake_auth); stops them at the end."""
+    started: list[FakeWatchServer] = []
+
+    async def start(scripts: Sequence[Script]) -> FakeWatchServer:
+        server = FakeWatchServer(scripts)
+        await server.start()
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            await server.stop()

@@ -90,6 +90,11 @@ class Connection:
         )
         await self.send(pb.WatchLocksResponse(reset=message))
 
+    async def ask_ack(self, epoch: str, revision: int) -> None:
+        """An AckRequest: somebody waits for `revision`."""
+        request = pb.AckRequest(epoch=epoch, revision=revision)
+        await self.send(pb.WatchLocksResponse(ack_request=request))
+
     async def wait_for_ack(self, revision: int, within: float = 20.0) -> None:
         async with asyncio.timeout(within):
             while not any(ack.applied_revision >= revision for ack in self.acks):  # noqa: ASYNC110
@@ -162,6 +167,9 @@ class FakeWatchServer:
         async for request in requests:
             if request.WhichOneof("message") == "ack":
                 connection.acks.append(request.ack)
+
+
+FakeFactory = Callable[[Sequence[Script]], Awaitable["FakeWatchServer"]]
 
 
 async def hold_open(_connection: Connection) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from lockd.agent.runtime import AgentRuntime
 from lockd.auth.watch_stream import WatchSettings
 from lockd.client import AgentClient, AgentStatus, AuthClient, Session
 from lockd.domain.backoff import Backoff
@@ -211,6 +212,8 @@ class Cluster:
         socket_mode: int | None = None,
         name: str = "agent",
         wait_synced: bool = True,
+        locking_floor: LockingMode = LockingMode.BEST_EFFORT,
+        runtime_class: type[AgentRuntime] = AgentRuntime,
     ) -> AgentHandle:
         """An agent watching `addresses` (default: the last auth server)."""
         if addresses is None:
@@ -224,8 +227,8 @@ class Cluster:
             auth_servers=addresses,
             socket=path,
             max_staleness=max_staleness,
+            locking_floor=locking_floor,
             data_dir=data_dir if persist else None,
-            ack_interval=0.5,
             backoff=FAST_BACKOFF,
             shutdown_grace=0.5,
         )
@@ -233,7 +236,9 @@ class Cluster:
             settings = dataclasses.replace(settings, socket_mode=socket_mode)
         audit = MemoryAuditSink()
         registry = CollectorRegistry()
-        app = await AgentApp.start(settings, SystemClock(), audit, AgentMetrics(registry))
+        app = await AgentApp.start(
+            settings, SystemClock(), audit, AgentMetrics(registry), runtime_class=runtime_class
+        )
         handle = AgentHandle(app, audit, registry, path, data_dir, AgentClient.connect(path))
         self.agents.append(handle)
         if wait_synced:

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 import structlog
 
-from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, load_view
+from lockd.agent.journal import ViewJournal
+from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner
 from lockd.client import SessionDenied
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
@@ -195,7 +196,7 @@ async def test_a_corrupt_view_file_is_ignored_with_a_warning(
         "",
         0,
     )
-    assert auth.revision == 0
+    assert not auth.app.agents.records()  # the agent never reached it
 
 
 async def test_a_view_of_another_agent_or_cluster_is_not_loaded(cluster: Cluster) -> None:
@@ -212,7 +213,9 @@ async def test_a_view_of_another_agent_or_cluster_is_not_loaded(cluster: Cluster
         )
     assert any(log["event"] == "ignoring the persisted view" for log in logs)
     assert (await other.status()).locks_in_force == 0
-    assert (await other.client.check_access(ALICE)).allowed
+    # Its data dir held a view, so it cannot know the cluster's modes: strict until synced.
+    decision = await other.client.check_access(ALICE)
+    assert (decision.allowed, decision.reason) == (False, STRICT_LOCKOUT_MESSAGE)
 
 
 async def test_an_epoch_change_replaces_the_view_with_a_snapshot(cluster: Cluster) -> None:
@@ -251,23 +254,25 @@ async def test_the_next_auth_address_is_tried_when_one_is_down(cluster: Cluster)
     assert not (await agent.client.check_access(ALICE)).allowed
 
 
-async def test_the_view_is_persisted_soon_after_a_change_without_a_clean_stop(
-    cluster: Cluster,
-) -> None:
-    """A lock applied by the agent reaches the view file within the debounce delay, so a
-    crash (no clean stop) still leaves it enforced on the next start."""
+async def test_an_acknowledged_lock_is_on_disk_without_a_clean_stop(cluster: Cluster) -> None:
+    """Once the server shows the agent at a revision (its ack), the saved view holds it,
+    so a crash (no clean stop) still leaves it enforced on the next start."""
     auth = await cluster.start_auth()
     agent = await cluster.start_agent(server_id="node-p", name="p")
-    _, revision = await auth.client().create_lock(user_lock("l1"))
-    await agent.wait_revision(revision)
+    client = auth.client()
+    _, revision = await client.create_lock(user_lock("l1"))
+
+    async def acknowledged() -> bool:
+        status = await client.status(await_revision=revision)
+        return any(a.applied_revision >= revision for a in status.agents)
+
+    await eventually(acknowledged, what="the agent to acknowledge the lock")
     assert agent.data_dir is not None
-    path, owner = agent.data_dir / VIEW_FILE_NAME, ViewOwner(CLUSTER, "node-p")
-
-    def saved() -> bool:
-        state = load_view(path, owner)
-        return state is not None and state.revision == revision and "l1" in state.locks
-
-    await eventually(saved, what="the view file to hold the lock")
+    journal = ViewJournal(agent.data_dir, ViewOwner(CLUSTER, "node-p"))
+    recovered = await asyncio.to_thread(journal.recover)
+    assert recovered.state is not None
+    assert recovered.state.revision >= revision
+    assert "l1" in recovered.state.locks
 
 
 async def test_a_stopping_agent_ends_strict_sessions_and_keeps_best_effort_ones(

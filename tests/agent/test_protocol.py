@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -26,7 +26,7 @@ from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
 from lockd.v1 import watch_service_pb2 as pb
-from tests.agent.fake_auth import Connection, FakeWatchServer, Script, hold_open
+from tests.agent.fake_auth import Connection, FakeFactory, hold_open
 from tests.agent.helpers import CLUSTER, Cluster, terminated_within
 from tests.support import eventually
 
@@ -36,28 +36,9 @@ ALICE_LOCK = Lock("l-alice", LockTarget(user="alice"), message="gap test")
 OTHER_LOCK = Lock("l-other", LockTarget(user="zed"))
 BOB_LOCK = Lock("l-bob", LockTarget(user="bob"))
 
-FakeFactory = Callable[[Sequence[Script]], Awaitable[FakeWatchServer]]
-
 
 def put(revision: int, lock: Lock) -> Event:
     return Event.put(revision, lock, datetime.now(UTC))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeFactory]:
-    started: list[FakeWatchServer] = []
-
-    async def start(scripts: Sequence[Script]) -> FakeWatchServer:
-        server = FakeWatchServer(scripts)
-        await server.start()
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            await server.stop()
 
 
 @pytest.mark.parametrize("shape", ["skips-a-revision", "claims-a-revision-it-lacks"])

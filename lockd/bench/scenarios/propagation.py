@@ -37,8 +37,9 @@ from lockd.bench.scenarios.common import (
 from lockd.bench.wire import Worker
 
 APPLY_TIMEOUT = 120.0
-# Agents acknowledge a change 0.5–1 s after applying it (WatchClientSettings.ack_delay).
-ACK_SETTLE = 1.2
+# Agents ack at heartbeat cadence or when asked (no ack per change): a short pause lets
+# each lock's fan-out finish before the next one, so each is measured on its own.
+SETTLE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +48,14 @@ class FanOutParams:
     locks: int = 50
     procs: int = 2
     warmup: int = 3
-    # Seconds between one lock being everywhere and the next CreateLock (None: enough for
-    # the agents' delayed acks to come in, so each lock is measured on its own).
+    # Seconds between one lock being everywhere and the next CreateLock (None: SETTLE).
     gap: float | None = None
     light: bool = False  # minimal clients instead of real agents: the server alone
 
     def pause(self) -> float:
         if self.gap is not None:
             return self.gap
-        return ACK_SETTLE + self.agents * 0.0001
+        return SETTLE + self.agents * 0.0001
 
 
 class Publisher(Protocol):

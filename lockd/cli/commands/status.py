@@ -23,7 +23,7 @@ from lockd.cli.tables import render_pairs, render_table
 from lockd.client import AgentInfo, AuthClient, ClusterStatus
 from lockd.domain.timeparse import format_rfc3339
 
-AGENT_HEADERS = ("Server ID", "Address", "State", "Applied", "Lag", "Last ack")
+AGENT_HEADERS = ("Server ID", "Address", "State", "Applied", "Lag", "Last ack", "Last seen")
 
 EXAMPLES = """
 lockctl status
@@ -37,8 +37,12 @@ Show the cluster name, version and CA pin (`sha256:` of the cluster CA's public 
 new agents check the auth server against it when they join: put it in their
 agent_service.ca_pin, see lockctl tokens add), the store with its health, revision and
 epoch, and one row per agent: its server ID, address, sync state, the revision it
-applied, its lag behind the auth server in revisions, and how long ago it last
-acknowledged. A cluster run with auth_service.insecure: true has no CA and no pin line.
+applied, its lag behind the auth server in revisions, how long ago it last
+acknowledged, and how long ago the server last received anything from it (Last seen).
+The state is what the auth server observes: the agent's own report (syncing, synced,
+degraded, stale), or `unresponsive` when a connected agent sent nothing for three
+heartbeat intervals (frozen, or its network stalled), or `locked` when a lock on its
+server_id cut it off. A cluster run with auth_service.insecure: true has no CA and no pin line.
 JSON adds each agent's epoch. Remotely, the status needs list on lock."""
 
 
@@ -92,10 +96,11 @@ def _agent_row(agent: AgentInfo, now: datetime) -> list[str]:
     return [
         agent.server_id,
         agent.address,
-        agent.state if agent.connected else "disconnected",
+        agent.state if agent.connected or agent.state == "locked" else "disconnected",
         str(agent.applied_revision),
         str(agent.lag),
         ago(agent.last_ack, now),
+        ago(agent.last_frame, now),
     ]
 
 
@@ -128,6 +133,7 @@ def render_json(status: ClusterStatus) -> str:
                 "lag": agent.lag,
                 "epoch": agent.epoch,
                 "last_ack": format_rfc3339(agent.last_ack) if agent.last_ack else None,
+                "last_seen": format_rfc3339(agent.last_frame) if agent.last_frame else None,
             }
             for agent in _ordered(status.agents)
         ],

@@ -1,0 +1,195 @@
+"""Saving the view before acknowledging it: the agent's side of "an ack means saved".
+
+Every applied slice of events becomes one journal record; a snapshot (or a journal grown
+past its base) becomes a new base file. Records go out in rounds: one worker-thread
+call appends everything queued since the last round with a single fsync (group commit),
+so a burst of batches costs one fsync, not one each. `saved` is the (epoch, revision) of
+the last round that reached the disk — the only revision the agent acknowledges
+(docs/protocol.md, "Acks"). Without a data dir nothing is saved and `saved` follows the
+applied view at once (an ack then promises only "applied").
+
+A failed write (disk full, read-only) is logged; `saved` stops advancing, so the agent
+stops acknowledging, and the next round writes a fresh base of the whole view rather
+than appending after what may be a torn record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from lockd.agent.journal import Recovery, ViewJournal, encode_events
+from lockd.agent.mode_file import MODES_FILE_NAME, modes_of, save_modes
+from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.resources import Kind
+from lockd.domain.view import AssumedModes, LocalView, Termination
+
+_log = structlog.get_logger("lockd.agent.save")
+
+RETRY_AFTER_FAILURE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    epoch: str
+    events: Sequence[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    state: ReplicatedState
+
+
+@dataclass(frozen=True, slots=True)
+class _Modes:
+    modes: AssumedModes
+
+
+_Item = _Records | _Base | _Modes
+
+
+def copy_state(state: ReplicatedState) -> ReplicatedState:
+    """A shallow copy (resources are immutable) that later changes do not touch."""
+    return ReplicatedState(
+        state.epoch,
+        state.revision,
+        dict(state.locks),
+        dict(state.roles),
+        state.cluster_auth_preference,
+    )
+
+
+class ViewSaver:
+    """Listens to the runtime (a RuntimeListener) and saves what the view applied."""
+
+    def __init__(
+        self,
+        view: LocalView,
+        journal: ViewJournal | None = None,
+        modes_path: Path | None = None,
+    ) -> None:
+        self._view = view  # read on the loop only
+        self._journal = journal
+        self._modes_path = modes_path
+        self._pending: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._need_base = False
+        self._modes = modes_of(view.state)
+        self.saved: tuple[str, int] = (view.state.epoch, view.state.revision)
+        # Set after every round that advanced `saved` (the acker clears it).
+        self.progress = asyncio.Event()
+
+    @classmethod
+    def open(cls, view: LocalView, journal: ViewJournal, recovery: Recovery) -> ViewSaver:
+        """A saver continuing the journal that `recovery` read (blocking: at start)."""
+        journal.open(recovery)
+        saver = cls(view, journal, journal.directory / MODES_FILE_NAME)
+        if recovery.state is None or recovery.problems:
+            saver._need_base = True  # start from a clean base of what we have
+        return saver
+
+    @property
+    def persistent(self) -> bool:
+        return self._journal is not None
+
+    def sessions_terminated(self, terminations: Sequence[Termination]) -> None:
+        """Terminations change nothing on disk."""
+
+    def events_applied(self, epoch: str, events: Sequence[Event]) -> None:
+        if self._journal is None:
+            self._advance((epoch, self._view.state.revision))
+            return
+        self._pending.append(_Records(epoch, events))
+        if any(event.kind is not Kind.LOCK for event in events):
+            self._note_modes()
+        self._wake.set()
+
+    def snapshot_applied(self) -> None:
+        state = self._view.state
+        if self._journal is None:
+            self._advance((state.epoch, state.revision))
+            return
+        self._pending.append(_Base(copy_state(state)))
+        self._note_modes()
+        self._wake.set()
+
+    def _note_modes(self) -> None:
+        modes = modes_of(self._view.state)
+        if modes != self._modes:
+            self._modes = modes
+            self._pending.append(_Modes(modes))
+
+    def _advance(self, saved: tuple[str, int]) -> None:
+        self.saved = saved
+        self.progress.set()
+
+    async def run_forever(self) -> None:
+        """Write what was applied, round after round, until cancelled."""
+        if self._journal is None:
+            return
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """One round: everything queued so far reaches the disk (or fails, logged)."""
+        journal = self._journal
+        if journal is None:
+            return
+        if self._need_base:
+            self._need_base = False
+            state = self._view.state
+            self._pending = [_Base(copy_state(state)), _Modes(modes_of(state))]
+        elif journal.wants_compaction():
+            self._pending.append(_Base(copy_state(self._view.state)))
+        if not self._pending:
+            return
+        items, self._pending = self._pending, []
+        try:
+            saved = await asyncio.to_thread(self._write, journal, items)
+        except OSError as error:
+            _log.error(
+                "could not save the view; not acknowledging new revisions until it is saved",
+                path=str(journal.directory),
+                error=str(error),
+            )
+            self._need_base = True
+            await asyncio.sleep(RETRY_AFTER_FAILURE)
+            self._wake.set()
+            return
+        if saved is not None:
+            self._advance(saved)
+
+    def _write(self, journal: ViewJournal, items: list[_Item]) -> tuple[str, int] | None:
+        """On the worker thread: the items in order, consecutive records in one append."""
+        records: list[bytes] = []
+        saved: tuple[str, int] | None = None
+        for item in items:
+            if isinstance(item, _Records):
+                records.append(encode_events(item.epoch, item.events))
+                saved = (item.epoch, item.events[-1].revision)
+                continue
+            if records:
+                journal.append(records)
+                records = []
+            if isinstance(item, _Base):
+                journal.compact(item.state)
+                saved = (item.state.epoch, item.state.revision)
+            elif self._modes_path is not None:
+                save_modes(self._modes_path, journal.owner, item.modes)
+        if records:
+            journal.append(records)
+        return saved
+
+    async def close(self) -> None:
+        """Save what is still queued (at shutdown) and close the journal."""
+        if self._journal is None:
+            return
+        self._wake.clear()
+        await self.flush()
+        self._journal.close()
