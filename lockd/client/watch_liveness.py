@@ -53,6 +53,7 @@ class StreamSilence:
             left = self.remaining()
             if left <= 0:
                 return
-            # Frames move the deadline on; sleeping until the old one and looking again
-            # costs one wake-up per interval instead of a timer per frame.
-            await asyncio.sleep(left)
+            # Frames move the deadline on, and a newly learned (shorter) interval moves it
+            # back: look again at least every interval — one wake-up per interval instead
+            # of a timer per frame.
+            await asyncio.sleep(min(left, self._interval()))
