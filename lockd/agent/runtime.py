@@ -34,6 +34,7 @@ from lockd.obs.metrics import AgentMetrics
 _log = structlog.get_logger("lockd.agent")
 
 TICK_INTERVAL = 0.2
+RECORD_DELAY = 0.05
 
 
 class RuntimeListener(Protocol):
@@ -132,9 +133,10 @@ class AgentRuntime:
         self._recorder = loop.create_task(self._record_soon())
 
     async def _record_soon(self) -> None:
-        # The channel writers woken by the signals send first.
-        for _ in range(2):
-            await asyncio.sleep(0)
+        # The sidecar channels write their termination messages first: a thousand audit
+        # lines (~50 ms) written right away would hold those writes back (lockd bench
+        # terminate). Terminations meanwhile share the same recording.
+        await asyncio.sleep(RECORD_DELAY)
         self._record()
 
     def _record(self) -> None:

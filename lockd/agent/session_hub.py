@@ -11,29 +11,29 @@ event batch ends its sessions and queues the channel messages in the same step. 
 are bytes from a `SidecarEncoder` (protobuf in `lockd.api.session_channel`), so this
 module needs no gRPC.
 
-Each channel has two FIFO queues. Session messages (results, terminations) go first; view
-frames (snapshot, events, freshness) after them. Terminations are therefore never stuck
-behind a large snapshot, and a sidecar whose copy reached revision R has already received
-every termination of the events up to R.
+Each channel's queues (`lockd.agent.sidecar_channel`) put session messages before view
+frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 
+from lockd.agent.sidecar_channel import (
+    Registration,
+    RegistrationResult,
+    SidecarChannel,
+    SidecarEncoder,
+    ViewSnapshot,
+)
 from lockd.domain.errors import LockdError, UnavailableError, ValidationError
 from lockd.domain.events import Event
-from lockd.domain.identity import Identity
-from lockd.domain.modes import LockingMode
-from lockd.domain.resources import ReplicatedResource
 from lockd.domain.sessions import SessionMetadata, SessionRecord, validate_registration
 from lockd.domain.view import RELIABLE_STATES, Decision, SyncState, Termination, TerminationCause
 from lockd.obs import audit
@@ -45,152 +45,11 @@ _log = structlog.get_logger("lockd.agent.sidecars")
 
 MAX_BATCH = 1000
 MAX_MESSAGE_BYTES = 1 << 20
-# Bytes queued for a channel before it counts as a sidecar that stopped reading.
-MAX_QUEUED_BYTES = 32 << 20
 FRESHNESS_INTERVAL = 1.0
 FRESHNESS_CHECK = 0.2
-SNAPSHOT_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    session_id: str
-    identity: Identity
-    metadata: SessionMetadata
-    # Set when the request could not even be read (e.g. an unknown protocol value).
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationResult:
-    session_id: str
-    decision: Decision | None
-    error: str = ""
-
-
-class SidecarEncoder(Protocol):
-    """Encodes the agent's channel messages (the wire format is the adapter's business)."""
-
-    def welcome(self, server_id: str, channel_id: str, locking_floor: LockingMode) -> bytes: ...
-
-    def registered(
-        self, request_id: int, revision: int, results: Sequence[RegistrationResult]
-    ) -> bytes: ...
-
-    def terminated(
-        self,
-        session_ids: Sequence[str],
-        reason: str,
-        lock_name: str,
-        cause: TerminationCause,
-        revision: int,
-    ) -> bytes: ...
-
-    def events(self, epoch: str, events: Sequence[Event]) -> bytes: ...
-
-    def snapshot_begin(self, epoch: str, revision: int, count: int) -> bytes: ...
-
-    def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes: ...
-
-    def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes: ...
-
-    def freshness(self, state: SyncState, revision: int, reliable_for: float) -> bytes: ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """A view snapshot to send: the resources were copied when it was queued (they are
-    immutable), and are encoded chunk by chunk while being written."""
-
-    epoch: str
-    revision: int
-    resources: list[ReplicatedResource]
-
-    def frames(self, encoder: SidecarEncoder) -> Iterator[bytes]:
-        count = len(self.resources)
-        yield encoder.snapshot_begin(self.epoch, self.revision, count)
-        for start in range(0, count, SNAPSHOT_CHUNK):
-            yield encoder.snapshot_chunk(self.resources[start : start + SNAPSHOT_CHUNK])
-        yield encoder.snapshot_end(self.epoch, self.revision, count)
-
-
-class SidecarChannel:
-    """One sidecar's stream as the agent sees it: who, and what is queued for it."""
-
-    def __init__(
-        self, channel_id: str, sidecar: str, wants_view: bool, encoder: SidecarEncoder
-    ) -> None:
-        self.channel_id = channel_id
-        self.sidecar = sidecar
-        self.wants_view = wants_view
-        self._encoder = encoder
-        self._sessions: deque[bytes] = deque()
-        self._view: deque[bytes | _Snapshot] = deque()
-        self._queued = 0
-        self._wake: asyncio.Future[None] | None = None
-        # Why the channel ends: an error for the sidecar, or None for a clean end.
-        self.failure: LockdError | None = None
-        self.ended = False
-
-    def push(self, frame: bytes) -> None:
-        self._sessions.append(frame)
-        self._count(len(frame))
-
-    def push_view(self, item: bytes | _Snapshot) -> None:
-        self._view.append(item)
-        self._count(len(item) if isinstance(item, bytes) else 0)
-
-    def _count(self, size: int) -> None:
-        self._queued += size
-        if self._queued > MAX_QUEUED_BYTES and not self.ended:
-            self.end(
-                UnavailableError(
-                    f"slow consumer: more than {MAX_QUEUED_BYTES >> 20} MiB queued for this "
-                    "channel; its sessions are unregistered, reconnect and register them again"
-                )
-            )
-        self._notify()
-
-    def end(self, failure: LockdError | None = None) -> None:
-        """End the channel: its writer stops (raising `failure`, if any) at once."""
-        if not self.ended:
-            self.ended = True
-            self.failure = failure
-        self._notify()
-
-    def _notify(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    async def frames(self) -> AsyncIterator[bytes]:
-        """Every frame in order (session messages first) until the channel ends."""
-        while True:
-            if self.ended:
-                if self.failure is not None:
-                    raise self.failure
-                return
-            if self._sessions:
-                frame = self._sessions.popleft()
-                self._queued -= len(frame)
-                yield frame
-            elif self._view:
-                item = self._view.popleft()
-                if isinstance(item, bytes):
-                    self._queued -= len(item)
-                    yield item
-                else:
-                    for frame in item.frames(self._encoder):
-                        # Session messages queued meanwhile overtake the rest of it.
-                        while self._sessions and not self.ended:
-                            urgent = self._sessions.popleft()
-                            self._queued -= len(urgent)
-                            yield urgent
-                        yield frame
-            else:
-                self._wake = asyncio.get_running_loop().create_future()
-                await self._wake
-                self._wake = None
+# Audit lines of a registration burst wait this long, so the answers of the following
+# batches are not queued behind them (they are written all the same, and at shutdown).
+AUDIT_DELAY = 0.05
 
 
 class SessionHub:
@@ -201,7 +60,10 @@ class SessionHub:
         self._encoder = encoder
         self.channels: dict[str, SidecarChannel] = {}
         self._ids = itertools.count(1)
-        self._unaudited: list[audit.AuditEvent] = []
+        # (sidecar, channel, registration, metadata, decision, time) to audit soon.
+        self._unaudited: list[
+            tuple[str, str, Registration, SessionMetadata, Decision, datetime]
+        ] = []
         self._auditor: asyncio.Task[None] | None = None
         metrics = runtime.metrics
         self._registrations = {
@@ -224,7 +86,7 @@ class SessionHub:
         channel.push(self._encoder.welcome(self.server_id, channel_id, floor))
         if wants_view:
             state = self._runtime.view.state
-            channel.push_view(_Snapshot(state.epoch, state.revision, state.resources()))
+            channel.push_view(ViewSnapshot(state.epoch, state.revision, state.resources()))
             channel.push_view(self._freshness())
         self._runtime.metrics.sidecar_channels.set(len(self.channels))
         _log.info("sidecar channel opened", channel=channel_id, sidecar=sidecar, view=wants_view)
@@ -255,21 +117,33 @@ class SessionHub:
     def register(
         self, channel: SidecarChannel, request_id: int, registrations: Sequence[Registration]
     ) -> None:
-        """Check and subscribe every session of the batch at one revision; answer at once."""
+        """Check and subscribe every session of the batch at one revision; answer at once.
+
+        Counting and auditing come after the answer is queued (audit lines are built
+        later, in `flush_audit`): they must not delay the decisions of the batch.
+        """
         runtime = self._runtime
         view = runtime.view
         now, wall = runtime.clock.monotonic(), runtime.clock.now()
-        results: list[RegistrationResult] = []
-        for registration in registrations:
-            results.append(self._register_one(channel, registration, now, wall))
+        results = [self._register_one(channel, item, now, wall) for item in registrations]
         channel.push(self._encoder.registered(request_id, view.state.revision, results))
+        tally = {"allowed": 0, "denied": 0, "invalid": 0}
+        for result in results:
+            decision = result.decision
+            if decision is None:
+                tally["invalid"] += 1
+                continue
+            runtime.count_decision(decision)
+            tally["allowed" if decision.allowed else "denied"] += 1
+        for result_kind, count in tally.items():
+            if count:
+                self._registrations[result_kind].inc(count)
         self._sessions_changed()
         self._audit_soon()
 
     def _register_one(
         self, channel: SidecarChannel, registration: Registration, now: float, wall: datetime
     ) -> RegistrationResult:
-        runtime = self._runtime
         session_id = registration.session_id
         metadata = registration.metadata
         if metadata.started_at is None:
@@ -280,7 +154,7 @@ class SessionHub:
             if registration.error:
                 raise ValidationError(registration.error)
             validate_registration(session_id, registration.identity, metadata)
-            decision = runtime.view.open_session(
+            decision = self._runtime.view.open_session(
                 session_id,
                 registration.identity,
                 now,
@@ -289,28 +163,10 @@ class SessionHub:
                 metadata=metadata,
             )
         except LockdError as error:
-            self._registrations["invalid"].inc()
             return RegistrationResult(session_id, None, str(error))
-        runtime.count_decision(decision)
-        served = registration.identity.on_server(self.server_id)
-        cluster = runtime.owner.cluster
-        if decision.allowed:
-            self._registrations["allowed"].inc()
-            record = SessionRecord(channel.channel_id, session_id, served, metadata)
-            self._unaudited.append(audit.session_start(record, channel.sidecar, cluster, wall))
-        else:
-            self._registrations["denied"].inc()
-            self._unaudited.append(
-                audit.session_rejected(
-                    SessionRecord(channel.channel_id, session_id, served, metadata),
-                    channel.sidecar,
-                    decision.reason,
-                    decision.mode,
-                    decision.lock_name,
-                    cluster,
-                    wall,
-                )
-            )
+        self._unaudited.append(
+            (channel.sidecar, channel.channel_id, registration, metadata, decision, wall)
+        )
         return RegistrationResult(session_id, decision)
 
     def unregister(self, channel: SidecarChannel, session_ids: Sequence[str]) -> None:
@@ -337,13 +193,29 @@ class SessionHub:
         self._auditor = asyncio.get_running_loop().create_task(self._write_audit())
 
     async def _write_audit(self) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(AUDIT_DELAY)
         self.flush_audit()
 
     def flush_audit(self) -> None:
-        events, self._unaudited = self._unaudited, []
-        for event in events:
-            self._runtime.audit.emit(event)
+        pending, self._unaudited = self._unaudited, []
+        runtime = self._runtime
+        cluster = runtime.owner.cluster
+        for sidecar, channel_id, registration, metadata, decision, wall in pending:
+            served = registration.identity.on_server(self.server_id)
+            record = SessionRecord(channel_id, registration.session_id, served, metadata)
+            if decision.allowed:
+                event = audit.session_start(record, sidecar, cluster, wall)
+            else:
+                event = audit.session_rejected(
+                    record,
+                    sidecar,
+                    decision.reason,
+                    decision.mode,
+                    decision.lock_name,
+                    cluster,
+                    wall,
+                )
+            runtime.audit.emit(event)
 
     # -- what the runtime tells the hub -------------------------------------------------
 
@@ -381,7 +253,7 @@ class SessionHub:
     def snapshot_applied(self) -> None:
         state = self._runtime.view.state
         for channel in self._view_channels():
-            channel.push_view(_Snapshot(state.epoch, state.revision, state.resources()))
+            channel.push_view(ViewSnapshot(state.epoch, state.revision, state.resources()))
 
     def events_applied(self, epoch: str, events: Sequence[Event]) -> None:
         channels = self._view_channels()

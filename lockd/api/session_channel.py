@@ -15,15 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 import structlog
 from google.protobuf.message import DecodeError
 
-from lockd.agent.session_hub import (
-    FRESHNESS_INTERVAL,
-    MAX_BATCH,
-    MAX_MESSAGE_BYTES,
-    Registration,
-    RegistrationResult,
-    SessionHub,
-    SidecarChannel,
-)
+from lockd.agent.session_hub import FRESHNESS_INTERVAL, MAX_BATCH, MAX_MESSAGE_BYTES, SessionHub
+from lockd.agent.sidecar_channel import Registration, RegistrationResult, SidecarChannel
 from lockd.api.handler import Context
 from lockd.domain.errors import LockdError, ValidationError
 from lockd.domain.events import Event

@@ -18,14 +18,8 @@ import grpc
 
 from lockd.client.auth_client import AGENT_STATE_NAMES
 from lockd.client.calls import ChannelClient, call, channel_target
-from lockd.client.session_channel import (
-    ChannelSettings,
-    Session,
-    SessionChannel,
-    SessionDenied,
-    SessionRequest,
-    clock_now,
-)
+from lockd.client.session_channel import ChannelSettings, SessionChannel, clock_now
+from lockd.client.session_handle import Session, SessionDenied, SessionRequest
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import UnavailableError
 from lockd.domain.identity import Identity

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from lockd.client.agent_client import AccessDecision, AgentClient, AgentStatus
-from lockd.client.session_channel import (
+from lockd.client.session_handle import (
     Session,
     SessionDenied,
     SessionRequest,

@@ -6,7 +6,7 @@ per access request, plus the `server_id` of the agent that serves the interactio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from lockd.domain.lock import TargetPair
 
@@ -27,8 +27,22 @@ class Identity:
     server_id: str = ""
 
     def on_server(self, server_id: str) -> Identity:
-        """The same identity as served by the agent `server_id`."""
-        return replace(self, server_id=server_id)
+        """The same identity as served by the agent `server_id`.
+
+        Built positionally, not with dataclasses.replace: it runs for every registration.
+        """
+        return Identity(
+            self.user,
+            self.roles,
+            self.login,
+            self.mfa_device,
+            self.device,
+            self.access_requests,
+            self.windows_desktop,
+            self.bot_instance_id,
+            self.join_token,
+            server_id,
+        )
 
     def query_targets(self) -> tuple[TargetPair, ...]:
         """Single-field query targets, each only when non-empty, duplicates removed."""

@@ -6,8 +6,8 @@ of the pairs asked about. Two uses:
 
 * `LockIndex` files locks under their target pairs and answers "which in-force lock does
   this identity hit at time t" from the identity's query targets.
-* `IdentityIndex` files registered identities (sessions) under their query targets and
-  answers the reverse question: "which of them does this new lock hit".
+* `lockd.domain.sessions.SessionRegistry` files live sessions under their query targets
+  and answers the reverse question: "which of them does this new lock hit".
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Hashable, Iterable, Iterator
 from datetime import datetime
 from typing import Generic, TypeVar, cast
 
-from lockd.domain.lock import Lock, LockTarget, TargetPair
+from lockd.domain.lock import Lock, TargetPair
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -125,29 +125,3 @@ class LockIndex:
 
     def in_force(self, now: datetime) -> list[Lock]:
         return [lock for lock in self._index.values() if lock.in_force(now)]
-
-
-class IdentityIndex(Generic[K]):
-    """Registered identities (e.g. live sessions) filed under their query targets."""
-
-    __slots__ = ("_index",)
-
-    def __init__(self) -> None:
-        self._index: PairIndex[K, tuple[TargetPair, ...]] = PairIndex()
-
-    def add(self, key: K, query_targets: Iterable[TargetPair]) -> None:
-        pairs = tuple(query_targets)
-        self._index.put(key, pairs, pairs)
-
-    def discard(self, key: K) -> None:
-        self._index.remove(key)
-
-    def hit_by(self, target: LockTarget) -> set[K]:
-        """Keys of the identities that a lock with this target hits."""
-        return self._index.keys_hit_by(target.pairs())
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._index

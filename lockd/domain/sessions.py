@@ -22,7 +22,7 @@ from enum import StrEnum
 from lockd.domain.errors import PreconditionError, ValidationError
 from lockd.domain.identity import Identity
 from lockd.domain.index import PairIndex
-from lockd.domain.lock import LockTarget
+from lockd.domain.lock import LockTarget, TargetPair
 
 # Bounds of what a sidecar may send for one session (checked before anything is kept).
 MAX_SESSION_ID = 128
@@ -112,11 +112,13 @@ class SessionRegistry:
         self._owners: dict[str, dict[str, SessionRecord]] = {}
         self._protocols: Counter[SessionProtocol] = Counter()
 
-    def add(self, record: SessionRecord) -> None:
-        """Register `record`; a live session's key is refused (PreconditionError)."""
+    def add(self, record: SessionRecord, targets: tuple[TargetPair, ...] | None = None) -> None:
+        """Register `record` (filed under `targets`, by default its identity's query
+        targets); a live session's key is refused (PreconditionError)."""
         if record.key in self._index:
             raise PreconditionError(f'session "{record.session_id}" is already registered')
-        self._index.put(record.key, record.identity.query_targets(), record)
+        pairs = record.identity.query_targets() if targets is None else targets
+        self._index.put(record.key, pairs, record)
         self._owners.setdefault(record.owner, {})[record.session_id] = record
         self._protocols[record.metadata.protocol] += 1
 

@@ -26,7 +26,7 @@ from lockd.domain.errors import PreconditionError
 from lockd.domain.events import Event, ReplicatedState, apply_change
 from lockd.domain.identity import Identity
 from lockd.domain.index import LockIndex
-from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock
+from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock, TargetPair
 from lockd.domain.modes import LockingMode, resolve_mode
 from lockd.domain.resources import Kind, ReplicatedResource
 from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord, SessionRegistry
@@ -249,8 +249,13 @@ class LocalView:
     def decide(self, identity: Identity, now: float, wall: datetime) -> Decision:
         """Allowed or not for a new request from `identity` (served by this agent)."""
         # As served by this agent (its server_id), without building that identity.
+        return self._decide(identity, identity.query_targets_on(self.settings.server_id), now, wall)
+
+    def _decide(
+        self, identity: Identity, targets: tuple[TargetPair, ...], now: float, wall: datetime
+    ) -> Decision:
         mode = self.mode_for(identity)
-        hit = self.locks.first_hit(identity.query_targets_on(self.settings.server_id), wall)
+        hit = self.locks.first_hit(targets, wall)
         if hit is not None:
             return Decision(False, mode, hit.in_force_message(), hit.name)
         if mode is LockingMode.STRICT and not self.reliable(now):
@@ -273,10 +278,11 @@ class LocalView:
         """
         if (owner, session_id) in self.sessions:
             raise PreconditionError(f'session "{session_id}" is already registered')
-        decision = self.decide(identity, now, wall)
+        targets = identity.query_targets_on(self.settings.server_id)  # once, for both
+        decision = self._decide(identity, targets, now, wall)
         if decision.allowed:
             served = identity.on_server(self.settings.server_id)
-            self.sessions.add(SessionRecord(owner, session_id, served, metadata))
+            self.sessions.add(SessionRecord(owner, session_id, served, metadata), targets)
         return decision
 
     def close_session(self, session_id: str, owner: str = "") -> None:

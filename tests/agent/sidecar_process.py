@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from lockd.client import AgentClient, Session, SessionMetadata, SessionProtocol, SessionRequest
-from lockd.client.session_channel import SessionTermination
+from lockd.client.session_handle import SessionTermination
 from lockd.domain.backoff import Backoff
 from lockd.domain.identity import Identity
 

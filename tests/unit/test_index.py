@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lockd.domain.errors import PreconditionError
 from lockd.domain.identity import Identity
-from lockd.domain.index import IdentityIndex, LockIndex, PairIndex
+from lockd.domain.index import LockIndex, PairIndex
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget, TargetPair
+from lockd.domain.sessions import SessionMetadata, SessionProtocol, SessionRecord, SessionRegistry
 from tests.unit.strategies import T0
 
 # Small alphabets so that names, values and expiry times collide often.
@@ -211,7 +214,7 @@ def test_query_on_a_field_with_the_same_value_but_another_field_does_not_hit() -
     assert index.first_hit((("login", "alice"),), T0) is None
 
 
-# --- PairIndex and IdentityIndex -----------------------------------------------------
+# --- PairIndex and SessionRegistry -----------------------------------------------------
 
 
 def test_pair_index_drops_empty_buckets_on_remove() -> None:
@@ -236,37 +239,44 @@ identity_operations = st.lists(
 
 
 @given(identity_operations, st.lists(targets, min_size=1, max_size=4))
-def test_identity_index_hit_by_equals_brute_force_over_registered_identities(
+def test_session_registry_hit_by_equals_brute_force_over_registered_identities(
     ops: list[tuple[str, str, Identity | None]], lock_targets: list[LockTarget]
 ) -> None:
-    """hit_by(target) is exactly the registered identities a lock with that target hits."""
-    index: IdentityIndex[str] = IdentityIndex()
+    """hit_by(target) is exactly the registered sessions a lock with that target hits."""
+    registry = SessionRegistry()
     model: dict[str, Identity] = {}
     for action, key, identity in ops:
+        registry.remove(("c1", key))
+        model.pop(key, None)
         if action == "add":
             assert identity is not None
-            index.add(key, identity.query_targets())
+            registry.add(SessionRecord("c1", key, identity, SessionMetadata()))
             model[key] = identity
-        else:
-            index.discard(key)
-            model.pop(key, None)
-    assert len(index) == len(model)
-    assert all(key in index for key in model)
+    assert len(registry) == len(model)
+    assert all(("c1", key) in registry for key in model)
     for target in lock_targets:
         expected = {
             key
             for key, identity in model.items()
             if any(LockTarget(**{f: v}).matches(target) for f, v in identity.query_targets())
         }
-        assert index.hit_by(target) == expected
+        assert {record.session_id for record in registry.hit_by(target)} == expected
 
 
-def test_identity_index_finds_sessions_on_a_locked_server() -> None:
-    """A new server_id lock finds every session registered on that agent."""
-    index: IdentityIndex[str] = IdentityIndex()
-    index.add("s1", Identity(user="alice").on_server("node-1").query_targets())
-    index.add("s2", Identity(user="bob").on_server("node-2").query_targets())
-    assert index.hit_by(LockTarget(server_id="node-1")) == {"s1"}
-    index.discard("s1")
-    assert index.hit_by(LockTarget(server_id="node-1")) == set()
-    assert "s1" not in index
+def test_session_registry_finds_sessions_on_a_locked_server_and_drops_a_channel() -> None:
+    """A server_id lock finds every session on that agent; ending a channel removes all
+    of its sessions and only those; ids are unique per channel, not across channels."""
+    registry = SessionRegistry()
+    ssh = SessionMetadata(SessionProtocol.SSH)
+    registry.add(SessionRecord("c1", "s1", Identity(user="alice").on_server("node-1"), ssh))
+    registry.add(SessionRecord("c2", "s1", Identity(user="bob").on_server("node-1"), ssh))
+    registry.add(SessionRecord("c2", "s2", Identity(user="bob").on_server("node-2"), ssh))
+    hit = registry.hit_by(LockTarget(server_id="node-1"))
+    assert [record.key for record in hit] == [("c1", "s1"), ("c2", "s1")]
+    with pytest.raises(PreconditionError, match='session "s1" is already registered'):
+        registry.add(SessionRecord("c1", "s1", Identity(user="carol"), ssh))
+    assert registry.by_protocol()[SessionProtocol.SSH] == 3
+    assert [record.key for record in registry.remove_owner("c2")] == [("c2", "s1"), ("c2", "s2")]
+    assert len(registry) == 1
+    assert registry.owned_by("c2") == 0
+    assert registry.by_protocol()[SessionProtocol.SSH] == 1
