@@ -52,6 +52,17 @@ system-deps:
 	    echo "could not install $$package; the deploy/ tests that need $$tool will skip"; \
 	  else echo "$$tool not installed (needs root and apt-get); the deploy/ tests that need it will skip"; fi; \
 	done
+	@for pair in sshd:openssh-server ssh:openssh-client; do \
+	  tool=$${pair%%:*}; package=$${pair#*:}; \
+	  if PATH="$$PATH:/usr/sbin:/sbin" command -v $$tool >/dev/null 2>&1; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's $$package for the SSH tests (tests/ssh)"; \
+	    (apt-get install -y -qq --no-install-recommends $$package >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq --no-install-recommends $$package >/dev/null 2>&1)) || \
+	    echo "could not install $$package; the SSH tests will skip"; \
+	  else echo "$$tool not installed (needs root and apt-get); the SSH tests will skip"; fi; \
+	done
 
 # checkov, hadolint and kubernetes-validate for tests/deploy; without them those tests skip.
 ops-tools: $(OPS)/.installed

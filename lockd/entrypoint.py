@@ -1,5 +1,5 @@
-"""The `lockd` console script: `lockd bench …`, `lockd proxy` or a daemon command
-(`lockd.daemon`).
+"""The `lockd` console script: `lockd bench …`, `lockd ssh-session`, `lockd proxy` or a
+daemon command (`lockd.daemon`).
 
 Dispatching here keeps the daemon and the benchmarks apart: neither imports the other,
 and a daemon start never loads the benchmark code.
@@ -17,6 +17,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lockd.bench.cli import main as bench  # its imports only when asked for
 
         return bench(arguments[1:])
+    if arguments[:1] == ["ssh-session"]:
+        from lockd.ssh.main import main as ssh_session  # sshd runs it once per session
+
+        return ssh_session(arguments[1:])
     if arguments[:1] == ["proxy"]:
         from lockd.proxy.main import main as proxy  # the proxy needs none of the daemon
 

@@ -36,6 +36,25 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
         )
 
     @unary
+    async def SignSSHUserCertificate(
+        self, request: pb.SignSSHUserCertificateRequest, context: Context
+    ) -> pb.SignSSHUserCertificateResponse:
+        signed = await self._service.sign_ssh_user(
+            self._caller_of(context),
+            request.user,
+            convert.duration_from_pb(request.ttl),
+            request.public_key,
+            tuple(request.principals),
+            (request.mfa_device, request.device),
+        )
+        return pb.SignSSHUserCertificateResponse(
+            certificate=signed.certificate,
+            ca_public_key=signed.ca_public_key,
+            roles=signed.roles,
+            not_after=convert.timestamp_to_pb(signed.not_after),
+        )
+
+    @unary
     async def CreateToken(
         self, request: pb.CreateTokenRequest, context: Context
     ) -> pb.CreateTokenResponse:

@@ -23,6 +23,7 @@ from lockd.domain.rbac import Caller, CallerKind
 from lockd.domain.resources import Kind, Verb
 from lockd.domain.timeparse import format_duration
 from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem
+from lockd.pki_openssh import SignedSSHCertificate, SSHUserCA, SSHUserIdentity
 
 AGENT_TOKEN_KIND = "agent"
 MAX_USER_TTL = timedelta(days=30)
@@ -59,6 +60,7 @@ class IdentityService:
         self.ca = ca
         self.auth = auth
         self.agent_cert_ttl = agent_cert_ttl
+        self.ssh_ca = SSHUserCA.derived_from(ca.key, auth.cluster.name)
 
     def _issued(self, csr_pem: bytes, identity: CertIdentity, ttl: timedelta) -> IssuedCertificate:
         cert = self.ca.sign_csr(csr_pem, identity, self.auth.clock.now(), ttl)
@@ -79,6 +81,30 @@ class IdentityService:
         if user is None:
             raise NotFoundError(f'user "{user_name}" not found')
         return self._issued(csr_pem, CertIdentity(IdentityKind.USER, user.name, user.roles), ttl)
+
+    async def sign_ssh_user(
+        self,
+        caller: Caller,
+        user_name: str,
+        ttl: timedelta,
+        public_key: bytes,
+        principals: tuple[str, ...],
+        devices: tuple[str, str] = ("", ""),
+    ) -> SignedSSHCertificate:
+        """An OpenSSH user certificate for `user_name` with the roles the user has now.
+
+        `devices` is the MFA device and trusted device to record, when known. Needs the
+        same rights as `sign_user`.
+        """
+        self.auth.authorize(caller, Kind.USER, (Verb.CREATE, Verb.UPDATE))
+        _check_ttl(ttl, MAX_USER_TTL, "certificate")
+        user = await self.auth.store.get_user(user_name)
+        if user is None:
+            raise NotFoundError(f'user "{user_name}" not found')
+        for login in principals:
+            validate_name(login, "login")
+        identity = SSHUserIdentity(user.name, user.roles, *devices)
+        return self.ssh_ca.sign(public_key, identity, principals, self.auth.clock.now(), ttl)
 
     async def create_token(self, caller: Caller, kind: str, ttl: timedelta) -> tuple[str, datetime]:
         """A fresh one-time join token (the secret is returned once and never stored)."""

@@ -22,6 +22,7 @@ from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import ClusterAuthPreference, Role, User
+from lockd.pki_openssh import SignedSSHCertificate
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.v1 import identity_service_pb2 as identity_pb
@@ -244,6 +245,33 @@ class AuthClient(ChannelClient):
             certificate_pem=response.certificate_pem,
             ca_certificate_pem=response.ca_certificate_pem,
             roles=tuple(response.roles),
+            not_after=convert.timestamp_from_pb(response, "not_after"),
+        )
+
+    async def sign_ssh_user_certificate(
+        self,
+        user: str,
+        ttl: timedelta,
+        public_key: bytes,
+        principals: Sequence[str],
+        mfa_device: str = "",
+        device: str = "",
+    ) -> SignedSSHCertificate:
+        """An OpenSSH user certificate for `user` (current roles) for this public key."""
+        request = identity_pb.SignSSHUserCertificateRequest(
+            user=user,
+            ttl=convert.duration_to_pb(ttl),
+            public_key=public_key,
+            principals=principals,
+            mfa_device=mfa_device,
+            device=device,
+        )
+        response = await call(self._identity.SignSSHUserCertificate(request))
+        return SignedSSHCertificate(
+            certificate=response.certificate,
+            ca_public_key=response.ca_public_key,
+            roles=tuple(response.roles),
+            principals=tuple(principals),
             not_after=convert.timestamp_from_pb(response, "not_after"),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,8 @@ DEFAULT_AUTH_METRICS_ADDR = "127.0.0.1:3081"
 DEFAULT_AGENT_METRICS_ADDR = "127.0.0.1:3082"
 DEFAULT_HEARTBEAT_INTERVAL = timedelta(seconds=5)
 DEFAULT_MAX_STALENESS = timedelta(minutes=5)
+DEFAULT_SSH_USER_CA_KEYS = "/etc/ssh/lockd_user_ca.pub"
+SSH_AGENT_UNREACHABLE = ("refuse", "allow")
 DEFAULT_SOCKET_MODE = 0o660
 
 MIN_HEARTBEAT_INTERVAL = timedelta(milliseconds=10)
@@ -78,6 +81,15 @@ class AuthServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SSHHookConfig:
+    """`agent_service.ssh`: what `lockd ssh-session` (sshd's ForceCommand) needs."""
+
+    logins: Mapping[str, str]  # OS login -> lockd user, for sessions without a certificate
+    user_ca_keys: Path  # the cluster's SSH user CA (the file sshd's TrustedUserCAKeys names)
+    agent_unreachable: str  # "refuse" (fail closed) or "allow" new sessions without the agent
+
+
+@dataclass(frozen=True, slots=True)
 class AgentServiceConfig:
     enabled: bool
     server_id: str  # "" = generated once and kept in <data_dir>/server_id
@@ -92,6 +104,7 @@ class AgentServiceConfig:
     ca_pin: str  # "sha256:<hex>" of the cluster CA, checked before joining
     join_servers: tuple[str, ...]  # host:port of auth join ports, tried in turn
     insecure: bool  # plaintext to the auth servers: local development only
+    ssh: SSHHookConfig
 
 
 @dataclass(frozen=True, slots=True)

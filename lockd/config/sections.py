@@ -18,15 +18,18 @@ from lockd.config.model import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_JOIN_LISTEN_ADDR,
     DEFAULT_MAX_STALENESS,
+    DEFAULT_SSH_USER_CA_KEYS,
     MAX_HEARTBEAT_INTERVAL,
     MIN_HEARTBEAT_INTERVAL,
     MIN_MAX_STALENESS,
+    SSH_AGENT_UNREACHABLE,
     AgentServiceConfig,
     AuditConfig,
     AuthenticationConfig,
     AuthServiceConfig,
     Config,
     LogConfig,
+    SSHHookConfig,
 )
 from lockd.config.readers import (
     check_address,
@@ -81,7 +84,9 @@ _AGENT_KEYS = (
     "ca_pin",
     "join_servers",
     "insecure",
+    "ssh",
 )
+_SSH_KEYS = ("logins", "user_ca_keys", "agent_unreachable")
 
 
 def parse_sections(data: object, source: Path | None, env: Mapping[str, str]) -> Config:
@@ -237,6 +242,26 @@ def _agent_service(section: Mapping[str, object], data_dir: Path) -> AgentServic
         ca_pin=_ca_pin(section, prefix),
         join_servers=_address_list(section, "join_servers", prefix, DEFAULT_JOIN_LISTEN_ADDR),
         insecure=_insecure(section, prefix, ("auth_servers",)),
+        ssh=_ssh_hook(read_section(section.get("ssh"), f"{prefix}.ssh", _SSH_KEYS), data_dir),
+    )
+
+
+def _ssh_hook(section: Mapping[str, object], data_dir: Path) -> SSHHookConfig:
+    prefix = "agent_service.ssh"
+    logins = section.get("logins") or {}
+    if not isinstance(logins, dict) or not all(
+        isinstance(login, str) and isinstance(user, str) and login and user
+        for login, user in logins.items()
+    ):
+        raise config_error(
+            f"{prefix}.logins", "must map OS logins to lockd user names (both strings)"
+        )
+    return SSHHookConfig(
+        logins=dict(logins),
+        user_ca_keys=read_path(section, "user_ca_keys", prefix, data_dir, DEFAULT_SSH_USER_CA_KEYS),
+        agent_unreachable=read_choice(
+            section, "agent_unreachable", prefix, SSH_AGENT_UNREACHABLE, "refuse", "policy"
+        ),
     )
 
 

@@ -26,31 +26,35 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flockd/v1/identity_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x17SignUserIdentityRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x8d\x01\n\x18SignUserIdentityResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12\r\n\x05roles\x18\x03 \x03(\t\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x12\x43reateTokenRequest\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.lockd.v1.TokenType\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\x07\x65xpires\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x10JoinAgentRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x11JoinAgentResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x1cRenewAgentCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"g\n\x1dRenewAgentCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*=\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOKEN_TYPE_AGENT\x10\x01\x32\xe8\x02\n\x0fIdentityService\x12Y\n\x10SignUserIdentity\x12!.lockd.v1.SignUserIdentityRequest\x1a\".lockd.v1.SignUserIdentityResponse\x12J\n\x0b\x43reateToken\x12\x1c.lockd.v1.CreateTokenRequest\x1a\x1d.lockd.v1.CreateTokenResponse\x12\x44\n\tJoinAgent\x12\x1a.lockd.v1.JoinAgentRequest\x1a\x1b.lockd.v1.JoinAgentResponse\x12h\n\x15RenewAgentCertificate\x12&.lockd.v1.RenewAgentCertificateRequest\x1a\'.lockd.v1.RenewAgentCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flockd/v1/identity_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x17SignUserIdentityRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"\x8d\x01\n\x18SignUserIdentityResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12\r\n\x05roles\x18\x03 \x03(\t\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x01\n\x1dSignSSHUserCertificateRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x12\n\nprincipals\x18\x04 \x03(\t\x12\x12\n\nmfa_device\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x06 \x01(\t\"\x8a\x01\n\x1eSignSSHUserCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x15\n\rca_public_key\x18\x02 \x01(\x0c\x12\r\n\x05roles\x18\x03 \x03(\t\x12-\n\tnot_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"_\n\x12\x43reateTokenRequest\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.lockd.v1.TokenType\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"Q\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\x07\x65xpires\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x10JoinAgentRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"w\n\x11JoinAgentResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x02 \x01(\x0c\x12-\n\tnot_after\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"/\n\x1cRenewAgentCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"g\n\x1dRenewAgentCertificateResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12-\n\tnot_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*=\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOKEN_TYPE_AGENT\x10\x01\x32\xd5\x03\n\x0fIdentityService\x12Y\n\x10SignUserIdentity\x12!.lockd.v1.SignUserIdentityRequest\x1a\".lockd.v1.SignUserIdentityResponse\x12k\n\x16SignSSHUserCertificate\x12\'.lockd.v1.SignSSHUserCertificateRequest\x1a(.lockd.v1.SignSSHUserCertificateResponse\x12J\n\x0b\x43reateToken\x12\x1c.lockd.v1.CreateTokenRequest\x1a\x1d.lockd.v1.CreateTokenResponse\x12\x44\n\tJoinAgent\x12\x1a.lockd.v1.JoinAgentRequest\x1a\x1b.lockd.v1.JoinAgentResponse\x12h\n\x15RenewAgentCertificate\x12&.lockd.v1.RenewAgentCertificateRequest\x1a\'.lockd.v1.RenewAgentCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.identity_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOKENTYPE']._serialized_start=878
-  _globals['_TOKENTYPE']._serialized_end=939
+  _globals['_TOKENTYPE']._serialized_start=1183
+  _globals['_TOKENTYPE']._serialized_end=1244
   _globals['_SIGNUSERIDENTITYREQUEST']._serialized_start=110
   _globals['_SIGNUSERIDENTITYREQUEST']._serialized_end=206
   _globals['_SIGNUSERIDENTITYRESPONSE']._serialized_start=209
   _globals['_SIGNUSERIDENTITYRESPONSE']._serialized_end=350
-  _globals['_CREATETOKENREQUEST']._serialized_start=352
-  _globals['_CREATETOKENREQUEST']._serialized_end=447
-  _globals['_CREATETOKENRESPONSE']._serialized_start=449
-  _globals['_CREATETOKENRESPONSE']._serialized_end=530
-  _globals['_JOINAGENTREQUEST']._serialized_start=532
-  _globals['_JOINAGENTREQUEST']._serialized_end=601
-  _globals['_JOINAGENTRESPONSE']._serialized_start=603
-  _globals['_JOINAGENTRESPONSE']._serialized_end=722
-  _globals['_RENEWAGENTCERTIFICATEREQUEST']._serialized_start=724
-  _globals['_RENEWAGENTCERTIFICATEREQUEST']._serialized_end=771
-  _globals['_RENEWAGENTCERTIFICATERESPONSE']._serialized_start=773
-  _globals['_RENEWAGENTCERTIFICATERESPONSE']._serialized_end=876
-  _globals['_IDENTITYSERVICE']._serialized_start=942
-  _globals['_IDENTITYSERVICE']._serialized_end=1302
+  _globals['_SIGNSSHUSERCERTIFICATEREQUEST']._serialized_start=353
+  _globals['_SIGNSSHUSERCERTIFICATEREQUEST']._serialized_end=514
+  _globals['_SIGNSSHUSERCERTIFICATERESPONSE']._serialized_start=517
+  _globals['_SIGNSSHUSERCERTIFICATERESPONSE']._serialized_end=655
+  _globals['_CREATETOKENREQUEST']._serialized_start=657
+  _globals['_CREATETOKENREQUEST']._serialized_end=752
+  _globals['_CREATETOKENRESPONSE']._serialized_start=754
+  _globals['_CREATETOKENRESPONSE']._serialized_end=835
+  _globals['_JOINAGENTREQUEST']._serialized_start=837
+  _globals['_JOINAGENTREQUEST']._serialized_end=906
+  _globals['_JOINAGENTRESPONSE']._serialized_start=908
+  _globals['_JOINAGENTRESPONSE']._serialized_end=1027
+  _globals['_RENEWAGENTCERTIFICATEREQUEST']._serialized_start=1029
+  _globals['_RENEWAGENTCERTIFICATEREQUEST']._serialized_end=1076
+  _globals['_RENEWAGENTCERTIFICATERESPONSE']._serialized_start=1078
+  _globals['_RENEWAGENTCERTIFICATERESPONSE']._serialized_end=1181
+  _globals['_IDENTITYSERVICE']._serialized_start=1247
+  _globals['_IDENTITYSERVICE']._serialized_end=1716
 # @@protoc_insertion_point(module_scope)

@@ -94,6 +94,77 @@ class SignUserIdentityResponse(_message.Message):
 Global___SignUserIdentityResponse: _TypeAlias = SignUserIdentityResponse  # noqa: Y015
 
 @_typing.final
+class SignSSHUserCertificateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    PRINCIPALS_FIELD_NUMBER: _builtins.int
+    MFA_DEVICE_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    public_key: _builtins.bytes
+    """The user's public key in OpenSSH format ("ssh-ed25519 AAAA...")."""
+    mfa_device: _builtins.str
+    device: _builtins.str
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def principals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """OS logins the certificate may log in as (at least one)."""
+
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+        public_key: _builtins.bytes = ...,
+        principals: _abc.Iterable[_builtins.str] | None = ...,
+        mfa_device: _builtins.str = ...,
+        device: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "mfa_device", b"mfa_device", "principals", b"principals", "public_key", b"public_key", "ttl", b"ttl", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignSSHUserCertificateRequest: _TypeAlias = SignSSHUserCertificateRequest  # noqa: Y015
+
+@_typing.final
+class SignSSHUserCertificateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_FIELD_NUMBER: _builtins.int
+    CA_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    ROLES_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_FIELD_NUMBER: _builtins.int
+    certificate: _builtins.bytes
+    """One OpenSSH line: "<type>-cert-v01@openssh.com <base64>"."""
+    ca_public_key: _builtins.bytes
+    """The SSH user CA's public key, one OpenSSH line (for sshd's TrustedUserCAKeys)."""
+    @_builtins.property
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def not_after(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        certificate: _builtins.bytes = ...,
+        ca_public_key: _builtins.bytes = ...,
+        roles: _abc.Iterable[_builtins.str] | None = ...,
+        not_after: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_after", b"not_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_public_key", b"ca_public_key", "certificate", b"certificate", "not_after", b"not_after", "roles", b"roles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignSSHUserCertificateResponse: _TypeAlias = SignSSHUserCertificateResponse  # noqa: Y015
+
+@_typing.final
 class CreateTokenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

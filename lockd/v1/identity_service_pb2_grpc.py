@@ -40,6 +40,11 @@ class IdentityServiceStub(object):
                 request_serializer=lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityRequest.SerializeToString,
                 response_deserializer=lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityResponse.FromString,
                 _registered_method=True)
+        self.SignSSHUserCertificate = channel.unary_unary(
+                '/lockd.v1.IdentityService/SignSSHUserCertificate',
+                request_serializer=lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateResponse.FromString,
+                _registered_method=True)
         self.CreateToken = channel.unary_unary(
                 '/lockd.v1.IdentityService/CreateToken',
                 request_serializer=lockd_dot_v1_dot_identity__service__pb2.CreateTokenRequest.SerializeToString,
@@ -64,6 +69,15 @@ class IdentityServiceServicer(object):
     def SignUserIdentity(self, request, context):
         """SignUserIdentity issues a client certificate naming a user and the roles
         the user has now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignSSHUserCertificate(self, request, context):
+        """SignSSHUserCertificate issues an OpenSSH user certificate from the cluster's
+        SSH user CA: key ID = the user, the user's roles (and the MFA device and trusted
+        device given) in extensions, the logins as principals.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +112,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.SignUserIdentity,
                     request_deserializer=lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityRequest.FromString,
                     response_serializer=lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityResponse.SerializeToString,
+            ),
+            'SignSSHUserCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignSSHUserCertificate,
+                    request_deserializer=lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateResponse.SerializeToString,
             ),
             'CreateToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateToken,
@@ -143,6 +162,33 @@ class IdentityService(object):
             '/lockd.v1.IdentityService/SignUserIdentity',
             lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityRequest.SerializeToString,
             lockd_dot_v1_dot_identity__service__pb2.SignUserIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignSSHUserCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.IdentityService/SignSSHUserCertificate',
+            lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateRequest.SerializeToString,
+            lockd_dot_v1_dot_identity__service__pb2.SignSSHUserCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

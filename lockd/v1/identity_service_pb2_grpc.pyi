@@ -37,6 +37,11 @@ class IdentityServiceStub:
     """SignUserIdentity issues a client certificate naming a user and the roles
     the user has now.
     """
+    SignSSHUserCertificate: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.SignSSHUserCertificateRequest, _identity_service_pb2.SignSSHUserCertificateResponse]
+    """SignSSHUserCertificate issues an OpenSSH user certificate from the cluster's
+    SSH user CA: key ID = the user, the user's roles (and the MFA device and trusted
+    device given) in extensions, the logins as principals.
+    """
     CreateToken: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreateTokenRequest, _identity_service_pb2.CreateTokenResponse]
     """CreateToken makes a one-time join token."""
     JoinAgent: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.JoinAgentRequest, _identity_service_pb2.JoinAgentResponse]
@@ -54,6 +59,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     SignUserIdentity: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.SignUserIdentityRequest, _identity_service_pb2.SignUserIdentityResponse]  # type: ignore[assignment]
     """SignUserIdentity issues a client certificate naming a user and the roles
     the user has now.
+    """
+    SignSSHUserCertificate: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.SignSSHUserCertificateRequest, _identity_service_pb2.SignSSHUserCertificateResponse]  # type: ignore[assignment]
+    """SignSSHUserCertificate issues an OpenSSH user certificate from the cluster's
+    SSH user CA: key ID = the user, the user's roles (and the MFA device and trusted
+    device given) in extensions, the logins as principals.
     """
     CreateToken: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreateTokenRequest, _identity_service_pb2.CreateTokenResponse]  # type: ignore[assignment]
     """CreateToken makes a one-time join token."""
@@ -75,6 +85,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_service_pb2.SignUserIdentityResponse, _abc.Awaitable[_identity_service_pb2.SignUserIdentityResponse]]:
         """SignUserIdentity issues a client certificate naming a user and the roles
         the user has now.
+        """
+
+    @_abc_1.abstractmethod
+    def SignSSHUserCertificate(
+        self,
+        request: _identity_service_pb2.SignSSHUserCertificateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.SignSSHUserCertificateResponse, _abc.Awaitable[_identity_service_pb2.SignSSHUserCertificateResponse]]:
+        """SignSSHUserCertificate issues an OpenSSH user certificate from the cluster's
+        SSH user CA: key ID = the user, the user's roles (and the MFA device and trusted
+        device given) in extensions, the logins as principals.
         """
 
     @_abc_1.abstractmethod

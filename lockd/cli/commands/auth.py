@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lockd.cli.commands.auth_openssh import parse_logins, prepare_openssh, written_files
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
@@ -32,6 +33,7 @@ INSECURE_CLUSTER = (
 EXAMPLES = """
 lockctl auth sign --user=alice --out=alice.pem
 lockctl auth sign --user=alice --ttl=1h --out=alice.pem --overwrite
+lockctl auth sign --format=openssh --user=alice --logins=alice,deploy --out=alice-ssh
 # then, from any machine that reaches the auth server's listen_addr:
 lockctl --auth-server=auth.example.com:3025 --identity=alice.pem lock --user=foo@example.com
 """
@@ -73,6 +75,16 @@ def register(commands: Subcommands) -> None:
         "--ttl", default=DEFAULT_TTL, metavar="DURATION", help=f"validity (default {DEFAULT_TTL})"
     )
     sign.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
+    sign.add_argument(
+        "--format",
+        choices=("identity", "openssh"),
+        default="identity",
+        help="identity: a lockctl identity file (default); openssh: an SSH key and "
+        "certificate (PATH, PATH.pub, PATH-cert.pub) for sshd with lockd (docs/ssh.md)",
+    )
+    sign.add_argument("--logins", metavar="A,B", help="openssh: OS logins (default: the user)")
+    sign.add_argument("--mfa-device", default="", metavar="ID", help="openssh: MFA device")
+    sign.add_argument("--device", default="", metavar="ID", help="openssh: trusted device")
 
 
 def prepare_sign(args: argparse.Namespace) -> Runner:
@@ -84,6 +96,12 @@ def prepare_sign(args: argparse.Namespace) -> Runner:
     ttl = positive_duration("--ttl", args.ttl)
     out = Path(args.out)
     overwrite: bool = args.overwrite
+    if args.format == "openssh":
+        logins = parse_logins(args.logins, user)
+        for path in written_files(out):
+            check_destination(path, overwrite)
+        devices = (args.mfa_device, args.device)
+        return prepare_openssh(user, ttl, out, overwrite, logins, devices, write_private)
     check_destination(out, overwrite)
 
     async def run(client: AuthClient, console: Console) -> int:

@@ -1,0 +1,163 @@
+"""A throwaway OpenSSH server with `lockd ssh-session` as its ForceCommand.
+
+Used by `lockd bench ssh` and by the tests of tests/ssh: the system's `sshd` binary, run
+as root in the foreground (`-D`) from a config in a directory of its own (host key, the
+SSH user CA in TrustedUserCAKeys, an authorized_keys file for plain keys) on a free
+127.0.0.1 port. Nothing in /etc changes; only sshd's privilege separation directory
+(/run/sshd) is created when it is missing, as Debian's own unit does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from lockd.pki_openssh import SSHUserCA, SSHUserIdentity
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+LOCKD = str(Path(sys.executable).parent / "lockd")
+PRIVSEP_DIR = Path("/run/sshd")
+LOGIN = "root"  # the sessions log in as root: no OS user to create
+START_TIMEOUT = 20.0
+
+
+def why_no_sshd() -> str | None:
+    """Why a throwaway sshd cannot run here, or None when it can."""
+    if not Path(SSHD).exists():
+        return "openssh-server is not installed (`make system-deps` installs it as root)"
+    if shutil.which("ssh") is None or shutil.which("sftp") is None:
+        return "openssh-client (ssh, sftp) is not installed"
+    if os.geteuid() != 0:
+        return "sshd needs root to run sessions (run as root)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
+        check=True,
+    )
+    return path
+
+
+@dataclass
+class ThrowawaySSHD:
+    directory: Path
+    ca: SSHUserCA
+    hook_config: Path  # the config `lockd ssh-session --config` reads
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "user_ca.pub"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "sshd.log"
+
+    def start(self) -> None:
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
+        keygen(self.directory / "host_key")
+        self.ca_file.write_bytes(self.ca.public_line + b"\n")
+        (self.directory / "authorized_keys").touch()
+        self.port = free_port()
+        config = self.directory / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\n"
+            "ListenAddress 127.0.0.1\n"
+            f"HostKey {self.directory / 'host_key'}\n"
+            f"PidFile {self.directory / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {self.directory / 'authorized_keys'}\n"
+            f"TrustedUserCAKeys {self.ca_file}\n"
+            "PermitRootLogin yes\n"
+            "StrictModes no\n"  # the directory lives under the world-writable /tmp
+            "UsePAM no\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "ExposeAuthInfo yes\n"
+            f"ForceCommand {LOCKD} ssh-session --config {self.hook_config}\n"
+            f"Subsystem sftp {SFTP_SERVER}\n"
+            "AllowTcpForwarding yes\n"
+            "MaxStartups 500\n"  # many clients connecting at once (the benchmark)
+            "LogLevel VERBOSE\n",
+            encoding="utf-8",
+        )
+        self.process = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.log)])
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start: {self.log_text()}")
+            time.sleep(0.05)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def user_key(
+        self,
+        name: str,
+        identity: SSHUserIdentity | None = None,
+        principals: tuple[str, ...] = (LOGIN,),
+    ) -> Path:
+        """A fresh key; with `identity`, a certificate for it from the SSH user CA (next
+        to it, as `ssh -i` expects), else the key goes into authorized_keys."""
+        key = keygen(self.directory / f"key-{name}")
+        public = key.with_name(key.name + ".pub").read_bytes()
+        if identity is None:
+            with (self.directory / "authorized_keys").open("ab") as keys:
+                keys.write(public)
+            return key
+        signed = self.ca.sign(public, identity, principals, datetime.now(UTC), timedelta(hours=1))
+        key.with_name(key.name + "-cert.pub").write_bytes(signed.certificate + b"\n")
+        return key
+
+    def ssh_options(self, key: Path) -> list[str]:
+        """Options for ssh (and, with -p as -P, sftp and scp): this server, this key,
+        no prompts, a known_hosts file of its own."""
+        return [
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            str(key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={self.directory / 'known_hosts'}",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

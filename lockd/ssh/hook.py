@@ -1,0 +1,217 @@
+"""`lockd ssh-session`: one SSH connection, checked and supervised by the node agent.
+
+For every session sshd starts (ForceCommand), the hook
+1. works out who the session is (`session_identity`);
+2. registers it with the agent: a refusal (a lock, or strict mode on a view that is not
+   current) is written to stderr as `ERROR: <reason>`, and the connection is ended
+   before the user's program ever runs. An unreachable agent refuses too, unless
+   `agent_service.ssh.agent_unreachable` is `allow`;
+3. runs what the user asked for (`user_program`) and waits for it or for a termination
+   signal from the agent, whichever comes first;
+4. on termination: stops every process of the session, writes the reason to the user's
+   terminal (or stderr), kills the processes, waits for the text to leave, then ends the
+   whole connection by ending its sshd process (`processes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import sys
+import termios
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lockd.client import (
+    AgentClient,
+    Session,
+    SessionDenied,
+    SessionMetadata,
+    SessionProtocol,
+    SessionTermination,
+)
+from lockd.config.model import SSHHookConfig
+from lockd.domain.errors import LockdError, UnavailableError
+from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
+from lockd.ssh import processes
+from lockd.ssh.session_identity import SSHSession, session_of
+from lockd.ssh.user_program import UserProgram, login_entry, requested_program, start
+
+EXIT_REFUSED = 1
+EXIT_TERMINATED = 255  # what ssh itself exits with when the connection is lost
+DRAIN_TIMEOUT = 0.5  # seconds the termination notice may take to leave
+DRAIN_GRACE = 0.01  # then this long for sshd to put it on the wire
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+# Terminal signals are the program's business (it shares the hook's process group).
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
+
+
+@dataclass(frozen=True, slots=True)
+class HookSettings:
+    socket: Path  # the agent's Unix socket
+    ssh: SSHHookConfig
+
+
+def refuse(reason: str, detail: str = "") -> int:
+    """Refuse the session: say why, then end the connection too, so that nothing of it
+    (a port forward, another multiplexed session) outlives the refusal."""
+    say(reason)
+    if detail:
+        with contextlib.suppress(OSError):
+            os.write(2, f"lockd: {detail}\n".encode())
+    _end_connection()
+    return EXIT_REFUSED
+
+
+def say(text: str) -> None:
+    """One line for the user: their terminal with a PTY, the client's stderr otherwise."""
+    prefix = "\r\n" if os.isatty(2) else ""
+    newline = "\r\n" if os.isatty(2) else "\n"
+    with contextlib.suppress(OSError):  # the client may be gone already
+        os.write(2, f"{prefix}ERROR: {text}{newline}".encode())
+
+
+async def run(settings: HookSettings) -> int:
+    processes.become_subreaper()
+    entry = login_entry()
+    program = requested_program(entry, os.environ.get("SSH_ORIGINAL_COMMAND"))
+    try:
+        session = session_of(
+            entry.pw_name, os.environ, settings.ssh.user_ca_keys, settings.ssh.logins, _now()
+        )
+    except LockdError as error:
+        return refuse(f"lockd cannot tell who this session is: {error}")
+    async with contextlib.AsyncExitStack() as stack:
+        agent = await stack.enter_async_context(AgentClient.connect(settings.socket))
+        try:
+            registered = await stack.enter_async_context(
+                agent.open_session(session.identity, metadata=_metadata(session, entry.pw_name))
+            )
+        except SessionDenied as denied:
+            return refuse(denied.decision.reason)
+        except UnavailableError as error:
+            return _without_agent(settings, program, error)
+        return await Supervisor(session, program).run(registered)
+    raise AssertionError("unreachable")  # the stack never swallows exceptions
+
+
+def _metadata(session: SSHSession, login: str) -> SessionMetadata:
+    """What the agent's audit says about the session besides its identity."""
+    return SessionMetadata(
+        protocol=SessionProtocol.SSH,
+        remote_address=session.remote_address,
+        target_resource=f"{login}@{socket.gethostname()}",
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _without_agent(settings: HookSettings, program: UserProgram, error: LockdError) -> int:
+    if settings.ssh.agent_unreachable == "allow":
+        # Fail open, as configured: the program replaces the hook, unsupervised.
+        os.execv(program.executable, list(program.argv))
+    return refuse(STRICT_LOCKOUT_MESSAGE, f"the node agent is unreachable: {error}")
+
+
+class Supervisor:
+    """Runs the user's program until it exits or the agent ends the session."""
+
+    def __init__(self, session: SSHSession, program: UserProgram) -> None:
+        self.session = session
+        self.program = program
+
+    async def run(self, registered: Session) -> int:
+        loop = asyncio.get_running_loop()
+        child = start(self.program)
+        exited: asyncio.Future[None] = loop.create_future()
+        pidfd = os.pidfd_open(child.pid)
+        loop.add_reader(pidfd, _set_once, exited)
+        for signum in FORWARDED_SIGNALS:
+            loop.add_signal_handler(signum, _forward, child.pid, signum)
+        for signum in IGNORED_SIGNALS:
+            loop.add_signal_handler(signum, lambda: None)
+        ended: asyncio.Task[SessionTermination] = asyncio.ensure_future(registered.terminated())
+        try:
+            either: list[asyncio.Future[Any]] = [exited, ended]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                return _exit_status(child.wait())
+            # A lock, or (strict sessions) a view or agent that cannot be trusted now.
+            return self.terminate(ended.result().reason)
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            ended.cancel()
+
+    def terminate(self, reason: str) -> int:
+        """End everything of this session and the connection itself, after saying why."""
+        me = os.getpid()
+        processes.freeze_tree(me)  # nothing prints over the notice, nothing forks away
+        _take_terminal()
+        say(reason)
+        processes.kill_tree(me)
+        _end_connection()
+        return EXIT_TERMINATED
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _end_connection() -> None:
+    """Once what was written has left, end the connection's sshd process (if any)."""
+    _drain(2)
+    sshd = processes.connection_process()
+    if sshd is not None:
+        processes.end_connection(sshd)
+
+
+def _forward(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _exit_status(code: int) -> int:
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
+
+
+def _take_terminal() -> None:
+    """Make the hook the terminal's foreground again (a shell may have taken it), so the
+    notice is written even where `stty tostop` is set. SIGTTOU is blocked meanwhile:
+    a background process may then change the foreground without being stopped."""
+    if not os.isatty(2):
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(2, os.getpgrp())
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTTOU})
+
+
+def _unsent(fd: int) -> int:
+    """Bytes written to `fd` that its reader (sshd) has not taken yet."""
+    for request in (termios.TIOCOUTQ, termios.FIONREAD):  # terminals and sockets; pipes
+        try:
+            buffer = fcntl.ioctl(fd, request, b"\0\0\0\0")
+        except OSError:
+            continue
+        return int.from_bytes(buffer, sys.byteorder)
+    return 0
+
+
+def _drain(fd: int) -> None:
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while _unsent(fd) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(DRAIN_GRACE)

@@ -1,0 +1,56 @@
+"""Fixtures of the SSH suite: a real `lockd auth`, a node (real `lockd agent` and sshd with
+`lockd ssh-session` as ForceCommand), and an admin client. Skipped, with the reason,
+where OpenSSH or root is missing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from lockd.bench.sshd import why_no_sshd
+from lockd.client import AuthClient
+from tests.cli.helpers import AuthServer, reset
+from tests.ssh.helpers import Node, start_cluster, start_node
+
+pytestmark = pytest.mark.slow
+
+_missing = why_no_sshd()
+if _missing is not None:
+    pytest.skip(_missing, allow_module_level=True)
+
+MAPPED_USER = "bob"  # agent_service.ssh.logins maps the login root to this lockd user
+
+
+@pytest.fixture(scope="module")
+def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
+    server = start_cluster(tmp_path_factory.mktemp("ssh"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def node(auth: AuthServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    started = start_node(tmp_path_factory.mktemp("node"), auth, logins={"root": MAPPED_USER})
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+@pytest.fixture
+async def admin(auth: AuthServer) -> AsyncIterator[AuthClient]:
+    """An admin client on the auth server's admin socket; every lock is gone afterwards."""
+    async with AuthClient.connect(f"unix:{auth.admin_socket}") as client:
+        try:
+            yield client
+        finally:
+            for lock in await client.list_locks():
+                await client.delete_lock(lock.name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_cluster(auth: AuthServer) -> None:
+    reset(auth)

@@ -1,0 +1,219 @@
+"""Locks against real OpenSSH sessions: sshd runs `lockd ssh-session` as its ForceCommand,
+real `ssh`, `sftp` and `scp` clients connect, and locks go through a real auth server and
+node agent. A hit session ends with the lock's message on the client and nothing of it
+left running; a new one is refused with the exact message until the lock is removed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lockd.bench.sshd import LOGIN
+from lockd.client import AuthClient
+from lockd.domain.lock import Lock, LockTarget
+from lockd.pki_openssh import SSHUserIdentity
+from tests.cli.helpers import AuthServer, lockctl
+from tests.ssh.conftest import MAPPED_USER
+from tests.ssh.helpers import Node, marker, sleeping
+from tests.support import eventually, free_port
+
+MESSAGE = "Suspicious activity."
+ALICE = SSHUserIdentity("alice", ("dev",), mfa_device="mfa-7", device="laptop-3")
+DAEMONS = "setsid sleep {m} & (sleep {m} &) ; nohup sleep {m} >/dev/null 2>&1 &"
+
+
+def target_for(kind: str, node: Node) -> LockTarget:
+    values = {
+        "user": "alice",
+        "role": "dev",
+        "login": LOGIN,
+        "server_id": node.server_id,
+        "mfa_device": "mfa-7",
+        "device": "laptop-3",
+    }
+    return LockTarget(**{kind: values[kind]})
+
+
+def lock_message(target: LockTarget) -> str:
+    return f"ERROR: {Lock('x', target, message=MESSAGE).in_force_message()}"
+
+
+async def lock(admin: AuthClient, target: LockTarget) -> str:
+    name = str(uuid.uuid4())
+    await admin.create_lock(Lock(name, target, message=MESSAGE))
+    return name
+
+
+async def running(name: str, count: int) -> None:
+    async def enough() -> bool:
+        return len(await sleeping(name)) >= count
+
+    await eventually(enough, what=f"{count} x {name}")
+
+
+async def gone(name: str) -> None:
+    async def none_left() -> bool:
+        return not await sleeping(name)
+
+    await eventually(none_left, what=f"no process {name} left")
+
+
+@pytest.mark.parametrize("kind", ["user", "role", "login", "server_id", "mfa_device", "device"])
+async def test_a_lock_ends_a_long_command_with_its_message_and_no_process_left(
+    node: Node, admin: AuthClient, kind: str
+) -> None:
+    """A long command (with processes that daemonize) ends when a lock on any attribute
+    of the session arrives: the message on the client's stderr, the connection closed,
+    every process gone."""
+    key = await node.key(f"cmd-{kind}", ALICE)
+    name = marker()
+    client = await node.ssh(key, DAEMONS.format(m=name) + f" sleep {name}")
+    await running(name, 4)
+    target = target_for(kind, node)
+    await lock(admin, target)
+    async with asyncio.timeout(20):
+        _, stderr = await client.communicate()
+    assert lock_message(target) in stderr.decode()
+    assert client.returncode == 255  # ssh: the connection was closed by the remote host
+    await gone(name)
+
+
+@pytest.mark.parametrize("kind", ["user", "role", "login", "server_id"])
+async def test_a_lock_ends_an_interactive_pty_session_with_its_message_on_the_terminal(
+    node: Node, admin: AuthClient, kind: str
+) -> None:
+    """A login shell on a PTY, with a job in the foreground: the lock's message appears
+    on the user's terminal and the shell and its job are gone."""
+    key = await node.key(f"pty-{kind}", ALICE)
+    name = marker()
+    client = await node.ssh(key, options=("-tt",), stdin=True)
+    assert client.stdin is not None
+    client.stdin.write(f"sleep {name} & sleep {name}\n".encode())
+    await running(name, 2)
+    target = target_for(kind, node)
+    await lock(admin, target)
+    async with asyncio.timeout(20):
+        stdout, _ = await client.communicate()
+    assert lock_message(target) in stdout.decode()  # a PTY: the terminal is stdout
+    assert client.returncode == 255
+    await gone(name)
+
+
+async def test_a_new_session_is_refused_with_the_exact_message_until_lockctl_rm(
+    node: Node, admin: AuthClient, auth: AuthServer
+) -> None:
+    """While the lock is in force the user's program never runs: exactly the SPEC text on
+    stderr, a non-zero exit. After `lockctl rm` the same key logs in again."""
+    key = await node.key("refused", ALICE)
+    name = await lock(admin, LockTarget(user="alice"))
+    # With a port forward: the refusal ends the whole connection, not just the session.
+    forward = ("-L", f"{free_port()}:127.0.0.1:{node.port}")
+    refused = await node.ssh(key, "echo should-not-run", options=forward)
+    async with asyncio.timeout(20):
+        stdout, stderr = await refused.communicate()
+    first_line = stderr.decode().splitlines(keepends=True)[0]
+    assert first_line == f'ERROR: lock targeting User:"alice" is in force: {MESSAGE}\n'
+    assert stdout == b""
+    assert refused.returncode != 0
+    removed = await asyncio.to_thread(lockctl, auth, "rm", f"locks/{name}")
+    assert removed.returncode == 0, removed.stderr
+
+    async def logs_in() -> bool:
+        allowed = await node.ssh(key, "echo welcome")
+        stdout, _ = await allowed.communicate()
+        return allowed.returncode == 0 and stdout == b"welcome\n"
+
+    await eventually(logs_in, what="a login after lockctl rm")
+
+
+async def test_a_plain_key_is_the_lockd_user_the_login_maps_to(
+    node: Node, admin: AuthClient
+) -> None:
+    """A session with a plain key (authorized_keys) is the user agent_service.ssh.logins
+    maps its login to, so a lock on that user ends it; a certificate's user is not."""
+    key = await node.key("plain")
+    name = marker()
+    client = await node.ssh(key, f"sleep {name}")
+    await running(name, 1)
+    target = LockTarget(user=MAPPED_USER)
+    await lock(admin, target)
+    async with asyncio.timeout(20):
+        _, stderr = await client.communicate()
+    assert lock_message(target) in stderr.decode()
+    await gone(name)
+
+
+async def test_a_port_forward_of_the_session_dies_with_it(node: Node, admin: AuthClient) -> None:
+    """A local port forward opened with the session ends with the connection: the
+    forwarded TCP connection is closed and the forwarded port refuses new ones."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(100):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    target_port = server.sockets[0].getsockname()[1]
+    local_port = free_port()
+    key = await node.key("forward", ALICE)
+    name = marker()
+    forward = f"{local_port}:127.0.0.1:{target_port}"
+    client = await node.ssh(key, f"sleep {name}", options=("-L", forward))
+    await running(name, 1)
+
+    async def connected() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        try:
+            return await asyncio.open_connection("127.0.0.1", local_port)
+        except OSError:
+            return None
+
+    reader, writer = await eventually(connected, what="the forwarded port")
+    writer.write(b"ping")
+    assert await asyncio.wait_for(reader.readexactly(4), 20) == b"ping"
+    await lock(admin, LockTarget(user="alice"))
+    async with asyncio.timeout(20):
+        await client.communicate()
+        assert await reader.read(100) == b""  # the forwarded connection is closed
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", local_port)
+    writer.close()
+    server.close()
+    await server.wait_closed()
+    await gone(name)
+
+
+async def test_sftp_and_scp_transfer_files_while_unlocked(node: Node, tmp_path: Path) -> None:
+    """The sftp subsystem (sftp-server run by the hook) and scp work through the hook."""
+    key = await node.key("transfer", ALICE)
+    source = tmp_path / "source.bin"
+    source.write_bytes(bytes(range(256)) * 400)
+    remote = node.directory / "uploaded.bin"
+    common = node.sshd.ssh_options(key)
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {source} {remote}\nget {remote} {tmp_path / 'back.bin'}\n")
+    sftp = await asyncio.to_thread(
+        subprocess.run,
+        ["sftp", *_sftp_options(common), "-b", str(batch), f"{LOGIN}@127.0.0.1"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert sftp.returncode == 0, sftp.stderr
+    assert (tmp_path / "back.bin").read_bytes() == source.read_bytes()
+    scp = await asyncio.to_thread(
+        subprocess.run,
+        ["scp", *_sftp_options(common), f"{LOGIN}@127.0.0.1:{remote}", str(tmp_path / "scp.bin")],
+        capture_output=True,
+        timeout=60,
+    )
+    assert scp.returncode == 0, scp.stderr
+    assert (tmp_path / "scp.bin").read_bytes() == source.read_bytes()
+
+
+def _sftp_options(ssh_options: list[str]) -> list[str]:
+    """ssh's options for sftp and scp, whose port flag is -P."""
+    return ["-P" if option == "-p" else option for option in ssh_options]
