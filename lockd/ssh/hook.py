@@ -44,6 +44,7 @@ from lockd.ssh import processes
 from lockd.ssh.session_identity import SSHSession, session_of
 from lockd.ssh.user_program import UserProgram, login_entry, requested_program, start
 
+SIDECAR_NAME = "lockd ssh-session"  # how the agent's audit names this sidecar
 EXIT_REFUSED = 1
 EXIT_TERMINATED = 255  # what ssh itself exits with when the connection is lost
 DRAIN_TIMEOUT = 0.5  # seconds the termination notice may take to leave
@@ -89,7 +90,8 @@ async def run(settings: HookSettings) -> int:
     except LockdError as error:
         return refuse(f"lockd cannot tell who this session is: {error}")
     async with contextlib.AsyncExitStack() as stack:
-        agent = await stack.enter_async_context(AgentClient.connect(settings.socket))
+        client = AgentClient.connect(settings.socket, sidecar=SIDECAR_NAME)
+        agent = await stack.enter_async_context(client)
         try:
             registered = await stack.enter_async_context(
                 agent.open_session(session.identity, metadata=_metadata(session, entry.pw_name))
