@@ -68,6 +68,18 @@ FIELDS = {
         "sidecar_local_checks_per_s",
         "sidecar_view_load_s",
     ),
+    "check-under-load": (
+        "idle_checks_per_s",
+        "idle_p50_ms",
+        "idle_p99_ms",
+        "loaded_checks_per_s",
+        "loaded_p50_ms",
+        "loaded_p99_ms",
+        "creates_per_s",
+        "p99_vs_idle",
+        "agent_cpu_idle_s",
+        "agent_cpu_loaded_s",
+    ),
     "create": (*(f"create_{key}" for key in LATENCY), "creates_per_s", "server_cpu_ms_per_create"),
     "reconnect": ("restart_s", "resync_all_s", "total_s", "resumed_share", "snapshots"),
     "snapshot": (
@@ -156,6 +168,16 @@ def test_check(tmp_path: Path) -> None:
     )  # fmt: skip
     figures = check_fields(result, "check")
     assert float(figures["socket_checks_per_s"]) > 0  # type: ignore[arg-type]
+
+
+def test_check_under_load(tmp_path: Path) -> None:
+    """check-under-load reports check latency idle and while locks are being created."""
+    (result,) = bench(
+        tmp_path, "check-under-load", "--locks", "50", "--concurrency", "4", "--seconds",
+        "0.5", "--warmup", "0.1", "--rate", "20", "--writers", "2",
+    )  # fmt: skip
+    figures = check_fields(result, "check-under-load")
+    assert float(figures["creates_per_s"]) > 0  # type: ignore[arg-type]
 
 
 def test_create(tmp_path: Path) -> None:

@@ -85,9 +85,11 @@ def _loop(call: Callable[[], object], seconds: float) -> float:
     return round(count / (now - started), 1)
 
 
-async def _drive(
+async def drive_checkers(
     checkers: list[Worker], socket: str, params: CheckParams, server_pid: int
 ) -> dict[str, float]:
+    """Run the checkers against `socket` for `params.seconds`: rate, p50/p99 (ms), and
+    the CPU seconds of the process serving it."""
     cpu_before = cpu_seconds(server_pid)
     replies = await asyncio.gather(
         *(
@@ -141,10 +143,10 @@ async def check(reaper: Reaper, params: CheckParams, common: Common) -> Result:
                 reaper, "checker", [1], ["--concurrency", str(size)], f"c{index}-"
             )
         workers += checkers
-        ours = await _drive(
+        ours = await drive_checkers(
             checkers, str(reaper.workdir / "agent" / "agent.sock"), params, agent.pid
         )
-        floor = await _drive(checkers, bare_socket, params, bare.pid)
+        floor = await drive_checkers(checkers, bare_socket, params, bare.pid)
         local = await checkers[0].call(
             "local",
             within=params.seconds + 300 + params.locks / 500,
