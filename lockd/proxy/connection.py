@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from lockd.client import AgentClient, Session, SessionDenied
+from lockd.client import AgentClient, Session, SessionDenied, SessionTermination
 from lockd.domain.errors import LockdError, UnauthenticatedError, UnavailableError, ValidationError
 from lockd.domain.identity import Identity
 from lockd.domain.sessions import SessionMetadata, SessionProtocol
@@ -80,8 +80,21 @@ class Connection:
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
 
     def end(self, ending: Ending) -> None:
-        if not self._ending.done():
-            self._ending.set_result(ending)
+        """End the connection now. A relaying one is told why and closed right here, in
+        this callback: a lock that hits a thousand connections must not wait for a
+        thousand task switches. The relay's tasks are torn down afterwards."""
+        if self._ending.done():
+            return
+        self._ending.set_result(ending)
+        relay = self.relay
+        if relay is None:
+            return
+        self._metrics.terminations_total.labels(protocol=self._protocol, reason=ending.reason).inc()
+        # Between two messages only; the pumps write nothing more once this runs (they
+        # are cancelled before they resume).
+        if relay.framer is not None and relay.framer.at_boundary:
+            self.client.writer.write(pg_wire.error_response(ending.text, pg_wire.ADMIN_SHUTDOWN))
+        self.client.writer.close()
 
     def _count(self, result: str) -> None:
         self._metrics.connections_total.labels(protocol=self._protocol, result=result).inc()
@@ -208,41 +221,33 @@ class Connection:
             idle_timeout=self.listener.idle_timeout.total_seconds(),
             framer=pg_wire.MessageFramer() if postgres else None,
         )
-        watcher = asyncio.create_task(self._watch(session))
+        session.on_terminated(self._terminated)
         relaying = asyncio.create_task(relay.run())
         try:
             await asyncio.wait((relaying, self._ending), return_when=asyncio.FIRST_COMPLETED)
             # The relay's own end wins a tie: the client is gone, nobody to tell.
             end = relaying.result() if relaying.done() else None
         finally:
-            watcher.cancel()
             relaying.cancel()
-            await asyncio.gather(watcher, relaying, return_exceptions=True)
+            await asyncio.gather(relaying, return_exceptions=True)
             self._count_bytes(relay)
         if end is None:
-            await self._farewell(relay, self._ending.result())
+            ending = self._ending.result()
+            # One line per lock is the agent's; per connection, debug only.
+            _log.debug("connection terminated", remote=self.remote, reason=ending.text)
         else:
             _log.info("connection ended", listener=self.listener.name, remote=self.remote, by=end)
             if end is RelayEnd.IDLE and postgres and relay.framer and relay.framer.at_boundary:
                 await self._send_farewell("lockd proxy: idle timeout", pg_wire.ADMIN_SHUTDOWN)
+        # The client first: it is the one waiting; the upstream and the agent's
+        # bookkeeping follow.
+        await self.client.close()
 
-    async def _watch(self, session: Session) -> None:
-        """Turn the agent's termination signal into an ending. When the agent is lost, the
-        client library ends strict sessions (cause agent_unavailable) and keeps
+    def _terminated(self, termination: SessionTermination) -> None:
+        """The agent's termination signal (a lock, strict mode). When the agent is lost,
+        the client library ends strict sessions (cause agent_unavailable) and keeps
         best_effort ones, registering them again once the agent is back."""
-        termination = await session.terminated()
         self.end(Ending(termination.reason, termination.cause))
-
-    async def _farewell(self, relay: Relay, ending: Ending) -> None:
-        self._metrics.terminations_total.labels(protocol=self._protocol, reason=ending.reason).inc()
-        _log.info(
-            "connection terminated",
-            listener=self.listener.name,
-            remote=self.remote,
-            reason=ending.text,
-        )
-        if relay.framer is not None and relay.framer.at_boundary:
-            await self._send_farewell(ending.text, pg_wire.ADMIN_SHUTDOWN)
 
     async def _send_farewell(self, text: str, sqlstate: str) -> None:
         with contextlib.suppress(OSError, TimeoutError):

@@ -148,38 +148,47 @@ def message_header(header: bytes) -> tuple[bytes, int]:
     return header[:1], length - 4
 
 
-TERMINATE = message(b"X", b"")
+_LENGTH = struct.Struct("!i")
 
 
 class MessageFramer:
     """Follows message boundaries in one direction of a relayed stream.
 
     Feed it every chunk that passes; `at_boundary` says whether the bytes so far end
-    exactly after a whole message. Constant memory: at most four length bytes are kept.
+    exactly after a whole message. It only jumps from length word to length word (one
+    `unpack_from` per message, no copies), and keeps at most four bytes of a header
+    split between chunks.
     """
 
-    __slots__ = ("_header", "_remaining")
+    __slots__ = ("_partial", "_skip")
 
     def __init__(self) -> None:
-        self._remaining = 0  # body bytes of the current message still to come
-        self._header = b""  # the part of a header seen so far (type byte + length bytes)
+        self._skip = 0  # bytes of the current message still to come after this point
+        self._partial = b""  # the start of a header cut by a chunk's end (< 5 bytes)
 
     @property
     def at_boundary(self) -> bool:
-        return self._remaining == 0 and not self._header
+        return self._skip == 0 and not self._partial
 
     def feed(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        position, size = 0, len(view)
-        while position < size:
-            if self._remaining:
-                step = min(self._remaining, size - position)
-                self._remaining -= step
-                position += step
-                continue
-            need = 5 - len(self._header)
-            self._header += bytes(view[position : position + need])
-            position += min(need, size - position)
-            if len(self._header) == 5:
-                _, self._remaining = message_header(self._header)
-                self._header = b""
+        size = len(data)
+        if self._partial:
+            head = self._partial + bytes(data[: 5 - len(self._partial)])
+            if len(head) < 5:
+                self._partial = head
+                return
+            taken = 5 - len(self._partial)
+            self._partial = b""
+            position = taken + message_header(head)[1]
+        else:
+            position = self._skip
+        unpack = _LENGTH.unpack_from
+        while position + 5 <= size:
+            (length,) = unpack(data, position + 1)
+            if length < 4:
+                raise ValidationError(f"invalid message length {length}")
+            position += 1 + length
+        if position < size:  # a header cut short
+            self._partial, self._skip = bytes(data[position:]), 0
+        else:
+            self._skip = position - size

@@ -15,7 +15,12 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import structlog
+
+from lockd.domain.errors import ValidationError
 from lockd.proxy.pg_wire import MessageFramer
+
+_log = structlog.get_logger("lockd.proxy")
 
 
 class RelayEnd(StrEnum):
@@ -117,6 +122,8 @@ class Relay:
                 await sink.writer.drain()
         except OSError:  # reset, broken pipe, TLS failure: that side is gone
             pass
+        except ValidationError as error:  # the upstream broke the protocol's framing
+            _log.warning("relay stopped: invalid upstream stream", error=str(error))
         return ended
 
     async def _idle(self) -> RelayEnd:
