@@ -3,7 +3,8 @@
 It runs `python -m lockd auth --config FILE` (through `lockd.bench.launch`) with
 a config written into the run's temporary directory: plaintext gRPC on 127.0.0.1
 (`auth_service.insecure: true`; the benchmark measures lockd, not TLS), the chosen
-store, metrics off, warnings-only logs to a file. The coordinator talks to it over its
+store (postgres: a throwaway server of `lockd.bench.pgserver`), metrics off,
+warnings-only logs to a file. The coordinator talks to it over its
 admin socket. A restart reuses the same config and data directory, so a SQLite store
 keeps its epoch and log across it.
 """
@@ -11,6 +12,7 @@ keeps its epoch and log across it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import signal
 import socket
 import sqlite3
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lockd.bench.pgserver import PostgresServer, discard, start_throwaway
 from lockd.bench.procs import Reaper, cpu_seconds, interrupted, rss_bytes
 from lockd.client import AuthClient
 from lockd.domain.lock import Lock, LockTarget
@@ -30,6 +33,7 @@ from lockd.domain.ports import PutMode
 from lockd.store import sqlite_ops
 
 START_TIMEOUT = 60.0
+POSTGRES_DATABASE = "lockd"
 SEED_CONCURRENCY = 32
 
 
@@ -44,12 +48,28 @@ def seed_lock(index: int) -> Lock:
     return Lock(f"seed-{index:06d}", LockTarget(user=f"seed-user-{index}"), message="bench seed")
 
 
+def start_postgres() -> PostgresServer:
+    """A throwaway PostgreSQL with fsync on (commits cost what they cost in production)
+    and an empty database for lockd; removed at exit even when the run is interrupted."""
+    server = start_throwaway(fsync=True)
+    atexit.register(discard, server)
+    server.psql(f'CREATE DATABASE "{POSTGRES_DATABASE}"')
+    return server
+
+
 class AuthServer:
     """One `lockd auth` process (restartable) and a client on its admin socket."""
 
-    def __init__(self, reaper: Reaper, store: str, heartbeat: str = "5s") -> None:
+    def __init__(
+        self,
+        reaper: Reaper,
+        store: str,
+        heartbeat: str = "5s",
+        postgres: PostgresServer | None = None,
+    ) -> None:
         self._reaper = reaper
         self.store = store
+        self.postgres = postgres  # the store's server when store is "postgres"
         self.directory = reaper.workdir / "auth"
         self.directory.mkdir()
         self.admin_socket = self.directory / "admin.sock"
@@ -76,12 +96,18 @@ auth_service:
   storage:
     type: {store}
     path: {self.db_path}
-""",
+{self._postgres_keys()}""",
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None
         self._starts = 0
         self.client: AuthClient | None = None
+
+    def _postgres_keys(self) -> str:
+        if self.postgres is None:
+            return ""
+        # Plaintext on loopback, like the gRPC side: the benchmark measures lockd, not TLS.
+        return f"    dsn: {self.postgres.dsn(POSTGRES_DATABASE)}\n    sslmode: disable\n"
 
     @property
     def pid(self) -> int:
@@ -166,6 +192,9 @@ auth_service:
             await self.client.close()
             self.client = None
         await self.stop()
+        if self.postgres is not None:
+            await asyncio.to_thread(discard, self.postgres)
+            self.postgres = None
 
     def admin(self) -> AuthClient:
         assert self.client is not None, "the auth server is not started"

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from lockd.bench.procs import Reaper, raise_nofile
 from lockd.bench.report import Result, render_table
 from lockd.bench.scenarios.check import CheckParams, check
-from lockd.bench.scenarios.check_under_load import LoadParams, check_under_load
 from lockd.bench.scenarios.common import Common
 from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
@@ -38,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         command = scenarios.add_parser(name, help=text, description=text)
         command.add_argument("--json", action="store_true", help="one JSON object per scenario")
         command.add_argument(
-            "--store", choices=("sqlite", "memory"), default="sqlite", help="auth server store"
+            "--store",
+            choices=("sqlite", "memory", "postgres"),
+            default="sqlite",
+            help="auth server store (postgres: a throwaway server made with initdb)",
         )
         command.add_argument(
             "--heartbeat", default="5s", help="auth heartbeat_interval (default 5s)"
@@ -93,16 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     command.add_argument("--procs", type=int, default=1, help="checker processes")
 
-    command = scenario(
-        "check-under-load", "CheckAccess p99 while locks are created at a fixed rate, vs idle"
-    )
-    command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
-    command.add_argument("--concurrency", type=int, default=20, help="checks in flight")
-    command.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
-    command.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
-    command.add_argument("--rate", type=float, default=200.0, help="creates per second")
-    command.add_argument("--writers", type=int, default=8, help="concurrent creators")
-
     command = scenario("create", "durable CreateLock latency, one call at a time")
     command.add_argument("--locks", type=int, default=200, help="locks created")
     command.add_argument("--warmup", type=int, default=10, help="unmeasured creates first")
@@ -152,13 +144,6 @@ async def _check(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await check(reaper, params, _common(args))]
 
 
-async def _check_under_load(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
-    params = LoadParams(
-        args.locks, args.concurrency, args.seconds, args.warmup, args.rate, args.writers
-    )
-    return [await check_under_load(reaper, params, _common(args))]
-
-
 async def _create(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await create(reaper, CreateParams(args.locks, args.warmup), _common(args))]
 
@@ -175,7 +160,6 @@ RUNNERS: dict[str, Runner] = {
     "baseline": _fan_out,
     "terminate": _terminate,
     "check": _check,
-    "check-under-load": _check_under_load,
     "create": _create,
     "reconnect": _resync,
     "snapshot": _resync,

@@ -102,6 +102,15 @@ def tls_context(options: PostgresOptions) -> ssl.SSLContext | bool:
     return context
 
 
+async def _keep_session(_conn: object) -> None:
+    """The pool's reset on release: nothing beyond the rollback asyncpg always does.
+
+    lockd's transactions leave no session state behind (no SET, no LISTEN, no session
+    advisory lock: the listener has its own connection), so the default reset (RESET
+    ALL, UNLISTEN *, ...) would only add a round trip to every operation.
+    """
+
+
 class PostgresStore:
     """The Store port (and the replica ports) on one PostgreSQL database."""
 
@@ -165,6 +174,7 @@ class PostgresStore:
             pool = await asyncpg.create_pool(
                 min_size=self._options.min_pool,
                 max_size=self._options.max_pool,
+                reset=_keep_session,
                 **self._connect_args(),
             )
         except CONNECTION_ERRORS as error:

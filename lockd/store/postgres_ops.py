@@ -1,13 +1,14 @@
 """The PostgreSQL transactions behind `PostgresStore`, as coroutines on one connection.
 
-Every write to the replicated state first locks the one `meta` row (`FOR UPDATE`) and
-reads the revision there, so writers — in this process or in any other replica — run
-one at a time, each numbering its events from the revision the previous one committed:
-gapless and in commit order. Statements after that lock run at READ COMMITTED, so they
-see everything the previous writer committed (the existence checks and the reaper's
-due locks are read under the lock, never before it). Each such transaction also
-announces its new revision with `pg_notify` on `NOTIFY_CHANNEL`, which PostgreSQL
-delivers at commit, in commit order; a rolled-back write announces nothing.
+Every write to the replicated state first takes the lock of the one `meta` row (moving
+the revision on by one with UPDATE, or `FOR UPDATE` for a batch), so writers — in this
+process or in any other replica — run one at a time, each numbering its events from the
+revision the previous one committed: gapless and in commit order. Statements after that
+lock run at READ COMMITTED, so they see everything the previous writer committed (the
+existence checks and the reaper's due locks are read under the lock, never before it).
+Each such transaction also announces its new revision with `pg_notify` on
+`NOTIFY_CHANNEL`, which PostgreSQL delivers at commit, in commit order; a rolled-back
+write announces nothing.
 
 Reads that need several statements (snapshot, events_since) run in one REPEATABLE READ
 read-only transaction: every statement sees the same committed state.
@@ -104,7 +105,8 @@ async def events_since(conn: Conn, revision: int, limit: int) -> list[Event]:
 
 
 async def _log(conn: Conn, rows: list[_EventRow]) -> None:
-    """Append events (numbered from the locked revision + 1), advance it, announce it."""
+    """Append a batch of events (numbered from the locked revision + 1), move the counter
+    to the last one and announce it."""
     await conn.executemany(
         f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)", rows
     )
@@ -116,45 +118,82 @@ async def _log(conn: Conn, rows: list[_EventRow]) -> None:
     )
 
 
-async def _exists(conn: Conn, kind: Kind, name: str) -> bool:
-    found = await conn.fetchval(
-        "SELECT 1 FROM resources WHERE kind = $1 AND name = $2", kind.value, name
+async def _next_revision(conn: Conn) -> int:
+    """Take the counter row's lock, move it on by one and announce the new revision, in
+    one round trip; a refusal later in the transaction rolls all three back."""
+    revision: int = await conn.fetchval(
+        "UPDATE meta SET revision = revision + 1 WHERE id = 1 "
+        "RETURNING revision, pg_notify($1, revision::text)",
+        NOTIFY_CHANNEL,
     )
-    return found is not None
+    return revision
+
+
+# Each statement stores the resource and says whether it existed (a refusal rolls the
+# transaction back). `xmax = 0` holds exactly for a row this statement inserted.
+_CREATE = (
+    "INSERT INTO resources (kind, name, body, expires) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (kind, name) DO NOTHING RETURNING FALSE"
+)
+_UPDATE = (
+    "UPDATE resources SET body = $3, expires = $4 WHERE kind = $1 AND name = $2 RETURNING TRUE"
+)
+_UPSERT = (
+    "INSERT INTO resources (kind, name, body, expires) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (kind, name) DO UPDATE SET body = EXCLUDED.body, "
+    "expires = EXCLUDED.expires RETURNING xmax <> 0"
+)
 
 
 async def put(conn: Conn, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
     kind = kind_of(resource)
     body = codec.dump_resource(resource)
-    now_us = codec.to_micros(now)
-    async with _writing(conn) as current:
-        exists = await _exists(conn, kind, resource.name)
-        rules.check_put(kind, resource.name, exists, mode)
-        await conn.execute(
-            "INSERT INTO resources (kind, name, body, expires) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (kind, name) DO UPDATE SET body = EXCLUDED.body, "
-            "expires = EXCLUDED.expires",
-            kind.value,
-            resource.name,
-            body,
-            codec.expires_micros(resource),
+    # The preference is a singleton that always exists: every mode upserts it.
+    statement = _UPSERT if kind is Kind.CLUSTER_AUTH_PREFERENCE else {
+        PutMode.CREATE: _CREATE, PutMode.UPDATE: _UPDATE, PutMode.UPSERT: _UPSERT
+    }[mode]  # fmt: skip
+    async with conn.transaction():
+        revision = await _next_revision(conn)
+        existed = await conn.fetchval(
+            statement, kind.value, resource.name, body, codec.expires_micros(resource)
         )
-        revision = current + 1
-        await _log(conn, [(revision, EventType.PUT.value, kind.value, resource.name, body, now_us)])
+        # CREATE answers nothing when the name exists; UPDATE when it is missing.
+        exists = existed if existed is not None else mode is PutMode.CREATE
+        rules.check_put(kind, resource.name, exists, mode)
+        await _append(conn, revision, EventType.PUT, kind, resource.name, body, now)
     return Committed(Event.put(revision, resource, now), created=not exists)
 
 
 async def delete(conn: Conn, kind: Kind, name: str, now: datetime) -> Event:
-    now_us = codec.to_micros(now)
-    async with _writing(conn) as current:
+    async with conn.transaction():
+        revision = await _next_revision(conn)
         deleted = await conn.fetchval(
             "DELETE FROM resources WHERE kind = $1 AND name = $2 RETURNING 1", kind.value, name
         )
         if deleted is None:
             raise rules.not_found(kind, name)
-        revision = current + 1
-        await _log(conn, [(revision, EventType.DELETE.value, kind.value, name, None, now_us)])
+        await _append(conn, revision, EventType.DELETE, kind, name, None, now)
     return Event.removal(revision, EventType.DELETE, kind, name, now)
+
+
+async def _append(
+    conn: Conn,
+    revision: int,
+    event_type: EventType,
+    kind: Kind,
+    name: str,
+    body: str | None,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
+        revision,
+        event_type.value,
+        kind.value,
+        name,
+        body,
+        codec.to_micros(now),
+    )
 
 
 # The partial index resources_expires serves both: the reaper asks every second.

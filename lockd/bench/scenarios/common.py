@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lockd.bench.authproc import AuthServer
+from lockd.bench.authproc import AuthServer, start_postgres
 from lockd.bench.procs import Reaper, cpu_seconds, interrupted, rss_bytes
 from lockd.bench.wire import Message, Worker, gather_events
 
@@ -85,8 +85,12 @@ def total_rss(pids: Sequence[int]) -> int:
 
 
 async def start_auth(reaper: Reaper, common: Common, seed: int = 0) -> AuthServer:
-    """A started `lockd auth` holding `seed` locks (seeded fast for SQLite)."""
-    auth = AuthServer(reaper, common.store, common.heartbeat)
+    """A started `lockd auth` holding `seed` locks (seeded fast for SQLite); for postgres
+    on a throwaway server of its own, removed by `AuthServer.close`."""
+    postgres = None
+    if common.store == "postgres":
+        postgres = await asyncio.to_thread(start_postgres)
+    auth = AuthServer(reaper, common.store, common.heartbeat, postgres)
     if seed and common.store == "sqlite":
         await asyncio.to_thread(auth.seed_sqlite, seed)
     await auth.start()
