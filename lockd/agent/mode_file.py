@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lockd.agent.persist import ViewOwner
+from lockd.agent.persist import ViewOwner, read_if_present
 from lockd.domain.errors import ValidationError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode, parse_locking_mode
@@ -61,12 +61,9 @@ def save_modes(path: Path, owner: ViewOwner, modes: AssumedModes) -> None:
 def load_modes(path: Path, owner: ViewOwner) -> AssumedModes | None:
     """The saved modes; None when there is no file. ValidationError when there is one
     that cannot be trusted."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_if_present(path)
+    if raw is None:
         return None
-    except OSError as error:
-        raise ValidationError(f"cannot read {path}: {error}") from None
     try:
         document = json.loads(raw)
         body = document["modes"]

@@ -82,15 +82,23 @@ def save_view(path: Path, owner: ViewOwner, state: ReplicatedState) -> None:
     ViewWriter(path, owner).save(state)
 
 
-def load_view(path: Path, owner: ViewOwner) -> ReplicatedState | None:
-    """The saved state, or None when there is none. Raises ValidationError when the file
-    exists but cannot be trusted (the caller logs it and starts empty)."""
+def read_if_present(path: Path) -> bytes | None:
+    """The file's bytes; None when there is no file; ValidationError when it cannot be
+    read."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as error:
         raise ValidationError(f"cannot read {path}: {error}") from None
+
+
+def load_view(path: Path, owner: ViewOwner) -> ReplicatedState | None:
+    """The saved state, or None when there is none. Raises ValidationError when the file
+    exists but cannot be trusted (the caller logs it and starts empty)."""
+    raw = read_if_present(path)
+    if raw is None:
+        return None
     try:
         return _parse(raw, path, owner)
     except ValidationError:

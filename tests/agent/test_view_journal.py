@@ -53,6 +53,19 @@ async def recover(directory: Path, owner: ViewOwner = OWNER) -> Recovery:
     return await asyncio.to_thread(ViewJournal(directory, owner).recover)
 
 
+async def journal_at_one(directory: Path) -> tuple[ReplicatedState, ViewSaver]:
+    """A saved base at revision 0 plus one journal record (lock-1 on alice)."""
+    state = ReplicatedState(EPOCH, 0)
+    saver = await saver_at(directory, state)
+    saver.snapshot_applied()
+    await saver.flush()
+    event = lock_event(1, "alice")
+    state.apply(event)
+    saver.events_applied(EPOCH, [event])
+    await saver.flush()
+    return state, saver
+
+
 async def test_appended_events_are_recovered_on_top_of_the_base(tmp_path: Path) -> None:
     """A snapshot becomes the base; later slices are appended records; recovery
     replays them in order, and `saved` names the last revision on disk."""
@@ -109,14 +122,7 @@ async def test_a_torn_last_record_is_cut_and_the_rest_kept(tmp_path: Path) -> No
 
 async def test_a_damaged_record_stops_the_replay_at_its_checksum(tmp_path: Path) -> None:
     """A flipped byte inside a record fails its CRC: nothing from it on is applied."""
-    state = ReplicatedState(EPOCH, 0)
-    saver = await saver_at(tmp_path, state)
-    saver.snapshot_applied()
-    await saver.flush()
-    event = lock_event(1, "alice")
-    state.apply(event)
-    saver.events_applied(EPOCH, [event])
-    await saver.flush()
+    await journal_at_one(tmp_path)
     path = tmp_path / JOURNAL_FILE_NAME
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0xFF
@@ -129,14 +135,7 @@ async def test_a_damaged_record_stops_the_replay_at_its_checksum(tmp_path: Path)
 async def test_compaction_writes_a_new_base_and_skips_what_it_covers(tmp_path: Path) -> None:
     """After a compaction the base holds everything; records from before it (a crash
     between writing the base and starting the journal) are skipped, not applied twice."""
-    state = ReplicatedState(EPOCH, 0)
-    saver = await saver_at(tmp_path, state)
-    saver.snapshot_applied()
-    await saver.flush()
-    event = lock_event(1, "alice")
-    state.apply(event)
-    saver.events_applied(EPOCH, [event])
-    await saver.flush()
+    _, saver = await journal_at_one(tmp_path)
     old_journal = (tmp_path / JOURNAL_FILE_NAME).read_bytes()
     saver.snapshot_applied()  # compaction = a new base at revision 1
     await saver.flush()
