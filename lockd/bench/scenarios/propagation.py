@@ -2,7 +2,9 @@
 
 propagation: N real agents (K worker processes) watch a real `lockd auth`; M locks are
 created one at a time over the admin socket. For each, the time from the CreateLock call
-to the moment its revision was applied by the first and by the last agent.
+to the moment its revision was applied by the first and by the last agent, and (real
+agents) `confirmed`: from CreateLock's return until the cluster status shows every agent
+having acknowledged it — `lockctl lock --wait`'s path, asking for the acks at once.
 
 With `light`, the agents are minimal clients that only parse each frame for its revision
 (no view, no acks): the auth server's own share, without the agents' work — on a 2-core
@@ -37,6 +39,7 @@ from lockd.bench.scenarios.common import (
 from lockd.bench.wire import Worker
 
 APPLY_TIMEOUT = 120.0
+CONFIRM_POLL = 0.02
 # Agents ack at heartbeat cadence or when asked (no ack per change): a short pause lets
 # each lock's fan-out finish before the next one, so each is measured on its own.
 SETTLE = 0.2
@@ -120,12 +123,32 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
         for worker in workers:
             await worker.call("track", from_rev=revision + 1)
 
+        # `lock --wait`'s path: from CreateLock's return until the status shows every agent
+        # at the lock's revision, asking for the acks (await_revision) as lockctl does.
+        confirming: list[tuple[int, asyncio.Task[float]]] = []
+
+        async def confirmed(revision: int, since: float) -> float:
+            while True:
+                status = await client.status(await_revision=revision)
+                acked = [a for a in status.agents if a.connected and a.applied_revision >= revision]
+                if len(acked) >= params.agents:
+                    return time.monotonic() - since
+                await asyncio.sleep(CONFIRM_POLL)
+
         async def create(index: int) -> int:
+            for _, task in confirming[-1:]:
+                await asyncio.wait_for(asyncio.shield(task), APPLY_TIMEOUT)
             _, committed = await client.create_lock(probe_lock(index))
+            if not params.light:  # minimal clients never ack
+                since = time.monotonic()
+                confirming.append((index, asyncio.create_task(confirmed(committed, since))))
             return committed
 
         figures = await _measure(create, workers, params, auth.pid)
         result.update(figures)
+        waits = [await task for index, task in confirming if index >= params.warmup]
+        if waits:
+            result.update(latency_summary("confirmed", waits))
         result.add(
             sync_all_s=round(max(synced) - started, 2),
             server_rss_mb=mb(auth.rss()),
