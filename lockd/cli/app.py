@@ -14,7 +14,19 @@ from collections.abc import Sequence
 
 from lockd import __version__
 from lockd.cli import connection
-from lockd.cli.commands import auth, create, get, lock_command, rm, status, tokens, unlock, users
+from lockd.cli.commands import (
+    auth,
+    completion,
+    create,
+    get,
+    lock_command,
+    rm,
+    status,
+    tokens,
+    unlock,
+    users,
+    version,
+)
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_FAILURE, EXIT_INTERRUPTED, exit_code_for
 from lockd.cli.parser import Parser, Runner
@@ -60,14 +72,30 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"lockctl {__version__}")
     connection.add_connection_flags(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (lock_command, unlock, get, rm, create, users, status, auth, tokens):
+    for module in (
+        lock_command,
+        unlock,
+        get,
+        rm,
+        create,
+        users,
+        status,
+        auth,
+        tokens,
+        version,
+        completion,
+    ):
         module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    local = getattr(args, "local", None)
+    if local is not None:  # answered here, no server needed (version, completion)
+        return int(local(args, parser, console))
     try:
         runner: Runner = args.prepare(args)
         endpoint = connection.resolve(args)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from lockd.cli import tables
+from lockd.cli.commands.get import FORMATS, fetch_and_render
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
+from lockd.cli.refs import parse_ref
 from lockd.client import AuthClient
 from lockd.domain.errors import NotFoundError, ValidationError
 from lockd.domain.lock import quote
@@ -58,13 +59,17 @@ def register(commands: Subcommands) -> None:
     )
     update.add_argument("name", metavar="NAME")
     update.add_argument("--set-roles", required=True, metavar="ROLES", help="comma-separated")
-    add_command(
+    listing = add_command(
         users,
         "ls",
         summary="list users",
-        description="List users and their roles as a table (see also: lockctl get users).",
-        examples="lockctl users ls",
+        description="List users and their roles: a table, or documents as `lockctl get "
+        "users` prints them (YAML or JSON, which `lockctl create -f` reads back).",
+        examples="lockctl users ls\nlockctl users ls --format=json",
         prepare=prepare_ls,
+    )
+    listing.add_argument(
+        "--format", "-o", choices=FORMATS, default="text", help="output format (default text)"
     )
     remove = add_command(
         users,
@@ -127,8 +132,10 @@ def prepare_update(args: argparse.Namespace) -> Runner:
 
 
 def prepare_ls(args: argparse.Namespace) -> Runner:
+    ref, fmt = parse_ref("users"), str(args.format)
+
     async def run(client: AuthClient, console: Console) -> int:
-        console.data(tables.users_table(await client.list_users()))
+        console.data(await fetch_and_render(client, ref, fmt))
         return EXIT_OK
 
     return run
