@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from lockd.store import PostgresOptions, PostgresStore, build_store
 DSN = "postgresql://lockd@db.example:5432/lockd"
 
 
-def parse(storage: dict[str, object], tmp_path: Path) -> Config:
+def parse(storage: Mapping[str, object], tmp_path: Path) -> Config:
     return parse_config(
         {"data_dir": str(tmp_path), "auth_service": {"enabled": True, "storage": storage}},
         env={},

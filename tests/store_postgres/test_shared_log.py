@@ -80,18 +80,20 @@ async def test_head_and_a_new_epoch_by_compare_and_set(open_replica: OpenReplica
 async def test_a_lease_has_one_holder_and_passes_on_when_it_runs_out(
     open_replica: OpenReplica,
 ) -> None:
-    """A takes the lease and renews it; B cannot take it meanwhile; when A stops renewing
-    the lease runs out (the database's clock) and B takes it over; a release hands it on
-    at once."""
+    """A takes the lease and renews it; B cannot take it meanwhile; once A's last term
+    has run out (the database's clock: a renewal with no time left stands for a holder
+    that stopped renewing) B takes it over; a release hands it on at once."""
     a, b = await open_replica(), await open_replica()
-    ttl = timedelta(seconds=1)
-    assert await a.acquire_lease("reaper", "a", ttl)
-    assert not await b.acquire_lease("reaper", "b", ttl)
-    assert await a.acquire_lease("reaper", "a", ttl)
-    await eventually(lambda: b.acquire_lease("reaper", "b", ttl), what="B's takeover")
-    assert not await a.acquire_lease("reaper", "a", ttl)
+    term = timedelta(seconds=30)
+    assert await a.acquire_lease("reaper", "a", term)
+    assert not await b.acquire_lease("reaper", "b", term)
+    assert await a.acquire_lease("reaper", "a", term)
+    assert not await b.acquire_lease("reaper", "b", term)
+    assert await a.acquire_lease("reaper", "a", timedelta(0))  # its term ends now
+    assert await b.acquire_lease("reaper", "b", term)
+    assert not await a.acquire_lease("reaper", "a", term)
     await b.release_lease("reaper", "b")
-    assert await a.acquire_lease("reaper", "a", ttl)
+    assert await a.acquire_lease("reaper", "a", term)
 
 
 async def test_replicas_racing_for_a_free_lease_get_one_holder(open_replica: OpenReplica) -> None:
