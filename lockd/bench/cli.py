@@ -20,6 +20,7 @@ from lockd.bench.scenarios.check import CheckParams, check
 from lockd.bench.scenarios.common import Common
 from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
+from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
 from lockd.bench.scenarios.terminate import TerminateParams, terminate
 
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--with-baseline", action="store_true", help="the same rounds on a bare gRPC server"
     )
 
+    command = scenario("proxy", "PostgreSQL through lockd proxy: a lock closing N connections")
+    command.add_argument("--connections", type=int, default=1000, help="connections per round")
+    command.add_argument("--rounds", type=int, default=3, help="locks, one per round")
+    command.add_argument("--copy-mb", type=int, default=200, help="MiB per COPY for throughput")
+    command.add_argument("--copy-runs", type=int, default=3, help="COPY runs (best counts)")
+
     command = scenario("check", "CheckAccess over the Unix socket (vs bare gRPC) and in-process")
     command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
     command.add_argument("--concurrency", type=int, default=50, help="calls in flight")
@@ -139,6 +146,11 @@ async def _terminate(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await terminate(reaper, params, _common(args))]
 
 
+async def _proxy(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = ProxyParams(args.connections, args.rounds, args.copy_mb, args.copy_runs)
+    return [await proxy(reaper, params, _common(args))]
+
+
 async def _check(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     params = CheckParams(args.locks, args.concurrency, args.seconds, args.warmup, args.procs)
     return [await check(reaper, params, _common(args))]
@@ -160,6 +172,7 @@ RUNNERS: dict[str, Runner] = {
     "baseline": _fan_out,
     "terminate": _terminate,
     "check": _check,
+    "proxy": _proxy,
     "create": _create,
     "reconnect": _resync,
     "snapshot": _resync,
