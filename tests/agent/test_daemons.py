@@ -66,9 +66,10 @@ async def test_a_strict_agent_whose_view_was_lost_refuses_until_it_syncs(
         lock = Lock("l-mallory", LockTarget(user="mallory"), message="compromised")
         _, revision = await admin.create_lock(lock)
     await agent_synced(agent.socket, revision)
+    view = agent.data_dir / VIEW_FILE_NAME
+    await eventually(view.exists, what="the view to be saved")
     auth.kill()
     agent.kill()
-    view = agent.data_dir / VIEW_FILE_NAME
     if damage == "truncated":
         view.write_bytes(view.read_bytes()[: view.stat().st_size // 2])
     else:
