@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +33,25 @@ from lockd.domain.sessions import SessionMetadata
 T = TypeVar("T")
 
 
-class SyncSession:
+class _ClosedOnExit(ABC):
+    """`with` calls `close()` at the end of the block."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncSession(_ClosedOnExit):
     """A registered session, seen from a thread. `with` unregisters it at the end."""
 
     def __init__(self, client: SyncAgentClient, session: Session) -> None:
@@ -63,19 +82,8 @@ class SyncSession:
     def close(self) -> None:
         self._client.run(self._session.close())
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class SyncAgentClient:
+class SyncAgentClient(_ClosedOnExit):
     """`AgentClient` behind blocking calls (see the module docstring)."""
 
     def __init__(self, socket: str | Path, **options: Any) -> None:
@@ -129,14 +137,3 @@ class SyncAgentClient:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
