@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.tools import DEPLOY, ROOT, tool
+from tests.deploy.tools import DEPLOY, ROOT, run, tool
 
 CONTAINER = DEPLOY / "container"
 LOCK = CONTAINER / "requirements.lock"
@@ -34,12 +33,7 @@ def _pins() -> dict[str, str]:
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
     """hadolint (every rule, warnings included) reports no finding."""
-    result = subprocess.run(
-        [tool("hadolint"), "--failure-threshold", "style", str(CONTAINER / "Dockerfile")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run([tool("hadolint"), "--failure-threshold", "style", str(CONTAINER / "Dockerfile")])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == ""
 
@@ -72,7 +66,7 @@ def test_pip_resolves_the_lock_with_its_hashes(tmp_path: Path) -> None:
     """`pip install --require-hashes --dry-run -r requirements.lock` succeeds: every pin
     has a file whose hash is listed (what the image build runs, without installing)."""
     report = tmp_path / "report.json"
-    result = subprocess.run(
+    result = run(
         [
             sys.executable,
             "-m",
@@ -88,9 +82,6 @@ def test_pip_resolves_the_lock_with_its_hashes(tmp_path: Path) -> None:
             "-r",
             str(LOCK),
         ],
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics
 from lockd.obs.process_metrics import register_process_metrics
-from tests.deploy.tools import DEPLOY, tool
+from tests.deploy.tools import DEPLOY, run, tool
 
 DASHBOARD = DEPLOY / "grafana" / "lockd-dashboard.json"
 # PromQL words that look like metric names once labels, ranges and strings are removed.
@@ -78,9 +77,7 @@ def test_prometheus_parses_every_expression(tmp_path: Path) -> None:
     }
     path = tmp_path / "dashboard-rules.json"
     path.write_text(json.dumps(rules))
-    result = subprocess.run(
-        [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False
-    )
+    result = run([tool("promtool"), "check", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -5,9 +5,6 @@ check` accepts every config deploy/ ships."""
 
 from __future__ import annotations
 
-import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +12,8 @@ import pytest
 import yaml
 
 from tests.deploy.lockd_process import LOCKD, running_lockd
-from tests.deploy.tools import DEPLOY
-from tests.support import free_port
+from tests.deploy.tools import DEPLOY, Completed, run
+from tests.support import free_port, http_get
 
 
 def _shipped_configs() -> dict[str, str]:
@@ -31,25 +28,8 @@ def _shipped_configs() -> dict[str, str]:
     return configs
 
 
-def _status(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def _health(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(LOCKD), "health", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def _health(config: Path, *flags: str) -> Completed:
+    return run([str(LOCKD), "health", *flags, "--config", str(config)])
 
 
 @pytest.mark.parametrize("name", sorted(_shipped_configs()))
@@ -57,13 +37,7 @@ def test_lockd_config_check_accepts_the_shipped_config(name: str, tmp_path: Path
     """Every config in deploy/ is valid for lockd itself (exit 0, a summary)."""
     config = tmp_path / "lockd.yaml"
     config.write_text(_shipped_configs()[name])
-    result = subprocess.run(
-        [str(LOCKD), "config", "check", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = run([str(LOCKD), "config", "check", str(config)])
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{config}: valid; `lockd start` runs: ")
 
@@ -72,13 +46,7 @@ def test_lockd_config_check_names_what_is_wrong(tmp_path: Path) -> None:
     """A bad key: exit 2 and ERROR: with the key, no traceback."""
     config = tmp_path / "lockd.yaml"
     config.write_text("auth_service: {enabled: true, listen_adr: 1.2.3.4:1}\n")
-    result = subprocess.run(
-        [str(LOCKD), "config", "check", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = run([str(LOCKD), "config", "check", str(config)])
     assert result.returncode == 2
     assert result.stderr.startswith("ERROR: ")
     assert "listen_adr" in result.stderr
@@ -101,9 +69,9 @@ def test_the_kubernetes_auth_config_passes_its_probes_and_lockd_health(socket_di
     config.write_text(yaml.safe_dump(document))
     base = f"http://127.0.0.1:{metrics}"
     with running_lockd(["auth", "--config", str(config)], socket_dir / "auth.log") as daemon:
-        daemon.wait_until(lambda: _status(f"{base}/readyz")[0] == 200, "/readyz to answer 200")
-        assert _status(f"{base}/readyz") == (200, "auth server serving\n")
-        assert _status(f"{base}/healthz") == (200, "alive\n")
+        daemon.wait_until(lambda: http_get(f"{base}/readyz")[0] == 200, "/readyz to answer 200")
+        assert http_get(f"{base}/readyz") == (200, "auth server serving\n")
+        assert http_get(f"{base}/healthz") == (200, "alive\n")
         result = _health(config)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout == "auth: ok: auth server serving\n"
@@ -132,16 +100,10 @@ agent_service:
     )
     base = f"http://127.0.0.1:{metrics}"
     with running_lockd(["agent", "--config", str(config)], socket_dir / "agent.log") as daemon:
-        daemon.wait_until(lambda: _status(f"{base}/healthz")[0] == 200, "/healthz")
-        assert _status(f"{base}/readyz") == (503, "agent syncing: no lock view yet\n")
+        daemon.wait_until(lambda: http_get(f"{base}/healthz")[0] == 200, "/healthz")
+        assert http_get(f"{base}/readyz") == (503, "agent syncing: no lock view yet\n")
         result = _health(config)
         assert result.returncode == 1
         assert result.stdout == "agent: NOT OK: agent syncing: no lock view yet\n"
-        live = subprocess.run(
-            [str(LOCKD), "health", "--live", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        live = _health(config, "--live")
         assert live.returncode == 0, live.stdout + live.stderr

@@ -4,7 +4,6 @@ lockd serves. The policy check (checkov) is tests/deploy/test_policy.py."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import DEPLOY, tool
+from tests.deploy.tools import DEPLOY, run, tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 MANIFESTS = sorted(KUBERNETES.glob("*.yaml"))
@@ -34,12 +33,7 @@ def _pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda path: path.name)
 def test_the_manifest_validates_against_the_kubernetes_schemas(manifest: Path) -> None:
     """kubernetes-validate --strict accepts every resource in the file."""
-    result = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "--quiet", str(manifest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run([tool("kubernetes-validate"), "--strict", "--quiet", str(manifest)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

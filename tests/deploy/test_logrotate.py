@@ -4,13 +4,11 @@ real daemon reopen its audit log."""
 from __future__ import annotations
 
 import re
-import subprocess
-import urllib.request
 from pathlib import Path
 
 from tests.deploy.lockd_process import running_lockd
-from tests.deploy.tools import DEPLOY, tool
-from tests.support import free_port
+from tests.deploy.tools import DEPLOY, run, tool
+from tests.support import free_port, http_get
 
 SNIPPET = DEPLOY / "logrotate" / "lockd"
 
@@ -22,12 +20,7 @@ def test_logrotate_accepts_the_snippet(tmp_path: Path) -> None:
     (logs / "audit.log").write_text('{"event":"lock.created"}\n')
     config = tmp_path / "lockd"
     config.write_text(SNIPPET.read_text().replace("/var/log/lockd", str(logs)))
-    result = subprocess.run(
-        [tool("logrotate"), "--debug", "--state", str(tmp_path / "state"), str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run([tool("logrotate"), "--debug", "--state", str(tmp_path / "state"), str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "error" not in result.stderr.lower(), result.stderr
     assert f"considering log {logs / 'audit.log'}" in result.stderr
@@ -54,7 +47,10 @@ auth_service:
 """
     )
     with running_lockd(["auth", "--config", str(config)], socket_dir / "auth.log") as daemon:
-        daemon.wait_until(lambda: _ready(metrics), "the auth server to be ready")
+        daemon.wait_until(
+            lambda: http_get(f"http://127.0.0.1:{metrics}/readyz")[0] == 200,
+            "the auth server to be ready",
+        )
         audit.write_text('{"event":"lock.created"}\n')  # something to rotate
         snippet = SNIPPET.read_text().replace("/var/log/lockd", str(logs))
         snippet = re.sub(
@@ -65,22 +61,11 @@ auth_service:
         )
         rotate = socket_dir / "lockd.logrotate"
         rotate.write_text(snippet)
-        result = subprocess.run(
-            [tool("logrotate"), "--force", "--state", str(socket_dir / "state"), str(rotate)],
-            capture_output=True,
-            text=True,
-            check=False,
+        result = run(
+            [tool("logrotate"), "--force", "--state", str(socket_dir / "state"), str(rotate)]
         )
         assert result.returncode == 0, result.stdout + result.stderr
         daemon.wait_until(audit.exists, "lockd to create audit.log again")
         assert (audit.stat().st_mode & 0o777) == 0o600
         assert (logs / "audit.log.1").read_text() == '{"event":"lock.created"}\n'
         assert daemon.stop() == 0, daemon.log()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False

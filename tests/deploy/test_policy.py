@@ -8,18 +8,17 @@ something.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pytest
 
-from tests.deploy.tools import DEPLOY, tool
+from tests.deploy.tools import DEPLOY, run, tool
 
 
 @pytest.fixture(scope="module")
 def reports() -> list[dict[str, Any]]:
     """checkov's JSON report per framework (one run: checkov takes seconds to start)."""
-    result = subprocess.run(
+    result = run(
         [
             tool("checkov"),
             "-d",
@@ -28,9 +27,6 @@ def reports() -> list[dict[str, Any]]:
             "-o",
             "json",
         ],
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=300,
     )
     assert result.returncode in (0, 1), result.stderr

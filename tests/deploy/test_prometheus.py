@@ -3,11 +3,9 @@ tests (lockd-rules.test.yml: each alert fires when it should and not before)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.deploy.tools import DEPLOY, tool
+from tests.deploy.tools import DEPLOY, run, tool
 
 PROMETHEUS = DEPLOY / "prometheus"
 
@@ -23,9 +21,7 @@ PROMETHEUS = DEPLOY / "prometheus"
 )
 def test_promtool_accepts_the_prometheus_files(args: list[str]) -> None:
     """promtool check config / check rules / test rules all succeed."""
-    result = subprocess.run(
-        [tool("promtool"), *args], cwd=PROMETHEUS, capture_output=True, text=True, check=False
-    )
+    result = run([tool("promtool"), *args], cwd=PROMETHEUS)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

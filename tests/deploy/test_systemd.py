@@ -13,14 +13,13 @@ import ctypes
 import re
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.deploy.lockd_process import LOCKD, running_lockd
-from tests.deploy.tools import DEPLOY, tool
-from tests.support import free_port
+from tests.deploy.tools import DEPLOY, run, tool
+from tests.support import free_port, http_get
 
 SYSTEMD = DEPLOY / "systemd"
 UNITS = sorted(SYSTEMD.glob("*.service"))
@@ -39,12 +38,7 @@ def test_the_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> N
     since /usr/local/bin/lockd is where a system install puts it, not this checkout)."""
     copy = tmp_path / unit.name
     copy.write_text(unit.read_text().replace("/usr/local/bin/lockd", str(LOCKD)))
-    result = subprocess.run(
-        [tool("systemd-analyze"), "verify", str(copy)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run([tool("systemd-analyze"), "verify", str(copy)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout + result.stderr == ""
 
@@ -52,12 +46,7 @@ def test_the_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
 def test_the_unit_exposure_score_is_at_most_two(unit: Path) -> None:
     """`systemd-analyze security --offline=true` rates the unit 2.0 or better."""
-    result = subprocess.run(
-        [tool("systemd-analyze"), "security", "--offline=true", "--no-pager", str(unit)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run([tool("systemd-analyze"), "security", "--offline=true", "--no-pager", str(unit)])
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match is not None, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
@@ -85,7 +74,7 @@ def test_sysusers_and_tmpfiles_make_the_user_and_directories(tmp_path: Path) -> 
             str(SYSTEMD / "lockd.tmpfiles"),
         ],
     ):
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = run(command)
         assert result.returncode == 0, result.stdout + result.stderr
     users = {
         line.split(":")[0]: line.split(":")
@@ -136,11 +125,8 @@ def test_writable_executable_memory_is_refused_under_the_mdwe_mechanism() -> Non
 
 
 def _synced(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            return 'lockd_agent_state{state="synced"} 1.0' in response.read().decode()
-    except OSError:
-        return False
+    body = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    return 'lockd_agent_state{state="synced"} 1.0' in body
 
 
 def test_lockd_with_tls_and_an_agent_runs_without_writable_executable_memory(

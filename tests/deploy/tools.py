@@ -1,4 +1,5 @@
-"""Where tests/deploy find the real tools that check deploy/, or why they skip.
+"""Where tests/deploy find the real tools that check deploy/ (or why they skip), and how
+they run them.
 
 Debian's tools (systemd-analyze, promtool, logrotate) come from `make system-deps`; the
 Python linters (checkov, hadolint, kubernetes-validate) from `make ops-tools`, into
@@ -8,6 +9,7 @@ Python linters (checkov, hadolint, kubernetes-validate) from `make ops-tools`, i
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 OPS_BIN = ROOT / ".venv-ops" / "bin"
+Completed = subprocess.CompletedProcess[str]
 
 _HOW = {
     "systemd-analyze": "Debian's systemd (make system-deps, as root)",
@@ -37,3 +40,10 @@ def tool(name: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed; {_HOW.get(name, 'install it')} provides it")
     return found
+
+
+def run(command: list[str], *, cwd: Path | None = None, timeout: float = 300) -> Completed:
+    """Run a tool, capturing its text output; the caller checks the exit code."""
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
+    )

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import pytest
 from prometheus_client import CollectorRegistry
 
 from lockd.domain.readiness import Readiness
 from lockd.obs.http_endpoint import MetricsEndpoint
+from tests.support import http_get
 
 
 def _get(endpoint: MetricsEndpoint, path: str) -> tuple[int, str]:
-    url = endpoint.url.removesuffix("/metrics") + path
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
+    return http_get(endpoint.url.removesuffix("/metrics") + path)
 
 
 def test_the_probes_answer_200_or_503_with_the_checks_detail() -> None:
