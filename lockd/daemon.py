@@ -30,12 +30,15 @@ from lockd.runtime.auth_app import AuthApp
 from lockd.runtime.builders import agent_identity, start_agent, start_auth_server
 from lockd.runtime.gc_tuning import tune_gc
 from lockd.runtime.health_probe import probe
+from lockd.runtime.process_lock import ProcessLock
 from lockd.runtime.recovery import delete_lock_offline
 from lockd.runtime.service_health import ServiceHealth
 
 _log = structlog.get_logger("lockd")
 
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
+AUTH_SERVER = "lockd auth server"
+AGENT = "lockd agent"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _recover(config: Config, name: str) -> int:
+    try:
+        held = ProcessLock.acquire(config.data_dir, "auth", AUTH_SERVER)
+    except LockdError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
     audit = open_audit_sink(audit_path(config) or config.audit.sink)
     try:
         revision = asyncio.run(delete_lock_offline(config, name, audit))
@@ -130,6 +138,7 @@ def _recover(config: Config, name: str) -> int:
         return 2 if isinstance(error, ValidationError) else 1
     finally:
         audit.close()
+        held.release()
     print(f'lock "{name}" has been deleted (revision {revision}); start the auth server again')
     return 0
 
@@ -175,6 +184,11 @@ async def run(config: Config, command: str) -> None:
     clock = SystemClock()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     async with contextlib.AsyncExitStack() as stack:
+        # Before anything is opened: one auth server per store, one agent per data dir.
+        if command in ("auth", "start") and config.auth_service.enabled:
+            stack.enter_context(ProcessLock.acquire(config.data_dir, "auth", AUTH_SERVER))
+        if command in ("agent", "start") and config.agent_service.enabled:
+            stack.enter_context(ProcessLock.acquire(config.data_dir, "agent", AGENT))
         audit = open_audit_sink(audit_path(config) or config.audit.sink)
         stack.callback(audit.close)
         # SIGHUP (systemctl reload, logrotate's postrotate): reopen the audit log file.

@@ -1,10 +1,16 @@
-"""The ClusterService servicer: cluster auth preference, roles, users, cluster status."""
+"""The ClusterService servicer: cluster auth preference, roles, users, cluster status.
+
+The status covers the whole cluster: every auth replica and the agents on each, from
+the replica set (lockd.auth.replica_set); this replica's own part is live.
+"""
 
 from __future__ import annotations
 
 from lockd import __version__
 from lockd.api.handler import CallerResolver, Context, unary
 from lockd.auth.auth_service import AuthService
+from lockd.auth.replica_set import ReplicaSet
+from lockd.domain.replicas import AgentPresence
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.wire import convert
@@ -20,8 +26,15 @@ AGENT_STATE_TO_PB = {
 
 
 class ClusterServicer(cluster_grpc.ClusterServiceServicer):
-    def __init__(self, service: AuthService, caller_of: CallerResolver, ca_pin: str = "") -> None:
+    def __init__(
+        self,
+        service: AuthService,
+        replicas: ReplicaSet,
+        caller_of: CallerResolver,
+        ca_pin: str = "",
+    ) -> None:
         self._service = service
+        self._replicas = replicas
         self._caller_of = caller_of
         self._ca_pin = ca_pin
 
@@ -111,7 +124,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
         service.authorize_status(self._caller_of(context))
         if request.await_revision:  # lockctl lock --wait: agents, ack it at once
             service.agents.request_ack(request.await_revision)
-        revision = service.hub.revision
+        members = await self._replicas.members()
         return cluster_pb.GetClusterStatusResponse(
             cluster_name=service.cluster.name,
             version=__version__,
@@ -119,24 +132,37 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
             store_type=service.store.type,
             store_healthy=service.store.healthy,
             epoch=service.hub.epoch,
-            revision=revision,
-            agents=[
-                cluster_pb.AgentStatus(
-                    server_id=record.agent_id,
-                    address=record.address,
-                    state=AGENT_STATE_TO_PB.get(
-                        service.agents.observed_state(record, service.clock.now()),
-                        cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED,
-                    ),
-                    applied_revision=record.applied_revision,
-                    lag=max(0, revision - record.applied_revision)
-                    if record.epoch == service.hub.epoch
-                    else revision,
-                    last_ack=convert.timestamp_to_pb(record.last_ack),
-                    last_frame=convert.timestamp_to_pb(record.last_frame),
-                    connected=record.connected,
-                    epoch=record.epoch,
+            revision=service.hub.revision,
+            agents=[self._agent_status(agent) for agent in members.agents],
+            replicas=[
+                cluster_pb.ReplicaStatus(
+                    replica_id=view.record.replica_id,
+                    address=view.record.address,
+                    healthy=view.record.healthy and view.alive,
+                    revision=view.record.revision,
+                    epoch=view.record.epoch,
+                    agents=view.record.agents,
+                    heartbeat_time=convert.timestamp_to_pb(view.record.heartbeat_at),
+                    alive=view.alive,
                 )
-                for record in service.agents.records()
+                for view in members.replicas
             ],
+            replica_id=self._replicas.replica_id,
+        )
+
+    def _agent_status(self, agent: AgentPresence) -> cluster_pb.AgentStatus:
+        hub = self._service.hub
+        return cluster_pb.AgentStatus(
+            server_id=agent.agent_id,
+            address=agent.address,
+            state=AGENT_STATE_TO_PB.get(agent.state, cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED),
+            applied_revision=agent.applied_revision,
+            lag=max(0, hub.revision - agent.applied_revision)
+            if agent.epoch == hub.epoch
+            else hub.revision,
+            last_ack=convert.timestamp_to_pb(agent.last_ack),
+            last_frame=convert.timestamp_to_pb(agent.last_frame),
+            connected=agent.connected,
+            epoch=agent.epoch,
+            replica_id=agent.replica_id,
         )

@@ -21,7 +21,7 @@ from lockd.domain.errors import (
     PreconditionError,
     ValidationError,
 )
-from lockd.domain.events import Event
+from lockd.domain.events import Event, ReplicatedState
 from lockd.domain.index import LockIndex
 from lockd.domain.lock import Lock, LockTarget, access_denied_message
 from lockd.domain.modes import LockingMode
@@ -68,6 +68,10 @@ class AuthService:
         # Locks applied to API callers: indexed like the agents' view.
         self.lock_index = LockIndex(hub.state.locks.values())
         hub.on_batch.append(self._index_batch)
+        hub.on_rebase.append(self._reindex)
+
+    def _reindex(self, state: ReplicatedState) -> None:
+        self.lock_index = LockIndex(state.locks.values())
 
     def _index_batch(self, events: Sequence[Event]) -> None:
         for event in events:

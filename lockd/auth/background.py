@@ -2,6 +2,11 @@
 
 Expiry commits an ordered EXPIRE event within a second of each lock's `expires` —
 including locks that expired while the server was down, on the first pass after start.
+With several replicas, expiry and compaction run on the leader only (`leader()`,
+lockd.auth.leadership); a replica that is not the leader skips its passes.
+
+Health is the replica's: the store answers and the hub is at the log's head
+(`ReplicationHub.healthy`); the gRPC health status follows it.
 """
 
 from __future__ import annotations
@@ -17,27 +22,40 @@ from lockd.obs.metrics import AGENT_STATES, AuthMetrics
 
 _log = structlog.get_logger("lockd.auth")
 
+Leader = Callable[[], bool]
+
 EXPIRY_INTERVAL = 0.25
 COMPACTION_INTERVAL = 30.0
 HEALTH_INTERVAL = 1.0
 METRICS_INTERVAL = 2.0
 
 
-async def expire_locks_forever(service: AuthService, interval: float = EXPIRY_INTERVAL) -> None:
+def _always() -> bool:
+    return True
+
+
+async def expire_locks_forever(
+    service: AuthService, leader: Leader = _always, interval: float = EXPIRY_INTERVAL
+) -> None:
     while True:
-        try:
-            events = await service.store.expire_due(service.clock.now())
-        except UnavailableError as error:
-            _log.warning("expiry pass failed; will retry", error=str(error))
-        else:
-            if events:
-                service.publish_expired(events)
+        if leader():
+            try:
+                events = await service.store.expire_due(service.clock.now())
+            except UnavailableError as error:
+                _log.warning("expiry pass failed; will retry", error=str(error))
+            else:
+                if events:
+                    service.publish_expired(events)
         await asyncio.sleep(interval)
 
 
-async def compact_log_forever(service: AuthService, interval: float = COMPACTION_INTERVAL) -> None:
+async def compact_log_forever(
+    service: AuthService, leader: Leader = _always, interval: float = COMPACTION_INTERVAL
+) -> None:
     while True:
         await asyncio.sleep(interval)
+        if not leader():
+            continue
         try:
             dropped = await service.store.compact(service.clock.now())
         except UnavailableError as error:
@@ -53,14 +71,14 @@ async def watch_store_health_forever(
     interval: float = HEALTH_INTERVAL,
 ) -> None:
     """Probe the store while it is unhealthy; report every change of health."""
-    healthy = service.store.healthy
+    healthy = service.hub.healthy
     await on_change(healthy)
     while True:
         await asyncio.sleep(interval)
         if not service.store.healthy:
             await service.store.check()
-        if service.store.healthy != healthy:
-            healthy = service.store.healthy
+        if service.hub.healthy != healthy:
+            healthy = service.hub.healthy
             _log.warning("store health changed", healthy=healthy)
             await on_change(healthy)
 

@@ -4,7 +4,12 @@ Writers publish committed events; the hub applies them in revision order to its
 `ReplicatedState` and appends them, serialised once, to the ring — both in one step, so
 a snapshot (state + ring position) is always consistent. Events published within one
 event-loop tick go out as one batch. A gap (events committed by a concurrent writer or,
-with PostgreSQL, another replica) is filled from the store's log, never skipped.
+with PostgreSQL, another replica) is filled from the store's log, never skipped. This is
+the one ordering path: the auth server's own writes (at once) and a replica's tail of the
+shared log (`lockd.auth.log_tailer`) both go through `publish`.
+
+`rebase` replaces the state wholesale (a new epoch, or a log compacted past the hub):
+every stream then ends with a Reset, since no batch leads from the old state to the new.
 """
 
 from __future__ import annotations
@@ -107,6 +112,17 @@ class ReplicationHub:
         self._snapshot: tuple[tuple[str, int], list[bytes]] | None = None
         self.closing = False
         self.on_batch: list[Callable[[Sequence[Event]], None]] = []
+        self.on_rebase: list[Callable[[ReplicatedState], None]] = []
+        # Told when an agent says it applied more than the hub has (a replica that lags
+        # the shared log, or a store that lost history: lockd.auth.log_tailer decides).
+        self.on_ahead: list[Callable[[str, int], None]] = []
+        # Whether a heartbeat may vouch for the hub's revision: the store answers and,
+        # with replicas, the hub is at the shared log's head (set by the runtime).
+        self.health: Callable[[], bool] = lambda: True
+        # Bumped by `rebase`: a stream that started in another generation must reset.
+        self.generation = 0
+        self.rebase_reason = ResetReason.EPOCH_CHANGED
+        self.last_event: Event | None = None
 
     @property
     def epoch(self) -> str:
@@ -115,6 +131,10 @@ class ReplicationHub:
     @property
     def revision(self) -> int:
         return self.state.revision
+
+    @property
+    def healthy(self) -> bool:
+        return self.health()
 
     def seq_after(self, revision: int) -> int | None:
         """The ring sequence number of the batch that starts at revision + 1, if known.
@@ -143,6 +163,10 @@ class ReplicationHub:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Apply what `publish` was handed now, instead of on the next loop tick."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch: list[Event] = []
@@ -157,6 +181,7 @@ class ReplicationHub:
             now = self._clock.monotonic()
             for part, payload in encode_within(batch, encode):
                 self.ring.append(part[0].revision, part[-1].revision, payload, len(part), now)
+            self.last_event = batch[-1]
             for listener in self.on_batch:
                 listener(batch)
             self._wake()
@@ -176,9 +201,23 @@ class ReplicationHub:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def catch_up(self, events: Sequence[Event]) -> None:
-        """Publish events read from the log by someone else (e.g. another replica)."""
-        self.publish(events)
+    def rebase(self, state: ReplicatedState, reason: ResetReason) -> None:
+        """Replace the state and start a new ring; every current stream must reset."""
+        self.state = state
+        self.ring = EventRing(self.ring.capacity)
+        self._pending.clear()
+        self._snapshot = None
+        self.last_event = None
+        self.generation += 1
+        self.rebase_reason = reason
+        for listener in self.on_rebase:
+            listener(state)
+        self._wake()
+
+    def note_ahead(self, epoch: str, revision: int) -> None:
+        """An agent applied (epoch, revision), beyond the hub's revision."""
+        for listener in self.on_ahead:
+            listener(epoch, revision)
 
     def wake(self) -> None:
         """Let every waiting stream look again now (e.g. a revision became awaited)."""

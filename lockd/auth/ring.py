@@ -37,6 +37,10 @@ class EventRing:
         self._next_seq = 0
 
     @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
     def next_seq(self) -> int:
         """The sequence number the next appended batch will get."""
         return self._next_seq

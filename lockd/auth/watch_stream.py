@@ -84,6 +84,7 @@ class WatchStream:
         self.position = 0
         self.snapshotted = False
         self.reset_reason: ResetReason | None = None
+        self._generation = hub.generation
 
     def _reset(
         self, reason: ResetReason, detail: str, retry_after: timedelta | None = None
@@ -95,8 +96,10 @@ class WatchStream:
     async def frames(self) -> AsyncIterator[bytes]:
         """Everything this stream sends, ending with one Reset."""
         hub, hello = self._hub, self._hello
+        self._generation = hub.generation
         seq: int | None = None
         if hello.epoch == hub.epoch and hello.applied_revision > hub.revision:
+            hub.note_ahead(hello.epoch, hello.applied_revision)
             yield self._reset(
                 ResetReason.AHEAD_OF_SERVER,
                 f"agent applied revision {hello.applied_revision}, server is at {hub.revision}",
@@ -172,6 +175,9 @@ class WatchStream:
             if hub.closing:
                 yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
                 return
+            if hub.generation != self._generation:
+                yield self._reset(hub.rebase_reason, "the auth server reloaded its state")
+                return
             awaited = self._awaited()
             if awaited > self._asked and self.position >= awaited:
                 self._asked = awaited
@@ -209,7 +215,7 @@ class WatchStream:
                     hub.epoch,
                     self.position,
                     self._clock.now(),
-                    self._store.healthy,
+                    hub.healthy,
                     settings.heartbeat_interval,
                 )
                 continue

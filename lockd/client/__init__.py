@@ -18,7 +18,13 @@ from lockd.client.agent_client import (
     AgentClient,
     AgentStatus,
 )
-from lockd.client.auth_client import AgentInfo, AuthClient, ClusterStatus, SignedIdentity
+from lockd.client.auth_client import (
+    AgentInfo,
+    AuthClient,
+    ClusterStatus,
+    ReplicaInfo,
+    SignedIdentity,
+)
 from lockd.client.calls import ServerUnreachableError, call, channel_target
 from lockd.client.identity_file import IdentityFile
 from lockd.client.session_handle import (
@@ -38,6 +44,7 @@ __all__ = [
     "AuthClient",
     "ClusterStatus",
     "IdentityFile",
+    "ReplicaInfo",
     "ServerUnreachableError",
     "Session",
     "SessionDenied",

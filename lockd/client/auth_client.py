@@ -59,6 +59,19 @@ class AgentInfo:
     connected: bool
     epoch: str = ""
     last_frame: datetime | None = None  # the last message the server received from it
+    replica_id: str = ""  # the auth replica it is (or was last) connected to
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    replica_id: str
+    address: str
+    healthy: bool
+    revision: int
+    epoch: str
+    agents: int
+    heartbeat_time: datetime | None
+    alive: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +92,8 @@ class ClusterStatus:
     epoch: str
     revision: int
     agents: tuple[AgentInfo, ...]
+    replicas: tuple[ReplicaInfo, ...] = ()
+    replica_id: str = ""  # the replica that answered
 
 
 class AuthClient(ChannelClient):
@@ -307,7 +322,22 @@ class AuthClient(ChannelClient):
                     connected=agent.connected,
                     epoch=agent.epoch,
                     last_frame=convert.timestamp_from_pb(agent, "last_frame"),
+                    replica_id=agent.replica_id,
                 )
                 for agent in response.agents
             ),
+            replicas=tuple(
+                ReplicaInfo(
+                    replica_id=replica.replica_id,
+                    address=replica.address,
+                    healthy=replica.healthy,
+                    revision=replica.revision,
+                    epoch=replica.epoch,
+                    agents=replica.agents,
+                    heartbeat_time=convert.timestamp_from_pb(replica, "heartbeat_time"),
+                    alive=replica.alive,
+                )
+                for replica in response.replicas
+            ),
+            replica_id=response.replica_id,
         )

@@ -1,10 +1,13 @@
 """The auth server as a running thing: store, hub, services, background loops, gRPC.
 
 `AuthApp.start()` builds the whole server or nothing: it opens the store and loads its
-snapshot (health turns SERVING only then), serves on TCP and on the local admin socket,
-and starts the expiry, compaction and store-health loops. A started `AuthApp` is an async
-context manager; leaving it (or `stop()`) stops gracefully — NOT_SERVING, Reset(shutdown)
-to every watch stream, drain, close the store.
+snapshot (health turns SERVING only then), joins the replicas of a shared store
+(lockd.runtime.replication), serves on TCP and on the local admin socket, and starts
+the expiry, compaction and health loops. Ports are never shared (no SO_REUSEPORT), and
+the admin socket is refused when another server answers on it and removed at stop only
+if it is still the file this server created (lockd.runtime.unix_socket). A started
+`AuthApp` is an async context manager; leaving it (or `stop()`) stops gracefully —
+NOT_SERVING, Reset(shutdown) to every watch stream, drain, leave the replicas, close.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -35,9 +39,11 @@ from lockd.auth.agents import AgentRegistry
 from lockd.auth.auth_service import AuthService, ClusterInfo
 from lockd.auth.certificates import DEFAULT_AGENT_CERT_TTL, IdentityService
 from lockd.auth.hub import ReplicationHub
+from lockd.auth.replica_set import ReplicaSet
 from lockd.auth.timed_store import TimedStore
 from lockd.auth.watch_stream import WatchSettings
 from lockd.domain.addresses import split_host_port
+from lockd.domain.errors import UnavailableError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
@@ -45,6 +51,8 @@ from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
 from lockd.pki import ClusterCA
 from lockd.runtime.grpc_servers import SERVER_OPTIONS, HealthReporter
+from lockd.runtime.replication import Replication
+from lockd.runtime.unix_socket import OwnedSocket
 from lockd.v1 import (
     cluster_service_pb2,
     identity_service_pb2,
@@ -74,6 +82,9 @@ class AuthServerSettings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     ring_capacity: int = 4096
     shutdown_grace: float = 5.0
+    # does; embedding code and tests that want an empty cluster leave it off.
+    # This replica's name in `lockctl status`; "" = <hostname>:<port>.
+    replica_id: str = ""
     # None: plaintext on listen_addr, every TCP caller is the admin (loopback dev only).
     tls: TlsSettings | None = None
 
@@ -97,6 +108,7 @@ class _Listeners:
     port: int
     join_port: int = 0
     ca: ClusterCA | None = None
+    admin_socket: OwnedSocket | None = None
 
 
 class AuthApp:
@@ -113,9 +125,11 @@ class AuthApp:
         metrics: AuthMetrics,
         health_reporter: HealthReporter,
         listeners: _Listeners,
+        replication: Replication,
         tasks: list[asyncio.Task[None]],
     ) -> None:
         self.settings = settings
+        self.replication = replication
         self.store = store
         self.hub = hub
         self.service = service
@@ -127,6 +141,7 @@ class AuthApp:
         self.ca = listeners.ca
         self._health = health_reporter
         self._servers = listeners.servers
+        self._admin_socket = listeners.admin_socket
         self._tasks = tasks
 
     @classmethod
@@ -151,6 +166,7 @@ class AuthApp:
         )
         await timed.open()
         started: list[grpc.aio.Server] = []
+        listeners: _Listeners | None = None
         try:
             snapshot = await timed.snapshot()
             state = ReplicatedState.from_resources(
@@ -163,35 +179,61 @@ class AuthApp:
             agents = AgentRegistry(silent_after=3 * settings.watch.heartbeat_interval)
             cluster = ClusterInfo(settings.cluster_name, __version__, settings.static_locking_mode)
             service = AuthService(timed, hub, agents, clock, audit, cluster)
+            replication = Replication.build(store, timed, hub, agents, clock)
+            await replication.prepare()
             await service.apply_static_locking_mode()
             watch = WatchHandler(hub, timed, agents, clock, settings.watch, metrics, service)
-            builder = _ServerBuilder(service, watch, health_reporter, grpc_metrics)
-            listeners = builder.listeners(settings, clock)
+            builder = _ServerBuilder(
+                service, watch, replication.replicas, health_reporter, grpc_metrics
+            )
+            admin = None
+            if settings.admin_socket is not None:
+                admin = OwnedSocket(settings.admin_socket, "lockd auth server (admin socket)")
+                await asyncio.to_thread(admin.prepare)  # probes a socket file found there
+            listeners = builder.listeners(settings, clock, admin)
             for server in listeners.servers:
                 await server.start()
                 started.append(server)
+            if listeners.admin_socket is not None:
+                listeners.admin_socket.claim()
+                os.chmod(listeners.admin_socket.path, 0o600)
+            replication.identify(settings.listen_addr, listeners.port, settings.replica_id)
+            await replication.join()
         except BaseException:
             await asyncio.gather(*(server.stop(None) for server in started))
+            if listeners is not None and listeners.admin_socket is not None:
+                listeners.admin_socket.remove()
             await store.close()
             raise
-        if settings.admin_socket is not None:
-            os.chmod(settings.admin_socket, 0o600)
-        tasks = [
-            asyncio.create_task(background.expire_locks_forever(service)),
-            asyncio.create_task(background.compact_log_forever(service)),
-            asyncio.create_task(
-                background.watch_store_health_forever(service, health_reporter.set_serving)
-            ),
-            asyncio.create_task(background.export_metrics_forever(service, metrics)),
+        leader = replication.leadership.is_leader
+        loops = [
+            background.expire_locks_forever(service, leader),
+            background.compact_log_forever(service, leader),
+            background.watch_store_health_forever(service, health_reporter.set_serving),
+            background.export_metrics_forever(service, metrics),
+            *replication.loops(),
         ]
+        tasks = [asyncio.create_task(loop) for loop in loops]
         app = cls(
-            settings, store, hub, service, watch, agents, metrics, health_reporter, listeners, tasks
+            settings,
+            store,
+            hub,
+            service,
+            watch,
+            agents,
+            metrics,
+            health_reporter,
+            listeners,
+            replication,
+            tasks,
         )
         _log.info(
             "auth server started",
             listen_addr=settings.listen_addr,
             port=app.port,
             store=store.type,
+            replica=replication.replicas.replica_id,
+            leader=leader(),
             epoch=hub.epoch,
             revision=hub.revision,
         )
@@ -220,10 +262,10 @@ class AuthApp:
         await asyncio.gather(
             *(server.stop(self.settings.shutdown_grace) for server in self._servers)
         )
+        await self.replication.leave()
         await self.store.close()
-        if self.settings.admin_socket is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.settings.admin_socket.unlink()
+        if self._admin_socket is not None:
+            self._admin_socket.remove()
         _log.info("auth server stopped")
 
 
@@ -234,15 +276,19 @@ class _ServerBuilder:
         self,
         service: AuthService,
         watch: WatchHandler,
+        replicas: ReplicaSet,
         health_reporter: HealthReporter,
         grpc_metrics: GrpcServerMetrics | None,
     ) -> None:
         self._service = service
+        self._replicas = replicas
         self._watch = watch
         self._health = health_reporter
         self._interceptors = server_interceptors(grpc_metrics)
 
-    def listeners(self, settings: AuthServerSettings, clock: Clock) -> _Listeners:
+    def listeners(
+        self, settings: AuthServerSettings, clock: Clock, admin: OwnedSocket | None
+    ) -> _Listeners:
         tls = settings.tls
         if tls is None:
             _log.warning(
@@ -250,13 +296,15 @@ class _ServerBuilder:
                 listen_addr=settings.listen_addr,
             )
             main = self._server(admin_caller, None, "")
-            listeners = _Listeners([main], main.add_insecure_port(settings.listen_addr))
+            port = bind(settings.listen_addr, lambda: main.add_insecure_port(settings.listen_addr))
+            listeners = _Listeners([main], port)
             identity = None
         else:
             listeners, identity = self._tls_listeners(settings, tls, clock)
-        if settings.admin_socket is not None:
+        if admin is not None:
             pin = "" if listeners.ca is None else listeners.ca.pin
-            listeners.servers.append(self._admin_server(settings.admin_socket, identity, pin))
+            listeners.servers.append(self._admin_server(admin, identity, pin))
+            listeners = replace(listeners, admin_socket=admin)
         return listeners
 
     def _tls_listeners(
@@ -268,28 +316,28 @@ class _ServerBuilder:
         host, _ = split_host_port(settings.listen_addr)
         key, cert = server_identity(ca, (host, *tls.hosts), now)
         main = self._server(tls_caller(clock), identity, ca.pin)
-        port = main.add_secure_port(
+        main_credentials = server_credentials(key, cert, ca.cert_pem, require_client_cert=True)
+        port = bind(
             settings.listen_addr,
-            server_credentials(key, cert, ca.cert_pem, require_client_cert=True),
+            lambda: main.add_secure_port(settings.listen_addr, main_credentials),
         )
-        join = grpc.aio.server(interceptors=self._interceptors)
+        join = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         identity_grpc.add_IdentityServiceServicer_to_server(
             IdentityServicer(identity, anonymous_caller), join
         )
-        join_port = join.add_secure_port(
+        join_credentials = server_credentials(key, cert, ca.cert_pem, require_client_cert=False)
+        join_port = bind(
             tls.join_listen_addr,
-            server_credentials(key, cert, ca.cert_pem, require_client_cert=False),
+            lambda: join.add_secure_port(tls.join_listen_addr, join_credentials),
         )
         return _Listeners([main, join], port, join_port, ca), identity
 
     def _admin_server(
-        self, path: Path, identity: IdentityService | None, ca_pin: str
+        self, owned: OwnedSocket, identity: IdentityService | None, ca_pin: str
     ) -> grpc.aio.Server:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
         server = self._server(admin_caller, identity, ca_pin)
-        server.add_insecure_port(f"unix:{path}")
+        address = f"unix:{owned.path}"
+        bind(address, lambda: server.add_insecure_port(address))
         return server
 
     def _server(
@@ -298,7 +346,7 @@ class _ServerBuilder:
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         lock_grpc.add_LockServiceServicer_to_server(LockServicer(self._service, caller_of), server)
         cluster_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(self._service, caller_of, ca_pin), server
+            ClusterServicer(self._service, self._replicas, caller_of, ca_pin), server
         )
         if identity is not None:
             identity_grpc.add_IdentityServiceServicer_to_server(
@@ -307,3 +355,15 @@ class _ServerBuilder:
         server.add_generic_rpc_handlers((self._watch.rpc_handler(caller_of),))
         self._health.add_to(server)
         return server
+
+
+def bind(address: str, add_port: Callable[[], int]) -> int:
+    """`add_port()`, with grpc's bind failure (a taken port) as a clear error."""
+    try:
+        return add_port()
+    except RuntimeError:
+        # grpc says only "Failed to bind to address ...; set GRPC_VERBOSITY=debug".
+        raise UnavailableError(
+            f"cannot listen on {address}: the address is in use or not available "
+            "(is another process listening there?)"
+        ) from None

@@ -8,8 +8,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-# Small HTTP/2 windows keep per-stream memory bounded (DESIGN §3).
+# Small HTTP/2 windows keep per-stream memory bounded (DESIGN §3). Never SO_REUSEPORT:
+# a second process on a taken port must fail to bind, not share the port and split the
+# agents between two servers (issue 11).
+NO_REUSEPORT = ("grpc.so_reuseport", 0)
 SERVER_OPTIONS = [
+    NO_REUSEPORT,
     ("grpc.http2.bdp_probe", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -11,27 +11,16 @@ anyway: access to the auth server's data directory.
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
 from lockd.config import Config
 from lockd.domain.errors import PreconditionError, ValidationError
 from lockd.domain.resources import Kind
 from lockd.obs.audit import AuditSink, lock_deleted
+from lockd.runtime.unix_socket import answers
 from lockd.store import build_store
 
 RECOVERY_ACTOR = "lockd recover"
-
-
-def server_is_running(admin_socket: Path) -> bool:
-    """Whether something answers on the admin socket (a stale socket file does not)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(admin_socket))
-        except OSError:
-            return False
-    return True
 
 
 async def delete_lock_offline(config: Config, name: str, audit: AuditSink) -> int:
@@ -39,7 +28,7 @@ async def delete_lock_offline(config: Config, name: str, audit: AuditSink) -> in
     auth = config.auth_service
     if auth.storage.type == "memory":
         raise ValidationError("the memory store keeps nothing on disk: restart the auth server")
-    if server_is_running(auth.admin_socket):
+    if answers(auth.admin_socket):
         raise PreconditionError(
             f"the auth server is running (its admin socket {auth.admin_socket} answers); "
             "stop it first, or remove the lock with lockctl as a locksmith"

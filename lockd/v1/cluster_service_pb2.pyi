@@ -500,6 +500,7 @@ class AgentStatus(_message.Message):
     CONNECTED_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     LAST_FRAME_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     address: _builtins.str
     state: Global___AgentSyncState.ValueType
@@ -508,6 +509,8 @@ class AgentStatus(_message.Message):
     connected: _builtins.bool
     epoch: _builtins.str
     """The epoch the agent's applied revision belongs to."""
+    replica_id: _builtins.str
+    """The auth replica the agent is (or was last) connected to."""
     @_builtins.property
     def last_ack(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -526,14 +529,64 @@ class AgentStatus(_message.Message):
         connected: _builtins.bool = ...,
         epoch: _builtins.str = ...,
         last_frame: _timestamp_pb2.Timestamp | None = ...,
+        replica_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_ack", b"last_ack", "last_frame", b"last_frame"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "epoch", b"epoch", "lag", b"lag", "last_ack", b"last_ack", "last_frame", b"last_frame", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_revision", b"applied_revision", "connected", b"connected", "epoch", b"epoch", "lag", b"lag", "last_ack", b"last_ack", "last_frame", b"last_frame", "replica_id", b"replica_id", "server_id", b"server_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AgentStatus: _TypeAlias = AgentStatus  # noqa: Y015
+
+@_typing.final
+class ReplicaStatus(_message.Message):
+    """ReplicaStatus is one auth replica as it last reported itself to the store (with the
+    embedded SQLite store there is exactly one: the server answering).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    AGENTS_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
+    ALIVE_FIELD_NUMBER: _builtins.int
+    replica_id: _builtins.str
+    address: _builtins.str
+    """host:port of the replica's gRPC API."""
+    healthy: _builtins.bool
+    """The replica can serve: its store answers and it is at the log's head."""
+    revision: _builtins.int
+    epoch: _builtins.str
+    agents: _builtins.int
+    """How many agents are connected to it."""
+    alive: _builtins.bool
+    """It reported recently; false: it stopped reporting (dead, or cut off the store)."""
+    @_builtins.property
+    def heartbeat_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        replica_id: _builtins.str = ...,
+        address: _builtins.str = ...,
+        healthy: _builtins.bool = ...,
+        revision: _builtins.int = ...,
+        epoch: _builtins.str = ...,
+        agents: _builtins.int = ...,
+        heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
+        alive: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agents", b"agents", "alive", b"alive", "epoch", b"epoch", "healthy", b"healthy", "heartbeat_time", b"heartbeat_time", "replica_id", b"replica_id", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaStatus: _TypeAlias = ReplicaStatus  # noqa: Y015
 
 @_typing.final
 class GetClusterStatusResponse(_message.Message):
@@ -547,6 +600,8 @@ class GetClusterStatusResponse(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     AGENTS_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
     cluster_name: _builtins.str
     version: _builtins.str
     ca_pin: _builtins.str
@@ -555,8 +610,16 @@ class GetClusterStatusResponse(_message.Message):
     store_healthy: _builtins.bool
     epoch: _builtins.str
     revision: _builtins.int
+    replica_id: _builtins.str
+    """The replica that answered."""
     @_builtins.property
-    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentStatus]: ...
+    def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentStatus]:
+        """Every agent, whichever replica it is on."""
+
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaStatus]:
+        """Every auth replica, by id."""
+
     def __init__(
         self,
         *,
@@ -568,10 +631,12 @@ class GetClusterStatusResponse(_message.Message):
         epoch: _builtins.str = ...,
         revision: _builtins.int = ...,
         agents: _abc.Iterable[Global___AgentStatus] | None = ...,
+        replicas: _abc.Iterable[Global___ReplicaStatus] | None = ...,
+        replica_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ca_pin", b"ca_pin", "cluster_name", b"cluster_name", "epoch", b"epoch", "revision", b"revision", "store_healthy", b"store_healthy", "store_type", b"store_type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ca_pin", b"ca_pin", "cluster_name", b"cluster_name", "epoch", b"epoch", "replica_id", b"replica_id", "replicas", b"replicas", "revision", b"revision", "store_healthy", b"store_healthy", "store_type", b"store_type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

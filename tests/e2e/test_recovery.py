@@ -91,7 +91,7 @@ async def test_a_lock_on_admin_is_lifted_offline_and_audited(
 
     running = _recover(config, "oops")
     assert running.returncode == 1
-    assert "the auth server is running" in running.stderr
+    assert f"another lockd auth server (pid {server[0].pid}) is already running" in (running.stderr)
 
     server[0].terminate()
     assert server[0].wait(timeout=30) == 0

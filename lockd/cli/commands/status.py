@@ -8,6 +8,9 @@ The first lines have the shape of `tctl status`:
 
 then the store (type, health, revision, epoch) and a table of the agents the auth server
 knows: connected ones first, then those that disconnected (State `disconnected`).
+A cluster of several auth replicas (PostgreSQL store) also gets a table of the replicas
+(which one answered is marked `*`), and the agents' table says which replica each agent
+is on; one auth server alone prints neither.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_OK
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.tables import render_pairs, render_table
-from lockd.client import AgentInfo, AuthClient, ClusterStatus
+from lockd.client import AgentInfo, AuthClient, ClusterStatus, ReplicaInfo
 from lockd.domain.timeparse import format_rfc3339
 
 AGENT_HEADERS = ("Server ID", "Address", "State", "Applied", "Lag", "Last ack", "Last seen")
+REPLICA_HEADERS = ("Replica", "Address", "State", "Revision", "Agents", "Last report")
 
 EXAMPLES = """
 lockctl status
@@ -88,12 +92,19 @@ def render_text(status: ClusterStatus, now: datetime) -> str:
         ("Epoch", status.epoch),
         ("Agents", f"{connected} connected" + (f", {gone} disconnected" if gone else "")),
     ]
-    rows = [_agent_row(agent, now) for agent in _ordered(status.agents)]
-    return "\n".join((render_pairs(head), render_pairs(body), render_table(AGENT_HEADERS, rows)))
+    several = len(status.replicas) > 1
+    rows = [_agent_row(agent, now, several) for agent in _ordered(status.agents)]
+    headers = (*AGENT_HEADERS, "Replica") if several else AGENT_HEADERS
+    parts = [render_pairs(head), render_pairs(body)]
+    if several:
+        replica_rows = [_replica_row(replica, status, now) for replica in status.replicas]
+        parts.append(render_table(REPLICA_HEADERS, replica_rows))
+    parts.append(render_table(headers, rows))
+    return "\n".join(parts)
 
 
-def _agent_row(agent: AgentInfo, now: datetime) -> list[str]:
-    return [
+def _agent_row(agent: AgentInfo, now: datetime, with_replica: bool) -> list[str]:
+    row = [
         agent.server_id,
         agent.address,
         agent.state if agent.connected or agent.state == "locked" else "disconnected",
@@ -101,6 +112,20 @@ def _agent_row(agent: AgentInfo, now: datetime) -> list[str]:
         str(agent.lag),
         ago(agent.last_ack, now),
         ago(agent.last_frame, now),
+    ]
+    return [*row, agent.replica_id] if with_replica else row
+
+
+def _replica_row(replica: ReplicaInfo, status: ClusterStatus, now: datetime) -> list[str]:
+    state = "down" if not replica.alive else "healthy" if replica.healthy else "UNHEALTHY"
+    mark = " *" if replica.replica_id == status.replica_id else ""
+    return [
+        replica.replica_id + mark,
+        replica.address,
+        state,
+        str(replica.revision),
+        str(replica.agents),
+        ago(replica.heartbeat_time, now),
     ]
 
 
@@ -134,8 +159,25 @@ def render_json(status: ClusterStatus) -> str:
                 "epoch": agent.epoch,
                 "last_ack": format_rfc3339(agent.last_ack) if agent.last_ack else None,
                 "last_seen": format_rfc3339(agent.last_frame) if agent.last_frame else None,
+                "replica_id": agent.replica_id,
             }
             for agent in _ordered(status.agents)
+        ],
+        "replica_id": status.replica_id,
+        "replicas": [
+            {
+                "replica_id": replica.replica_id,
+                "address": replica.address,
+                "healthy": replica.healthy,
+                "alive": replica.alive,
+                "revision": replica.revision,
+                "epoch": replica.epoch,
+                "agents": replica.agents,
+                "heartbeat_time": format_rfc3339(replica.heartbeat_time)
+                if replica.heartbeat_time
+                else None,
+            }
+            for replica in status.replicas
         ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
