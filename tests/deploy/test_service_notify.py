@@ -151,3 +151,43 @@ agent_service:
     lines = notify.lines()
     assert lines[lines.index("READY=1") + 1].startswith("STATUS=agent synced")
     assert lines[-2:] == ["STOPPING=1", "STATUS=stopping"]
+
+
+def test_a_restarted_agent_is_ready_on_its_persisted_view_while_auth_is_down(
+    socket_dir: Path, notify: NotifySocket
+) -> None:
+    """best_effort: an agent that synced once, restarted with no auth server reachable,
+    sends READY=1 on the view it saved, and says so in STATUS."""
+    listen = f"127.0.0.1:{free_port()}"
+    agent_config = socket_dir / "agent.yaml"
+    agent_config.write_text(
+        f"""
+cluster_name: notify.test
+data_dir: {socket_dir / "agent"}
+agent_service:
+  enabled: true
+  insecure: true
+  auth_servers: [{listen}]
+  socket: {socket_dir / "agent.sock"}
+  metrics_addr: ""
+"""
+    )
+    auth_config = _auth_config(socket_dir, listen)
+    with (
+        running_lockd(["auth", "--config", str(auth_config)], socket_dir / "auth.log"),
+        running_lockd(
+            ["agent", "--config", str(agent_config)], socket_dir / "first.log", env=_env(notify)
+        ) as first,
+    ):
+        notify.wait_for("READY=1", first)
+        assert first.stop() == 0, first.log()
+    notify.drain()
+    notify.messages.clear()
+    with running_lockd(
+        ["agent", "--config", str(agent_config)], socket_dir / "second.log", env=_env(notify)
+    ) as second:
+        notify.wait_for("READY=1", second)
+        assert second.stop() == 0, second.log()
+    lines = notify.lines()
+    status = lines[lines.index("READY=1") + 1]
+    assert status.startswith("STATUS=agent syncing, enforcing its last known view at revision")
