@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from lockd.obs.metrics import AgentMetrics, AuthMetrics, GrpcServerMetrics
 from lockd.obs.process_metrics import register_process_metrics
+from lockd.obs.proxy_metrics import ProxyMetrics
 from tests.deploy.tools import DEPLOY, run, tool
 
 DASHBOARD = DEPLOY / "grafana" / "lockd-dashboard.json"
@@ -25,9 +26,10 @@ def _expressions() -> list[str]:
 
 
 def _exported_names() -> set[str]:
-    """Every sample name an auth server's and an agent's registries expose."""
+    """Every sample name an auth server's, an agent's and a proxy's registries expose."""
     registry = CollectorRegistry()
     auth, agent = AuthMetrics(registry), AgentMetrics(registry)
+    ProxyMetrics(registry)
     grpc = GrpcServerMetrics(registry)
     register_process_metrics(registry, lambda: True)
     agent.lock_propagation_seconds.observe(0.1)
