@@ -181,8 +181,9 @@ async def test_a_role_lock_refuses_every_user_holding_that_role(cluster: SecureC
     assert await dev.list_locks() == []
 
 
-async def test_a_locked_agent_is_reset_forgotten_and_refused(cluster: SecureCluster) -> None:
-    """Reset(LOCKED) right after its lock's batch; gone from status; no reconnect."""
+async def test_a_locked_agent_is_reset_shown_locked_and_refused(cluster: SecureCluster) -> None:
+    """Reset(LOCKED) right after its lock's batch; `locked` in the status (not
+    connected); no reconnect."""
     admin = cluster.admin()
     node1 = await cluster.agent("node-1")
     node2 = await cluster.agent("node-2")
@@ -209,7 +210,7 @@ async def test_a_locked_agent_is_reset_forgotten_and_refused(cluster: SecureClus
     # The other agent sees the lock and goes on (a heartbeat follows, no reset).
     assert [e.name for e in (await watch2.read_until("events")).events.events] == ["node-lock"]
     assert (await watch2.read()).WhichOneof("message") == "heartbeat"
-    await eventually(lambda: _agents(cluster, {"node-2"}), what="node-1 to leave the status")
+    await eventually(lambda: _locked(cluster, "node-1"), what="node-1 to show as locked")
 
     again = RawWatch(cluster.channel(node1.credentials()), "node-1")
     await again.hello()
@@ -225,13 +226,22 @@ async def test_a_locked_agent_is_reset_forgotten_and_refused(cluster: SecureClus
     pin = (await admin.status()).ca_pin
     with pytest.raises(AccessDeniedError, match=f"^{message}$"):
         await join(cluster.join_address, token, "node-1", pin)
-    assert {agent.server_id for agent in (await admin.status()).agents} == {"node-2"}
+    assert await _locked(cluster, "node-1")
     watch2.cancel()
 
 
 async def _agents(cluster: SecureCluster, expected: set[str]) -> bool:
     status = await cluster.admin().status()
     return {agent.server_id for agent in status.agents} == expected
+
+
+async def _locked(cluster: SecureCluster, server_id: str) -> bool:
+    """The status lists the agent as cut off by a lock (and not connected)."""
+    status = await cluster.admin().status()
+    return any(
+        a.server_id == server_id and a.state == "locked" and not a.connected
+        for a in status.agents
+    )
 
 
 async def test_refused_calls_leave_access_denied_audit_lines(cluster: SecureCluster) -> None:
