@@ -32,6 +32,7 @@ import structlog
 from lockd.client.session_handle import Session, SessionRequest, SessionTermination
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import LockdError, PreconditionError, UnavailableError
+from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.domain.modes import LockingMode
 from lockd.domain.resources import ReplicatedResource
@@ -39,6 +40,7 @@ from lockd.domain.sessions import SessionMetadata
 from lockd.domain.view import Decision, ViewMismatch
 from lockd.domain.view_copy import ViewCopy
 from lockd.v1 import agent_service_pb2 as pb
+from lockd.v1 import resources_pb2 as pb_resources
 from lockd.wire import convert
 from lockd.wire.session_convert import CAUSE_FROM_PB, decision_from_pb, metadata_to_pb
 from lockd.wire.status_table import error_for
@@ -118,18 +120,18 @@ class SessionChannel:
         """Register every request (one message per `max_batch`); each comes back decided."""
         self.start()
         await self._wait_connected()
+        ids = [request.session_id or _random_id() for request in requests]
+        taken = [sid for sid in ids if sid in self._sessions or sid in self._registering]
+        if taken or len(set(ids)) != len(ids):
+            duplicate = taken[0] if taken else next(sid for sid in ids if ids.count(sid) > 1)
+            raise PreconditionError(f'session "{duplicate}" is already registered')
+        now = datetime.now(UTC)  # one stamp per batch: equal metadata encodes once
         sessions = []
-        for request in requests:
-            session_id = request.session_id or _random_id()
-            if session_id in self._sessions or session_id in self._registering:
-                raise PreconditionError(f'session "{session_id}" is already registered')
+        for session_id, request in zip(ids, requests, strict=True):
             metadata = request.metadata
             if metadata.started_at is None:
                 metadata = SessionMetadata(
-                    metadata.protocol,
-                    metadata.remote_address,
-                    metadata.target_resource,
-                    datetime.now(UTC),
+                    metadata.protocol, metadata.remote_address, metadata.target_resource, now
                 )
             session = Session(self, session_id, request.identity, metadata)
             self._registering[session_id] = session
@@ -186,19 +188,25 @@ class SessionChannel:
                     await call.write(message)  # a failure shows in the read loop
 
     def _register_message(self, batch: Sequence[Session]) -> pb.SidecarMessage:
-        return pb.SidecarMessage(
-            register=pb.RegisterSessions(
-                request_id=next(self._request_ids),
-                sessions=[
-                    pb.SessionRegistration(
-                        session_id=session.session_id,
-                        identity=convert.identity_to_pb(session.identity),
-                        metadata=metadata_to_pb(session.metadata),
-                    )
-                    for session in batch
-                ],
+        # Sessions of one batch often share an identity or metadata: encode each once.
+        identities: dict[Identity, pb_resources.Identity] = {}
+        metadatas: dict[SessionMetadata, pb.SessionMetadata] = {}
+        registrations = []
+        for session in batch:
+            identity = identities.get(session.identity)
+            if identity is None:
+                identity = identities[session.identity] = convert.identity_to_pb(session.identity)
+            metadata = metadatas.get(session.metadata)
+            if metadata is None:
+                metadata = metadatas[session.metadata] = metadata_to_pb(session.metadata)
+            registrations.append(
+                pb.SessionRegistration(
+                    session_id=session.session_id, identity=identity, metadata=metadata
+                )
             )
-        )
+        request_id = next(self._request_ids)
+        message = pb.RegisterSessions(request_id=request_id, sessions=registrations)
+        return pb.SidecarMessage(register=message)
 
     # -- the stream -----------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from lockd.client import (
     SessionRequest,
     SyncAgentClient,
 )
+from lockd.domain.errors import PreconditionError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
@@ -239,3 +240,18 @@ async def test_the_sync_facade_serves_a_thread(cluster: Cluster) -> None:
     await auth.client().create_lock(user_lock("l1", user="bob", message="bye"))
     allowed, idle, reason = await thread
     assert (allowed, idle, reason) == (False, None, 'lock targeting User:"bob" is in force: bye')
+
+
+async def test_a_batch_with_a_repeated_or_live_id_is_refused_whole(cluster: Cluster) -> None:
+    """An id twice in one batch, or the id of a live session, fails the call before
+    anything is sent: no session of that batch is registered."""
+    await cluster.start_auth()
+    agent = await cluster.start_agent(persist=False)
+    client = agent.client
+    with pytest.raises(PreconditionError, match='session "x" is already registered'):
+        await client.open_sessions([SessionRequest(BOB, SSH, "x"), SessionRequest(BOB, SSH, "x")])
+    (live,) = await client.open_sessions([SessionRequest(BOB, SSH, "y")])
+    with pytest.raises(PreconditionError, match='session "y" is already registered'):
+        await client.open_sessions([SessionRequest(BOB, SSH, "z"), SessionRequest(BOB, SSH, "y")])
+    assert live.decision.allowed
+    assert (await agent.status()).sessions == 1
