@@ -17,8 +17,9 @@ from tests.support import free_port, http_get
 
 
 def _shipped_configs() -> dict[str, str]:
-    """name → YAML text of every lockd config in deploy/ (examples and manifests)."""
-    configs = {path.name: path.read_text() for path in sorted(DEPLOY.glob("examples/*.yaml"))}
+    """name → YAML text of every lockd config in deploy/ (examples/lockd-*.yaml: the other
+    examples are resource documents for lockctl; and the manifests' configs)."""
+    configs = {path.name: path.read_text() for path in sorted(DEPLOY.glob("examples/lockd-*.yaml"))}
     for manifest in sorted(DEPLOY.glob("kubernetes/*.yaml")):
         for document in yaml.safe_load_all(manifest.read_text()):
             if document and document["kind"] in ("ConfigMap", "Secret"):
