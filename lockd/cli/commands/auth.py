@@ -12,28 +12,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lockd.cli.commands.auth_db import db_files, prepare_db
 from lockd.cli.commands.auth_openssh import parse_logins, prepare_openssh, written_files
+from lockd.cli.commands.auth_x509 import sign_x509
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.cli.timeflags import positive_duration
 from lockd.client import AuthClient, IdentityFile
-from lockd.domain.errors import LockdError, ValidationError
+from lockd.domain.errors import ValidationError
 from lockd.domain.lock import quote, validate_name
-from lockd.domain.timeparse import format_rfc3339
 from lockd.durable_files import write_durably
-from lockd.pki import key_pem, make_csr, new_key
 
 DEFAULT_TTL = "12h"
-INSECURE_CLUSTER = (
-    "the auth server has no CA (it runs with auth_service.insecure: true), so it issues "
-    "no identities"
-)
 
 EXAMPLES = """
 lockctl auth sign --user=alice --out=alice.pem
 lockctl auth sign --user=alice --ttl=1h --out=alice.pem --overwrite
 lockctl auth sign --format=openssh --user=alice --logins=alice,deploy --out=alice-ssh
+lockctl auth sign --format=db --user=alice --out=alice   # alice.key, alice.crt, alice.cas
 # then, from any machine that reaches the auth server's listen_addr:
 lockctl --auth-server=auth.example.com:3025 --identity=alice.pem lock --user=foo@example.com
 """
@@ -77,10 +74,11 @@ def register(commands: Subcommands) -> None:
     sign.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
     sign.add_argument(
         "--format",
-        choices=("identity", "openssh"),
+        choices=("identity", "openssh", "db"),
         default="identity",
         help="identity: a lockctl identity file (default); openssh: an SSH key and "
-        "certificate (PATH, PATH.pub, PATH-cert.pub) for sshd with lockd (docs/ssh.md)",
+        "certificate (PATH, PATH.pub, PATH-cert.pub) for sshd with lockd (docs/ssh.md); "
+        "db: PATH.key, PATH.crt, PATH.cas for psql through lockd proxy (docs/proxy.md)",
     )
     sign.add_argument("--logins", metavar="A,B", help="openssh: OS logins (default: the user)")
     sign.add_argument("--mfa-device", default="", metavar="ID", help="openssh: MFA device")
@@ -102,24 +100,19 @@ def prepare_sign(args: argparse.Namespace) -> Runner:
             check_destination(path, overwrite)
         devices = (args.mfa_device, args.device)
         return prepare_openssh(user, ttl, out, overwrite, logins, devices, write_private)
+    if args.format == "db":
+        for path in db_files(out):
+            check_destination(path, overwrite)
+        return prepare_db(user, ttl, out, overwrite, write_private)
     check_destination(out, overwrite)
 
     async def run(client: AuthClient, console: Console) -> int:
-        key = new_key()
-        try:
-            signed = await client.sign_user_identity(user, ttl, make_csr(key, user))
-        except LockdError as error:
-            # An insecure auth server serves no IdentityService at all.
-            if str(error).startswith("UNIMPLEMENTED"):
-                raise OperationError(INSECURE_CLUSTER) from None
-            raise
-        identity = IdentityFile(key_pem(key), signed.certificate_pem, signed.ca_certificate_pem)
+        signed = await sign_x509(client, user, ttl)
+        identity = IdentityFile(signed.key_pem, signed.certificate_pem, signed.ca_certificate_pem)
         write_private(out, identity.render(), overwrite)
-        roles = ",".join(signed.roles) or "none"
-        until = format_rfc3339(signed.not_after) if signed.not_after else "unknown"
         console.result(
-            f"The identity for user {quote(user)} (roles: {roles}) is in {out}; "
-            f"valid until {until}."
+            f"The identity for user {quote(user)} (roles: {signed.roles_text}) is in {out}; "
+            f"valid until {signed.until}."
         )
         return EXIT_OK
 

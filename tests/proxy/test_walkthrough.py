@@ -1,0 +1,124 @@
+"""docs/proxy.md's walkthrough with real processes: `lockd start`, `lockctl users add`,
+`lockctl auth sign --format=db`, `lockd proxy server-cert`, `lockd proxy`, psql, and
+`lockctl lock` ending the live psql session with the lock's message."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.postgres_server import PostgresDatabase, PostgresServer
+from tests.proxy.helpers import PSQL, ClientFiles, conninfo, psql, start_psql
+from tests.proxy.lockd_process import BIN, LockdProcess, lockd_start, run
+from tests.support import WAIT, eventually, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(PSQL is None, reason="psql is not installed")]
+
+
+@pytest.fixture
+async def lockd(tmp_path: Path, socket_dir: Path) -> AsyncIterator[LockdProcess]:
+    async with lockd_start(tmp_path, socket_dir, cluster="walk.lockd") as process:
+        yield process
+
+
+async def test_the_psql_walkthrough_from_signing_to_a_lock_ending_the_session(
+    lockd: LockdProcess,
+    postgres_server: PostgresServer,
+    postgres_db: PostgresDatabase,
+    tmp_path: Path,
+) -> None:
+    """Every command of the walkthrough, in order, as an operator runs them."""
+    config = str(lockd.config)
+    role = tmp_path / "dev.yaml"
+    role.write_text("kind: role\nversion: v5\nmetadata:\n  name: dev\nspec: {}\n")
+    code, _, err = await run("lockctl", "-c", config, "create", "-f", str(role))
+    assert code == 0, err
+    code, _, err = await run("lockctl", "-c", config, "users", "add", "alice", "--roles=dev")
+    assert code == 0, err
+    code, out, err = await run(
+        "lockctl",
+        "-c",
+        config,
+        "auth",
+        "sign",
+        "--format=db",
+        "--user=alice",
+        f"--out={tmp_path / 'alice'}",
+    )
+    assert code == 0, err
+    assert 'The database client files for user "alice" (roles: dev)' in out
+    files = ClientFiles(tmp_path / "alice.key", tmp_path / "alice.crt", tmp_path / "alice.cas")
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    code, out, err = await run(
+        "lockd",
+        "proxy",
+        "server-cert",
+        "-c",
+        config,
+        "--host=127.0.0.1",
+        f"--out={tmp_path / 'proxy'}",
+    )
+    assert code == 0, err
+    port = free_port()
+    proxy_yaml = tmp_path / "proxy.yaml"
+    proxy_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "agent_socket": str(lockd.agent_socket),
+                "tls": {
+                    "cert_file": "proxy.crt",
+                    "key_file": "proxy.key",
+                    "client_ca_file": str(lockd.data_dir / "ca.crt"),
+                },
+                "listeners": [
+                    {
+                        "name": "app-db",
+                        "protocol": "postgres",
+                        "listen_addr": f"127.0.0.1:{port}",
+                        "upstream": {
+                            "unix_socket": str(
+                                postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
+                            ),
+                            "database_user": "postgres",
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    with (tmp_path / "proxy.log").open("wb") as log:
+        proxy = await asyncio.create_subprocess_exec(
+            str(BIN / "lockd"), "proxy", "--config", str(proxy_yaml), stdout=log, stderr=log
+        )
+    try:
+        info = conninfo(port, postgres_db.name, files)
+
+        async def answers() -> bool:
+            return (await psql(info, "SELECT 1")).stdout.strip() == "1"
+
+        await eventually(answers, within=WAIT * 2, interval=0.5, what="psql via lockd proxy")
+        session = await start_psql(info, "SELECT pg_sleep(120)")
+        await asyncio.sleep(0.5)  # psql is connected and waiting on its query
+        code, _, err = await run(
+            "lockctl", "-c", config, "lock", "--user=alice", "--message=Suspicious activity."
+        )
+        assert code == 0, err
+        async with asyncio.timeout(WAIT):
+            _, psql_err = await session.communicate()
+        expected = 'FATAL:  lock targeting User:"alice" is in force: Suspicious activity.'
+        assert expected in psql_err.decode()
+        refused = await psql(info, "SELECT 1")
+        assert expected in refused.stderr
+        proxy.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT):
+            assert await proxy.wait() == 0
+    finally:
+        if proxy.returncode is None:
+            proxy.kill()
+            await proxy.wait()
