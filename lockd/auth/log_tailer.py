@@ -80,6 +80,10 @@ class LogTailer:
                 if not self._suspect:
                     _log.warning("cannot read the shared event log; will retry", error=str(error))
                 self._suspect = True
+            except Exception:
+                # A bug must not stop the tail: this replica would serve a frozen state.
+                _log.exception("tailing the shared event log failed; will retry")
+                self._suspect = True
             await self._log.wait_for_commit(self._hub.revision, self._poll)
 
     async def catch_up(self) -> None:
