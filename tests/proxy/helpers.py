@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import yaml
 
 from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
 from lockd.proxy.proxy_config import ListenerConfig, ProxyConfig, ProxyTlsConfig, UpstreamConfig
@@ -101,6 +102,32 @@ def proxy_config(
 ) -> ProxyConfig:
     config = ProxyConfig(agent_socket=agent_socket, tls=tls, listeners=listeners)
     return replace(config, **settings)  # type: ignore[arg-type]
+
+
+def write_proxy_yaml(
+    path: Path, agent_socket: Path, tls: ProxyTlsConfig, port: int, upstream_socket: Path
+) -> Path:
+    """The proxy config docs/proxy.md shows: one postgres listener on 127.0.0.1:`port`."""
+    settings = {
+        "agent_socket": str(agent_socket),
+        "tls": {
+            "cert_file": str(tls.cert_file),
+            "key_file": str(tls.key_file),
+            "client_ca_file": str(tls.client_ca_file),
+        },
+        "log": {"format": "json"},
+        "shutdown_timeout": "2s",
+        "listeners": [
+            {
+                "name": "app-db",
+                "protocol": "postgres",
+                "listen_addr": f"127.0.0.1:{port}",
+                "upstream": {"unix_socket": str(upstream_socket), "database_user": "postgres"},
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
 
 
 def conninfo(port: int, database: str, files: ClientFiles | None, user: str = "alice") -> str:

@@ -57,6 +57,7 @@ def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 async def test_psql_and_asyncpg_query_through_the_proxy_with_a_cluster_certificate(
     start_proxy: StartProxy,
+    cluster: Cluster,
     certs: Certificates,
     postgres_server: PostgresServer,
     postgres_db: PostgresDatabase,
@@ -90,6 +91,15 @@ async def test_psql_and_asyncpg_query_through_the_proxy_with_a_cluster_certifica
         )
         > 0
     )
+    # The agent audits the sessions with what the proxy told it.
+    started = cluster.agents[-1].audit.of("session.start")
+    assert len(started) == 2
+    fields = started[0].fields
+    assert fields["user"] == "alice"
+    assert fields["login"] == "postgres"
+    assert fields["protocol"] == "db"
+    assert str(fields["remote_address"]).startswith("127.0.0.1:")
+    assert str(fields["target_resource"]).startswith("postgres://postgres@")
 
 
 async def test_a_user_lock_ends_a_live_psql_session_with_the_lock_message(

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.agent.helpers import Cluster
 from tests.postgres_server import PostgresDatabase, PostgresServer
-from tests.proxy.helpers import PSQL, Certificates, conninfo, psql
+from tests.proxy.helpers import PSQL, Certificates, conninfo, psql, write_proxy_yaml
 from tests.support import WAIT, eventually, free_port
 
 pytestmark = pytest.mark.slow
@@ -50,31 +49,8 @@ async def test_the_proxy_process_serves_psql_and_stops_cleanly_on_sigterm(
     """The documented config shape works end to end; SIGTERM exits 0."""
     tls = await certs.server()
     port = free_port()
-    config = tmp_path / "proxy.yaml"
-    settings = {
-        "agent_socket": str(cluster.agents[-1].socket),
-        "tls": {
-            "cert_file": str(tls.cert_file),
-            "key_file": str(tls.key_file),
-            "client_ca_file": str(tls.client_ca_file),
-        },
-        "log": {"format": "json"},
-        "shutdown_timeout": "2s",
-        "listeners": [
-            {
-                "name": "app-db",
-                "protocol": "postgres",
-                "listen_addr": f"127.0.0.1:{port}",
-                "upstream": {
-                    "unix_socket": str(
-                        postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
-                    ),
-                    "database_user": "postgres",
-                },
-            }
-        ],
-    }
-    config.write_text(yaml.safe_dump(settings))
+    socket = postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
+    config = write_proxy_yaml(tmp_path / "proxy.yaml", cluster.agents[-1].socket, tls, port, socket)
     log = tmp_path / "proxy.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(

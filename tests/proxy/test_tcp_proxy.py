@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 
@@ -25,7 +27,7 @@ BUFFER = 16 * 1024
 TLS_READ = 256 * 1024  # asyncio's sslproto reads at most this much at a time
 
 
-def tcp_listener(port: int, **limits: object) -> ListenerConfig:
+def tcp_listener(port: int) -> ListenerConfig:
     return ListenerConfig(
         name="tcp",
         protocol="tcp",
@@ -153,3 +155,19 @@ async def test_a_tcp_client_without_a_certificate_never_reaches_the_upstream(
             ),
             what="one handshake failure",
         )
+
+
+async def test_an_idle_connection_is_closed_after_the_idle_timeout(
+    start_proxy: StartProxy, certs: Certificates
+) -> None:
+    """No byte either way for idle_timeout (1 s here): the proxy closes the connection."""
+    async with upstream(echo=True) as port:
+        listener = replace(tcp_listener(port), idle_timeout=timedelta(seconds=1))
+        proxy = await start_proxy(listener)
+        reader, writer = await connect(proxy, await certs.user("alice"))
+        writer.write(b"ping")
+        await writer.drain()
+        assert await reader.readexactly(4) == b"ping"
+        async with asyncio.timeout(WAIT):
+            assert await reader.read() == b""
+        writer.close()

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from lockd.proxy.proxy_config import ProxyTlsConfig
 from tests.postgres_server import PostgresDatabase, PostgresServer
-from tests.proxy.helpers import PSQL, ClientFiles, conninfo, psql, start_psql
+from tests.proxy.helpers import PSQL, ClientFiles, conninfo, psql, start_psql, write_proxy_yaml
 from tests.proxy.lockd_process import BIN, LockdProcess, lockd_start, run
 from tests.support import WAIT, eventually, free_port
 
@@ -66,32 +66,9 @@ async def test_the_psql_walkthrough_from_signing_to_a_lock_ending_the_session(
     )
     assert code == 0, err
     port = free_port()
-    proxy_yaml = tmp_path / "proxy.yaml"
-    proxy_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "agent_socket": str(lockd.agent_socket),
-                "tls": {
-                    "cert_file": "proxy.crt",
-                    "key_file": "proxy.key",
-                    "client_ca_file": str(lockd.data_dir / "ca.crt"),
-                },
-                "listeners": [
-                    {
-                        "name": "app-db",
-                        "protocol": "postgres",
-                        "listen_addr": f"127.0.0.1:{port}",
-                        "upstream": {
-                            "unix_socket": str(
-                                postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
-                            ),
-                            "database_user": "postgres",
-                        },
-                    }
-                ],
-            }
-        )
-    )
+    socket = postgres_server.socket_dir / f".s.PGSQL.{postgres_server.port}"
+    tls = ProxyTlsConfig(tmp_path / "proxy.crt", tmp_path / "proxy.key", lockd.data_dir / "ca.crt")
+    proxy_yaml = write_proxy_yaml(tmp_path / "proxy.yaml", lockd.agent_socket, tls, port, socket)
     with (tmp_path / "proxy.log").open("wb") as log:
         proxy = await asyncio.create_subprocess_exec(
             str(BIN / "lockd"), "proxy", "--config", str(proxy_yaml), stdout=log, stderr=log
