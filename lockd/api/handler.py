@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -23,6 +24,15 @@ Self = TypeVar("Self")
 def admin_caller(_context: Context) -> Caller:
     """Every call on this server has full rights (the local admin socket)."""
     return Caller.admin()
+
+
+def with_source(caller_of: CallerResolver) -> CallerResolver:
+    """`caller_of`, with each caller's `source` set to the RPC's peer address."""
+
+    def resolve(context: Context) -> Caller:
+        return dataclasses.replace(caller_of(context), source=context.peer())
+
+    return resolve
 
 
 def unary(

@@ -73,7 +73,7 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
         # The join port has no caller; elsewhere the caller is known and locks apply to it.
         caller = None if self._caller_of is anonymous_caller else self._caller_of(context)
         issued = await self._service.join_agent(
-            request.token, request.server_id, request.csr_pem, caller
+            request.token, request.server_id, request.csr_pem, caller, context.peer()
         )
         return pb.JoinAgentResponse(
             certificate_pem=issued.certificate_pem,

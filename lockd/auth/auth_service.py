@@ -8,12 +8,13 @@ exactly what agents see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub
 from lockd.domain import rbac
+from lockd.domain.documents import encode_resource
 from lockd.domain.errors import (
     AccessDeniedError,
     LockedError,
@@ -22,16 +23,26 @@ from lockd.domain.errors import (
     ValidationError,
 )
 from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.identity import Identity
 from lockd.domain.index import LockIndex
 from lockd.domain.lock import Lock, LockTarget, access_denied_message
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, PutMode, Store
+from lockd.domain.presets import PRESET_ROLES
 from lockd.domain.rbac import Caller, CallerKind
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role, User, Verb
 from lockd.domain.timeparse import format_rfc3339
 from lockd.obs.audit import (
+    CAP_UPDATED,
+    ROLE_CREATED,
+    ROLE_DELETED,
+    ROLE_UPDATED,
+    USER_CREATED,
+    USER_DELETED,
+    USER_UPDATED,
     AuditSink,
     access_denied,
+    change,
     lock_created,
     lock_deleted,
     lock_expired,
@@ -94,10 +105,15 @@ class AuthService:
             raise
 
     def check_not_locked(self, caller: Caller) -> None:
-        hit = self.lock_index.first_hit(caller.identity().query_targets(), self.clock.now())
+        self.check_identity_not_locked(caller.identity(), caller)
+
+    def check_identity_not_locked(self, identity: Identity, caller: Caller) -> None:
+        """LockedError (SPEC §3 text, audited) when a lock in force hits `identity`,
+        which `caller` acts as or asks credentials for."""
+        hit = self.lock_index.first_hit(identity.query_targets(), self.clock.now())
         if hit is not None:
             message = hit.in_force_message()
-            self._audit_denied(caller, message, hit.name)
+            self._audit_denied(caller, message, hit.name, identity)
             raise LockedError(message, hit.name)
 
     def authorize_status(self, caller: Caller) -> None:
@@ -110,15 +126,19 @@ class AuthService:
             raise AccessDeniedError(message)
         self.authorize(caller, Kind.LOCK, rbac.LIST)
 
-    def _audit_denied(self, caller: Caller, reason: str, lock_name: str) -> None:
+    def _audit_denied(
+        self, caller: Caller, reason: str, lock_name: str, identity: Identity | None = None
+    ) -> None:
         self.audit.emit(
             access_denied(
-                caller.identity(),
+                identity or caller.identity(),
                 reason,
                 self.hub.state.cluster_auth_preference.locking_mode,
                 self.cluster.name,
                 self.clock.now(),
                 lock=lock_name,
+                by=caller.name,
+                source=caller.source,
             )
         )
 
@@ -129,7 +149,11 @@ class AuthService:
         stamped = self._stamp(caller, lock)
         committed = await self.store.put(stamped, PutMode.CREATE, self.clock.now())
         self.hub.publish([committed.event])
-        self.audit.emit(lock_created(stamped, caller.name, self.cluster.name, committed.event.time))
+        self.audit.emit(
+            lock_created(
+                stamped, caller.name, self.cluster.name, committed.event.time, caller.source
+            )
+        )
         return stamped, committed.event.revision
 
     async def upsert_lock(self, caller: Caller, lock: Lock) -> tuple[Lock, int, bool]:
@@ -138,7 +162,9 @@ class AuthService:
         committed = await self.store.put(stamped, PutMode.UPSERT, self.clock.now())
         self.hub.publish([committed.event])
         record = lock_created if committed.created else lock_updated
-        self.audit.emit(record(stamped, caller.name, self.cluster.name, committed.event.time))
+        self.audit.emit(
+            record(stamped, caller.name, self.cluster.name, committed.event.time, caller.source)
+        )
         return stamped, committed.event.revision, committed.created
 
     def _stamp(self, caller: Caller, lock: Lock) -> Lock:
@@ -190,7 +216,9 @@ class AuthService:
         known = self.hub.state.locks.get(name)
         event = await self.store.delete(Kind.LOCK, name, self.clock.now())
         self.hub.publish([event])
-        self.audit.emit(lock_deleted(known or name, caller.name, self.cluster.name, event.time))
+        self.audit.emit(
+            lock_deleted(known or name, caller.name, self.cluster.name, event.time, caller.source)
+        )
         return event.revision
 
     def publish_expired(self, events: Sequence[Event]) -> None:
@@ -217,7 +245,10 @@ class AuthService:
                 "the locking mode is set in the auth server's config file "
                 "(auth_service.authentication.locking_mode); change it there and restart"
             )
-        return await self._put_cap(cap)
+        revision = await self._put_cap(cap)
+        fields = {"locking_mode": cap.locking_mode.value}
+        self._audit_change(CAP_UPDATED, fields, caller)
+        return revision
 
     async def apply_static_locking_mode(self) -> None:
         """Make the replicated preference carry the config file's mode (the file wins)."""
@@ -248,13 +279,31 @@ class AuthService:
         role.validate()
         committed = await self.store.put(role, mode, self.clock.now())
         self.hub.publish([committed.event])
+        fields = {"name": role.name, "role": encode_resource(role)["spec"]}
+        self._audit_change(ROLE_CREATED if committed.created else ROLE_UPDATED, fields, caller)
         return committed.created, committed.event.revision
 
     async def delete_role(self, caller: Caller, name: str) -> int:
         self.authorize(caller, Kind.ROLE, rbac.DELETE)
         event = await self.store.delete(Kind.ROLE, name, self.clock.now())
         self.hub.publish([event])
+        self._audit_change(ROLE_DELETED, {"name": name}, caller)
         return event.revision
+
+    async def create_preset_roles(self) -> list[str]:
+        """On a store that has never committed anything, create the preset roles
+        (lockd.domain.presets); the names created (none on any later start)."""
+        if self.hub.revision != 0:
+            return []
+        system = Caller.system()
+        for role in PRESET_ROLES:
+            await self.put_role(system, role, PutMode.CREATE)
+        return [role.name for role in PRESET_ROLES]
+
+    def _audit_change(self, event: str, fields: Mapping[str, object], caller: Caller) -> None:
+        self.audit.emit(
+            change(event, fields, caller.name, caller.source, self.cluster.name, self.clock.now())
+        )
 
     # -- users -------------------------------------------------------------------------
 
@@ -272,11 +321,18 @@ class AuthService:
     async def put_user(self, caller: Caller, user: User, mode: PutMode) -> bool:
         self.authorize(caller, Kind.USER, _verbs_for(mode))
         user.validate()
-        return await self.store.put_user(user, mode)
+        for role in user.roles:  # as `lockctl users add` says it
+            if role not in self.hub.state.roles:
+                raise NotFoundError(f'role "{role}" not found')
+        created = await self.store.put_user(user, mode)
+        fields = {"name": user.name, "roles": list(user.roles)}
+        self._audit_change(USER_CREATED if created else USER_UPDATED, fields, caller)
+        return created
 
     async def delete_user(self, caller: Caller, name: str) -> None:
         self.authorize(caller, Kind.USER, rbac.DELETE)
         await self.store.delete_user(name)
+        self._audit_change(USER_DELETED, {"name": name}, caller)
 
 
 def _verbs_for(mode: PutMode) -> tuple[Verb, ...]:

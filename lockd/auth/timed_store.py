@@ -79,5 +79,11 @@ class TimedStore:
     async def put_token(self, token: JoinToken) -> None:
         await self._timed("put_token", self.inner.put_token(token))
 
+    async def list_tokens(self, now: datetime) -> list[JoinToken]:
+        return await self._timed("list_tokens", self.inner.list_tokens(now))
+
+    async def delete_token(self, digest: str) -> None:
+        await self._timed("delete_token", self.inner.delete_token(digest))
+
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
         return await self._timed("consume_token", self.inner.consume_token(digest, kind, now))

@@ -160,6 +160,14 @@ class Store(Protocol):
         """
         ...
 
+    async def list_tokens(self, now: datetime) -> list[JoinToken]:
+        """The tokens still usable at `now` (`now < expires`), by digest."""
+        ...
+
+    async def delete_token(self, digest: str) -> None:
+        """Revoke a token: NotFoundError("join token not found") when none has `digest`."""
+        ...
+
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
         """Delete and return the token with `digest` if it has this `kind` and
         `now < expires`, in one transaction: a token works exactly once, even when

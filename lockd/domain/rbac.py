@@ -8,13 +8,15 @@ to callers too; that check lives with the lock index (`Caller.identity()`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from lockd.domain.errors import AccessDeniedError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import access_denied_message
 from lockd.domain.resources import ADMIN_NAME, Kind, Role, Verb
+
+SYSTEM_NAME = "lockd"
 
 
 class CallerKind(StrEnum):
@@ -25,10 +27,14 @@ class CallerKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
+    """Who calls, and from where: `source` is the transport's peer address (audited
+    with every change the caller makes); it takes no part in any decision."""
+
     kind: CallerKind
     name: str
     roles: tuple[str, ...] = ()
     server_id: str = ""
+    source: str = field(default="", compare=False)
 
     @classmethod
     def admin(cls) -> Caller:
@@ -41,6 +47,12 @@ class Caller:
     @classmethod
     def agent(cls, server_id: str) -> Caller:
         return cls(CallerKind.AGENT, server_id, server_id=server_id)
+
+    @classmethod
+    def system(cls) -> Caller:
+        """The auth server acting on its own (preset roles at first start): full rights,
+        audited as `lockd`."""
+        return cls(CallerKind.ADMIN, SYSTEM_NAME)
 
     def identity(self) -> Identity:
         """The identity that locks are matched against for this caller's API calls."""

@@ -1,10 +1,20 @@
-"""Audit events (SPEC §8): what happened to locks and to whom they were applied.
+"""Audit events (SPEC §8): what happened to locks and to whom they were applied, and
+every change a security reviewer asks about (issue 15: roles, users, the cluster auth
+preference, identities, tokens, agents).
 
 Events are values built by pure functions (`lock_created`, `session_terminated`, ...) and
 written by a sink, one JSON object per line. Every line opens with the same four keys:
 
     {"time":"2021-08-14T12:27:00Z","event":"lock.created","code":"LK001I",
      "cluster":"lockd.local", ...event fields}
+
+(Log lines, by contrast, open with `timestamp`, `level`, `logger`, `event`: the audit
+trail keeps `time` and `code` on purpose, and both key sets are stable.) Every change
+made through the API also names its actor and where the call came from: `by` (a user
+name, `Admin` on the admin socket, an agent's server_id, `lockd` for the server itself)
+and `source` (the gRPC peer, e.g. `ipv4:10.0.0.7:51234`, `unix:` for the admin socket,
+`""` when the server acted on its own). The change events are listed in
+docs/security.md ("Audit").
 
 The `code` is stable (alerting rules and SIEM parsers may key on it); its last letter is
 the severity: I info, W warning.
@@ -58,6 +68,20 @@ SESSION_TERMINATED = "session.terminated"
 SESSION_START = "session.start"
 SESSION_REJECTED = "session.rejected"
 ACCESS_DENIED = "access.denied"
+ROLE_CREATED = "role.created"
+ROLE_UPDATED = "role.updated"
+ROLE_DELETED = "role.deleted"
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+USER_DELETED = "user.deleted"
+CAP_UPDATED = "cluster_auth_preference.updated"
+IDENTITY_SIGNED = "identity.signed"
+TOKEN_CREATED = "token.created"
+TOKEN_USED = "token.used"
+TOKEN_DELETED = "token.deleted"
+AGENT_JOINED = "agent.joined"
+AGENT_RENEWED = "agent.renewed"
+AGENT_LOCKED_OUT = "agent.locked_out"
 
 EVENT_CODES: Mapping[str, str] = {
     LOCK_CREATED: "LK001I",
@@ -68,7 +92,23 @@ EVENT_CODES: Mapping[str, str] = {
     SESSION_START: "SS002I",
     SESSION_REJECTED: "SS003W",
     ACCESS_DENIED: "AC001W",
+    ROLE_CREATED: "RL001I",
+    ROLE_UPDATED: "RL002I",
+    ROLE_DELETED: "RL003I",
+    USER_CREATED: "US001I",
+    USER_UPDATED: "US002I",
+    USER_DELETED: "US003I",
+    CAP_UPDATED: "CP001I",
+    IDENTITY_SIGNED: "ID001I",
+    TOKEN_CREATED: "TK001I",
+    TOKEN_USED: "TK002I",
+    TOKEN_DELETED: "TK003I",
+    AGENT_JOINED: "AG001I",
+    AGENT_RENEWED: "AG002I",
+    AGENT_LOCKED_OUT: "AG003W",
 }
+# How much of a token's SHA-256 the audit trail and `lockctl tokens ls` show.
+TOKEN_ID_LENGTH = 16
 
 TERMINATION_KINDS = ("lock", "strict_stale", "server_lock")
 _ENVELOPE_KEYS = ("time", "event", "code", "cluster")
@@ -121,20 +161,39 @@ def _lock_fields(lock: Lock) -> dict[str, object]:
     }
 
 
-def lock_created(lock: Lock, by: str, cluster: str, time: datetime) -> AuditEvent:
+def lock_created(lock: Lock, by: str, cluster: str, time: datetime, source: str = "") -> AuditEvent:
     """A new lock was stored by `by` (a user name, or "Admin" on the admin socket)."""
-    return _event(LOCK_CREATED, cluster, time, {**_lock_fields(lock), "by": by})
+    return _event(LOCK_CREATED, cluster, time, {**_lock_fields(lock), **_actor(by, source)})
 
 
-def lock_updated(lock: Lock, by: str, cluster: str, time: datetime) -> AuditEvent:
+def lock_updated(lock: Lock, by: str, cluster: str, time: datetime, source: str = "") -> AuditEvent:
     """An existing lock was replaced (`create --force`)."""
-    return _event(LOCK_UPDATED, cluster, time, {**_lock_fields(lock), "by": by})
+    return _event(LOCK_UPDATED, cluster, time, {**_lock_fields(lock), **_actor(by, source)})
 
 
-def lock_deleted(lock: Lock | str, by: str, cluster: str, time: datetime) -> AuditEvent:
+def lock_deleted(
+    lock: Lock | str, by: str, cluster: str, time: datetime, source: str = ""
+) -> AuditEvent:
     """A lock was removed by `by`; pass the Lock when known, else its name."""
     fields = _lock_fields(lock) if isinstance(lock, Lock) else {"name": lock}
-    return _event(LOCK_DELETED, cluster, time, {**fields, "by": by})
+    return _event(LOCK_DELETED, cluster, time, {**fields, **_actor(by, source)})
+
+
+def _actor(by: str, source: str) -> dict[str, object]:
+    return {"by": by, "source": source}
+
+
+def change(
+    name: str, fields: Mapping[str, object], by: str, source: str, cluster: str, time: datetime
+) -> AuditEvent:
+    """A security-relevant change (role.*, user.*, cluster_auth_preference.updated,
+    identity.signed, token.*, agent.*): its fields, then `by` and `source`."""
+    return _event(name, cluster, time, {**fields, **_actor(by, source)})
+
+
+def token_id(digest: str) -> str:
+    """The public name of a join token: the start of its SHA-256 (never the secret)."""
+    return digest[:TOKEN_ID_LENGTH]
 
 
 def lock_expired(lock: Lock | str, cluster: str, time: datetime) -> AuditEvent:
@@ -228,8 +287,14 @@ def access_denied(
     time: datetime,
     *,
     lock: str = "",
+    by: str = "",
+    source: str = "",
 ) -> AuditEvent:
-    """A request or a new session was refused because of a lock (or strict lock-out)."""
+    """A request or a new session was refused because of a lock (or strict lock-out).
+
+    `identity` is who the lock hit; `by` and `source` the caller when it asked on behalf
+    of someone else (a certificate for a locked user) or over the API.
+    """
     return _event(
         ACCESS_DENIED,
         cluster,
@@ -240,6 +305,7 @@ def access_denied(
             "reason": reason,
             "mode": str(mode),
             "lock": lock,
+            **_actor(by, source),
         },
     )
 

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from lockd import __version__
 from lockd.api.cluster_servicer import ClusterServicer
-from lockd.api.handler import CallerResolver, admin_caller
+from lockd.api.handler import CallerResolver, admin_caller, with_source
 from lockd.api.identity_servicer import IdentityServicer
 from lockd.api.interceptors import server_interceptors
 from lockd.api.lock_servicer import LockServicer
@@ -82,6 +82,9 @@ class AuthServerSettings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     ring_capacity: int = 4096
     shutdown_grace: float = 5.0
+    # Create Teleport's preset roles in a fresh store (lockd.domain.presets). The daemon
+    # does; embedding code and tests that want an empty cluster leave it off.
+    preset_roles: bool = False
     # does; embedding code and tests that want an empty cluster leave it off.
     # This replica's name in `lockctl status`; "" = <hostname>:<port>.
     replica_id: str = ""
@@ -181,6 +184,8 @@ class AuthApp:
             service = AuthService(timed, hub, agents, clock, audit, cluster)
             replication = Replication.build(store, timed, hub, agents, clock)
             await replication.prepare()
+            if settings.preset_roles:
+                await service.create_preset_roles()  # a fresh store only
             await service.apply_static_locking_mode()
             watch = WatchHandler(hub, timed, agents, clock, settings.watch, metrics, service)
             builder = _ServerBuilder(
@@ -343,6 +348,7 @@ class _ServerBuilder:
     def _server(
         self, caller_of: CallerResolver, identity: IdentityService | None, ca_pin: str
     ) -> grpc.aio.Server:
+        caller_of = with_source(caller_of)  # the audit trail names where changes came from
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
         lock_grpc.add_LockServiceServicer_to_server(LockServicer(self._service, caller_of), server)
         cluster_grpc.add_ClusterServiceServicer_to_server(

@@ -32,6 +32,7 @@ def auth_server_settings(config: Config) -> AuthServerSettings:
         admin_socket=auth.admin_socket,
         static_locking_mode=auth.authentication.locking_mode,
         watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
+        preset_roles=True,
         tls=None
         if auth.insecure
         else TlsSettings(

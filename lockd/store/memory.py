@@ -202,6 +202,19 @@ class MemoryStore:
             raise rules.token_exists()
         self._tokens[token.digest] = token
 
+    async def list_tokens(self, now: datetime) -> list[JoinToken]:
+        rules.require_aware(now)
+        self._begin()
+        return sorted(
+            (token for token in self._tokens.values() if now < token.expires),
+            key=lambda token: token.digest,
+        )
+
+    async def delete_token(self, digest: str) -> None:
+        self._begin()
+        if self._tokens.pop(digest, None) is None:
+            raise rules.token_not_found()
+
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
         rules.require_aware(now)
         self._begin()

@@ -279,6 +279,13 @@ class PostgresStore:
         rules.check_token(token)
         await self._call(lambda conn: postgres_ops.put_token(conn, token))
 
+    async def list_tokens(self, now: datetime) -> list[JoinToken]:
+        rules.require_aware(now)
+        return await self._call(lambda conn: postgres_ops.list_tokens(conn, now))
+
+    async def delete_token(self, digest: str) -> None:
+        await self._call(lambda conn: postgres_ops.delete_token(conn, digest))
+
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
         rules.require_aware(now)
         return await self._call(lambda conn: postgres_ops.consume_token(conn, digest, kind, now))

@@ -306,6 +306,21 @@ async def put_token(conn: Conn, token: JoinToken) -> None:
         raise rules.token_exists()
 
 
+async def list_tokens(conn: Conn, now: datetime) -> list[JoinToken]:
+    rows = await conn.fetch(
+        "SELECT digest, kind, expires, created_by FROM tokens WHERE expires > $1 ORDER BY digest",
+        codec.to_micros(now),
+    )
+    return [
+        JoinToken(str(row[0]), str(row[1]), codec.from_micros(row[2]), str(row[3])) for row in rows
+    ]
+
+
+async def delete_token(conn: Conn, digest: str) -> None:
+    if await conn.fetchval("DELETE FROM tokens WHERE digest = $1 RETURNING 1", digest) is None:
+        raise rules.token_not_found()
+
+
 async def consume_token(conn: Conn, digest: str, kind: str, now: datetime) -> JoinToken:
     async with conn.transaction():
         # FOR UPDATE: a concurrent consumer waits, then finds the row gone.

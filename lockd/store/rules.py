@@ -90,6 +90,10 @@ def token_refused() -> UnauthenticatedError:
     return UnauthenticatedError(TOKEN_REFUSED_MESSAGE)
 
 
+def token_not_found() -> NotFoundError:
+    return NotFoundError("join token not found")
+
+
 def token_exists() -> AlreadyExistsError:
     # The digest is not quoted back: it identifies a credential.
     return AlreadyExistsError("join token already exists")

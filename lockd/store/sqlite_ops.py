@@ -330,6 +330,23 @@ def put_token(conn: sqlite3.Connection, token: JoinToken) -> None:
             raise rules.token_exists()
 
 
+def list_tokens(conn: sqlite3.Connection, now: datetime) -> list[JoinToken]:
+    rows = conn.execute(
+        "SELECT digest, kind, expires, created_by FROM tokens WHERE expires > ? ORDER BY digest",
+        (codec.to_micros(now),),
+    ).fetchall()
+    return [
+        JoinToken(str(row[0]), str(row[1]), codec.from_micros(row[2]), str(row[3])) for row in rows
+    ]
+
+
+def delete_token(conn: sqlite3.Connection, digest: str) -> None:
+    with write_transaction(conn):
+        deleted = conn.execute("DELETE FROM tokens WHERE digest = ?", (digest,)).rowcount
+    if not deleted:
+        raise rules.token_not_found()
+
+
 def consume_token(conn: sqlite3.Connection, digest: str, kind: str, now: datetime) -> JoinToken:
     # BEGIN IMMEDIATE: no other connection can consume the same row between our read
     # and our delete, so a token works exactly once even across processes.

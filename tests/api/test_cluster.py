@@ -119,6 +119,8 @@ async def test_users_can_be_created_read_updated_listed_and_deleted(server: Runn
     """Users follow the same put modes; they are not replicated, so no revision moves."""
     channel = server.channel()
     stub = ClusterServiceStub(channel)
+    for role in ("auditor", "admin"):  # a user's roles must exist
+        await stub.PutRole(cluster_pb.PutRoleRequest(role=res_pb.Role(name=role)))
     alice = res_pb.User(name="alice", roles=["auditor"])
     created = await stub.PutUser(
         cluster_pb.PutUserRequest(user=alice, mode=cluster_pb.PUT_MODE_CREATE)
@@ -154,7 +156,7 @@ async def test_users_can_be_created_read_updated_listed_and_deleted(server: Runn
         stub.PutUser(cluster_pb.PutUserRequest(user=res_pb.User(name="x", roles=["a b"])))
     )
     assert code is grpc.StatusCode.INVALID_ARGUMENT
-    assert (await cluster_status(channel)).revision == 0
+    assert (await cluster_status(channel)).revision == 2  # the two roles only
 
 
 async def test_the_cluster_auth_preference_defaults_and_can_be_set(server: Running) -> None:
@@ -205,3 +207,13 @@ async def test_cluster_status_describes_the_server(server: Running) -> None:
     assert status.store_healthy
     assert len(status.epoch) >= 16
     assert (status.revision, list(status.agents)) == (0, [])
+
+
+async def test_a_user_whose_role_does_not_exist_is_refused(server: Running) -> None:
+    """PutUser naming a missing role is NOT_FOUND `role "<name>" not found`, as
+    `lockctl users add` says, and nothing is stored (issue 15, item 11)."""
+    stub = ClusterServiceStub(server.channel())
+    request = cluster_pb.PutUserRequest(user=res_pb.User(name="carol", roles=["ghost"]))
+    code, details = await _code_of(stub.PutUser(request))
+    assert (code, details) == (grpc.StatusCode.NOT_FOUND, 'role "ghost" not found')
+    assert not (await stub.ListUsers(cluster_pb.ListUsersRequest())).users

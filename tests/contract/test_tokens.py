@@ -12,6 +12,7 @@ import pytest
 from lockd.domain.errors import (
     AlreadyExistsError,
     InvariantError,
+    NotFoundError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -165,3 +166,28 @@ async def test_tokens_are_separate_from_resources_and_users(store: Store) -> Non
     assert (await store.snapshot()).resources == ()
     assert await store.list_users() == []
     assert await store.consume_token(join_token().digest, "agent", T0) == join_token()
+
+
+async def test_list_tokens_shows_the_usable_tokens_by_digest(store: Store) -> None:
+    """list_tokens returns the tokens not yet expired at `now`, sorted by digest; a
+    consumed or expired token is not listed."""
+    tokens = [join_token(secret, expires=at(60)) for secret in ("a", "b", "c")]
+    for token in tokens:
+        await store.put_token(token)
+    await store.put_token(join_token("old", expires=at(5)))
+    await store.consume_token(tokens[1].digest, "agent", T0)
+    listed = await store.list_tokens(at(10))
+    assert listed == sorted([tokens[0], tokens[2]], key=lambda token: token.digest)
+
+
+async def test_a_deleted_token_can_no_longer_be_used(store: Store) -> None:
+    """delete_token revokes: the token is gone from the list and consume refuses it; a
+    second delete is NotFoundError."""
+    token = join_token(expires=at(60))
+    await store.put_token(token)
+    await store.delete_token(token.digest)
+    assert await store.list_tokens(T0) == []
+    with pytest.raises(UnauthenticatedError, match=REFUSED):
+        await store.consume_token(token.digest, "agent", T0)
+    with pytest.raises(NotFoundError, match=r"^join token not found$"):
+        await store.delete_token(token.digest)
