@@ -22,7 +22,7 @@ from lockd import __version__
 from lockd.config import Config, audit_path, load_config
 from lockd.domain.errors import LockdError, UnavailableError, ValidationError
 from lockd.domain.ports import SystemClock
-from lockd.obs.audit import open_audit_sink
+from lockd.obs.audit_writer import open_audit_sink
 from lockd.obs.http_endpoint import HealthCheck, MetricsEndpoint
 from lockd.obs.logging import configure_logging
 from lockd.obs.process_metrics import register_process_metrics

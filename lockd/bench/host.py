@@ -39,7 +39,7 @@ from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.ports import SystemClock
 from lockd.domain.resources import ReplicatedResource
-from lockd.obs.audit import open_audit_sink
+from lockd.obs.audit_writer import open_audit_sink
 from lockd.runtime.agent_app import AgentApp
 from lockd.runtime.builders import start_agent
 from lockd.v1 import agent_service_pb2 as agent_pb

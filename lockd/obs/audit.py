@@ -45,14 +45,10 @@ user-facing text (SPEC §3); `reason_kind` is `lock`, `strict_stale` or `server_
 from __future__ import annotations
 
 import json
-import os
-import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol
 
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
@@ -347,55 +343,6 @@ class AuditSink(Protocol):
     def close(self) -> None: ...
 
 
-class JsonLinesAuditSink:
-    """Appends one JSON object per line to a file or a stream, flushing each line.
-
-    A file is opened in append mode (so several runs accumulate in one file) and created
-    with mode 0600; its directory is created (0700) when missing. A stream (stdout) is
-    written to but never closed. Lines are flushed to the OS, not fsynced. `emit` raises
-    OSError when the write fails; the caller decides (the auth server logs it: the
-    change itself is already committed). Safe to call from several threads.
-    """
-
-    def __init__(self, target: Path | TextIO) -> None:
-        self._lock = threading.Lock()
-        self.path: Path | None
-        if isinstance(target, Path):
-            self._stream: TextIO = _open_append(target)
-            self._owned = True
-            self.path = target
-        else:
-            self._stream = target
-            self._owned = False
-            self.path = None
-
-    def emit(self, event: AuditEvent) -> None:
-        line = event.to_json() + "\n"
-        with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
-
-    def reopen(self) -> None:
-        """Close the file and open its path again (SIGHUP, after logrotate renamed it):
-        later lines go to a new file at the configured path. A stream: nothing to do."""
-        if self.path is None:
-            return
-        with self._lock:
-            self._stream.close()
-            self._stream = _open_append(self.path)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._owned and not self._stream.closed:
-                self._stream.close()
-
-
-def _open_append(path: Path) -> TextIO:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    return open(os.open(path, flags, 0o600), "a", encoding="utf-8")
-
-
 class MemoryAuditSink:
     """A sink that keeps events in `events` (for tests)."""
 
@@ -414,15 +361,3 @@ class MemoryAuditSink:
     def of(self, event: str) -> list[AuditEvent]:
         """The events named `event` (e.g. "lock.created"), in emission order."""
         return [item for item in self.events if item.event == event]
-
-
-def open_audit_sink(target: Path | str) -> JsonLinesAuditSink:
-    """ "stdout" or "stderr" → that stream; anything else → a file at that path.
-
-    With the config: `open_audit_sink(audit_path(config) or config.audit.sink)`.
-    """
-    if target == "stdout":
-        return JsonLinesAuditSink(sys.stdout)
-    if target == "stderr":
-        return JsonLinesAuditSink(sys.stderr)
-    return JsonLinesAuditSink(Path(target))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import stat
@@ -17,16 +18,15 @@ from lockd.obs.audit import (
     EVENT_CODES,
     AuditEvent,
     AuditSink,
-    JsonLinesAuditSink,
     MemoryAuditSink,
     access_denied,
     lock_created,
     lock_deleted,
     lock_expired,
     lock_updated,
-    open_audit_sink,
     session_terminated,
 )
+from lockd.obs.audit_writer import JsonLinesAuditSink, open_audit_sink
 
 T0 = datetime(2021, 8, 14, 12, 27, tzinfo=UTC)
 EXPIRES = datetime(2021, 8, 14, 22, 27, tzinfo=UTC)
@@ -203,14 +203,29 @@ def test_file_sink_appends_across_reopen(tmp_path: Path) -> None:
 
 
 def test_lines_are_visible_before_close(tmp_path: Path) -> None:
-    """emit flushes: a tailing reader sees the line immediately."""
+    """The writer flushes each batch: a tailing reader sees a line once it is drained,
+    while the sink is still open."""
     path = tmp_path / "audit.log"
     sink = JsonLinesAuditSink(path)
 
     sink.emit(lock_expired("l1", "c", T0))
+    sink.drain()
 
     assert read_lines(path)[0]["event"] == "lock.expired"
     sink.close()
+
+
+async def test_emit_on_the_event_loop_does_no_file_io(tmp_path: Path) -> None:
+    """emit only queues the line (the blocking-call guard would fail a write on the
+    loop); a thousand lines arrive in order."""
+    path = tmp_path / "audit.log"
+    sink = await asyncio.to_thread(JsonLinesAuditSink, path)  # opening the file may block
+
+    for index in range(1000):
+        sink.emit(lock_expired(f"l{index}", "c", T0))
+    await asyncio.to_thread(sink.close)
+
+    assert [r["name"] for r in read_lines(path)] == [f"l{index}" for index in range(1000)]
 
 
 def test_stream_sink_writes_but_does_not_close_the_stream() -> None:

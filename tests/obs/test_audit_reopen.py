@@ -7,7 +7,8 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lockd.obs.audit import JsonLinesAuditSink, lock_deleted
+from lockd.obs.audit import lock_deleted
+from lockd.obs.audit_writer import JsonLinesAuditSink
 
 WHEN = datetime(2021, 8, 14, 12, 27, tzinfo=UTC)
 
@@ -33,4 +34,5 @@ def test_reopen_of_a_stream_sink_keeps_writing_to_the_stream() -> None:
     sink = JsonLinesAuditSink(stream)
     sink.reopen()
     sink.emit(lock_deleted("one", "alice", "c", WHEN))
+    sink.drain()
     assert '"name":"one"' in stream.getvalue()
