@@ -80,10 +80,9 @@ class Connection:
         self.remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
 
     def end(self, ending: Ending) -> None:
-        """End the connection now. A relaying one is told why right here, in this
-        callback (or, with no place for the message, closed): a lock that hits a thousand
-        connections must not wait for a thousand task switches. The relay's tasks are
-        torn down afterwards."""
+        """End the connection now. A relaying one is told why and closed right here, in
+        this callback: a lock that hits a thousand connections must not wait for a
+        thousand task switches. The relay's tasks are torn down afterwards."""
         if self._ending.done():
             return
         self._ending.set_result(ending)
@@ -93,12 +92,16 @@ class Connection:
         self._metrics.terminations_total.labels(protocol=self._protocol, reason=ending.reason).inc()
         # Between two messages only; the pumps write nothing more once this runs (they
         # are cancelled before they resume).
+        writer = self.client.writer
         if relay.framer is not None and relay.framer.at_boundary:
-            # The client reads FATAL and hangs up itself; our TLS shutdown (half a
-            # millisecond each) follows in the connection's own task.
-            self.client.writer.write(pg_wire.error_response(ending.text, pg_wire.ADMIN_SHUTDOWN))
+            writer.write(pg_wire.error_response(ending.text, pg_wire.ADMIN_SHUTDOWN))
+        if writer.transport.get_write_buffer_size() == 0:
+            # Everything (the FATAL included) is with the kernel: drop the connection
+            # without TLS's close_notify exchange, which costs half a millisecond per
+            # connection and waits for the client. The FIN follows the data.
+            writer.transport.abort()
         else:
-            self.client.writer.close()
+            writer.close()  # flush what is queued first
 
     def _count(self, result: str) -> None:
         self._metrics.connections_total.labels(protocol=self._protocol, result=result).inc()
