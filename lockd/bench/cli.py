@@ -22,6 +22,7 @@ from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
 from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
+from lockd.bench.scenarios.ssh_bench import SSHParams, ssh
 from lockd.bench.scenarios.terminate import TerminateParams, terminate
 
 
@@ -95,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--copy-mb", type=int, default=200, help="MiB per COPY for throughput")
     command.add_argument("--copy-runs", type=int, default=3, help="COPY runs (best counts)")
 
+    command = scenario("ssh", "real sshd and ssh clients: a lock ending N SSH sessions")
+    command.add_argument("--sessions", type=int, default=50, help="SSH sessions per round")
+    command.add_argument("--rounds", type=int, default=3, help="locks, one per round")
+
     command = scenario("check", "CheckAccess over the Unix socket (vs bare gRPC) and in-process")
     command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
     command.add_argument("--concurrency", type=int, default=50, help="calls in flight")
@@ -151,6 +156,10 @@ async def _proxy(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await proxy(reaper, params, _common(args))]
 
 
+async def _ssh(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    return [await ssh(reaper, SSHParams(args.sessions, args.rounds), _common(args))]
+
+
 async def _check(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     params = CheckParams(args.locks, args.concurrency, args.seconds, args.warmup, args.procs)
     return [await check(reaper, params, _common(args))]
@@ -172,6 +181,7 @@ RUNNERS: dict[str, Runner] = {
     "baseline": _fan_out,
     "terminate": _terminate,
     "check": _check,
+    "ssh": _ssh,
     "proxy": _proxy,
     "create": _create,
     "reconnect": _resync,

@@ -9,6 +9,7 @@ SSH user CA in TrustedUserCAKeys, an authorized_keys file for plain keys) on a f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -45,6 +46,26 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _under(root: int) -> list[int]:
+    """The processes whose parent chain reaches `root` (one pass over /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    found = []
+    for pid in parents:
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            found.append(pid)
+    return found
 
 
 def keygen(path: Path) -> Path:
@@ -152,9 +173,15 @@ class ThrowawaySSHD:
         ]
 
     def stop(self) -> None:
+        """Stop the listener and kill every connection's processes: a stopped listening
+        sshd leaves its connections running, and a run that failed halfway may have left
+        sessions open."""
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
+        for pid in _under(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(10)

@@ -157,10 +157,11 @@ class Supervisor:
     def terminate(self, reason: str) -> int:
         """End everything of this session and the connection itself, after saying why."""
         me = os.getpid()
-        processes.freeze_tree(me)  # nothing prints over the notice, nothing forks away
+        # Frozen first: nothing prints over the notice, nothing forks away.
+        frozen = processes.freeze_tree(me)
         _take_terminal()
         say(reason)
-        processes.kill_tree(me)
+        processes.kill_tree(me, frozen)
         _end_connection()
         return EXIT_TERMINATED
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,26 +70,33 @@ def _signal_all(pids: list[int], signum: int) -> None:
             continue  # gone meanwhile; or a setuid program the login cannot signal
 
 
-def freeze_tree(pid: int) -> None:
-    """Stop every descendant of `pid`; repeated so that children forked meanwhile stop too."""
+def freeze_tree(pid: int) -> set[int]:
+    """Stop every descendant of `pid`, walking again until no new one turns up (one
+    forked meanwhile); the processes stopped. Stopped processes cannot fork."""
     seen: set[int] = set()
     for _ in range(KILL_ROUNDS):
         new = [child for child in descendants(pid) if child not in seen]
         if not new:
-            return
+            break
         _signal_all(new, signal.SIGSTOP)
         seen.update(new)
+    return seen
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL every descendant of `pid` until none is left running, and reap them."""
+def kill_tree(pid: int, frozen: set[int]) -> None:
+    """SIGKILL the `frozen` descendants of `pid`, and any that still turns up.
+
+    No waiting for them to die: SIGKILL cannot be caught or blocked, and the exited
+    children are reaped here or, after the hook exits, by init.
+    """
+    _signal_all(list(frozen), signal.SIGKILL)
+    killed = set(frozen)
     for _ in range(KILL_ROUNDS):
-        live = [child for child in descendants(pid) if not _is_zombie(child)]
-        if not live:
+        new = [child for child in descendants(pid) if child not in killed]
+        if not new:
             break
-        _signal_all(live, signal.SIGKILL)
-        reap_orphans()
-        time.sleep(0.001)
+        _signal_all(new, signal.SIGKILL)
+        killed.update(new)
     reap_orphans()
 
 
@@ -112,11 +118,6 @@ def _stat_fields(pid: int) -> list[str] | None:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
     return text[text.rindex(")") + 2 :].split()
-
-
-def _is_zombie(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] in ("Z", "X")
 
 
 def parent_of(pid: int) -> int:
