@@ -93,9 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate FILE: exit 0 and a summary, or 2 and what is wrong"
     )
     check.add_argument("file", type=Path, help="the YAML config file")
-    # `lockd bench` is dispatched before this parser (lockd.entrypoint); listed for --help.
+    # `lockd bench` and `lockd proxy` are dispatched before this parser (lockd.entrypoint);
+    # listed for --help.
     text = "measure lockd on this machine (lockd bench --help)"
     commands.add_parser("bench", help=text, description=text, add_help=False)
+    text = "the TLS proxy that enforces locks on PostgreSQL and TCP (lockd proxy --help)"
+    commands.add_parser("proxy", help=text, description=text, add_help=False)
     return parser
 
 
