@@ -106,20 +106,23 @@ def _postgres(section: Mapping[str, object], prefix: str, data_dir: Path) -> Pos
 
 
 def check_dsn(dsn: str, path: str) -> str | None:
-    """Refuse a DSN the driver could not use, naming what is wrong; its password, if any."""
+    """Refuse a DSN the driver could not use, naming what is wrong; its password, if any.
+
+    Several comma-separated hosts are allowed (asyncpg tries them in turn; with
+    `?target_session_attrs=read-write` it settles on the primary after a failover)."""
     if not dsn:
         raise config_error(path, "required for storage type postgres (postgresql://host/db)")
     try:
         parts = urlsplit(dsn)
-        _ = parts.port  # ValueError when the (last) port is not a number in range
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        hosts = [_check_host(spec) for spec in parts.netloc.rpartition("@")[2].split(",")]
     except ValueError as error:
         raise config_error(path, f"not a valid PostgreSQL URL: {error}") from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise config_error(
             path, "must be a URL: postgresql://[user@]host[:port]/database (not key=value)"
         )
-    if not parts.hostname and not query.get("host"):
+    if not any(hosts) and not query.get("host"):
         raise config_error(path, "names no host (postgresql://HOST[:PORT]/DATABASE)")
     if parts.path in ("", "/"):
         raise config_error(path, "names no database (postgresql://host/DATABASE)")
@@ -127,6 +130,21 @@ def check_dsn(dsn: str, path: str) -> str | None:
         if parameter in query:
             raise config_error(path, f'set "{parameter}" with storage key {own}, not in the DSN')
     return parts.password
+
+
+def _check_host(spec: str) -> str:
+    """One `host[:port]` of the DSN's host list (several for failover); the host."""
+    host, port = spec, ""
+    if spec.startswith("["):  # [IPv6]:port
+        host, _, rest = spec[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"bad host {spec!r}")
+        port = rest[1:]
+    elif ":" in spec:
+        host, _, port = spec.rpartition(":")
+    if ":" in port or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"port {port!r} of {spec!r} is not a number from 1 to 65535")
+    return host
 
 
 def _password(

@@ -1,14 +1,15 @@
 """The PostgreSQL transactions behind `PostgresStore`, as coroutines on one connection.
 
-Every write to the replicated state first takes the lock of the one `meta` row (moving
-the revision on by one with UPDATE, or `FOR UPDATE` for a batch), so writers — in this
-process or in any other replica — run one at a time, each numbering its events from the
-revision the previous one committed: gapless and in commit order. Statements after that
-lock run at READ COMMITTED, so they see everything the previous writer committed (the
-existence checks and the reaper's due locks are read under the lock, never before it).
-Each such transaction also announces its new revision with `pg_notify` on
-`NOTIFY_CHANNEL`, which PostgreSQL delivers at commit, in commit order; a rolled-back
-write announces nothing.
+Every write to the replicated state first takes the lock of the one `meta` row, so
+writers — in this process or in any other replica — run one at a time, each numbering
+its events from the revision the previous one committed: gapless and in commit order.
+A put or a delete is one call of a PL/pgSQL function (`postgres_schema`): one round
+trip, atomic as one statement; the reaper's batch is a transaction that locks the row
+with `FOR UPDATE`. Reads after that lock see everything the previous writer committed
+(READ COMMITTED), so the existence checks and the reaper's due locks are read under it,
+never before. Each write also announces its new revision with `pg_notify` on
+`NOTIFY_CHANNEL`, which PostgreSQL delivers at commit, in commit order; a rolled-back or
+refused write announces nothing.
 
 Reads that need several statements (snapshot, events_since) run in one REPEATABLE READ
 read-only transaction: every statement sees the same committed state.
@@ -118,82 +119,42 @@ async def _log(conn: Conn, rows: list[_EventRow]) -> None:
     )
 
 
-async def _next_revision(conn: Conn) -> int:
-    """Take the counter row's lock, move it on by one and announce the new revision, in
-    one round trip; a refusal later in the transaction rolls all three back."""
-    revision: int = await conn.fetchval(
-        "UPDATE meta SET revision = revision + 1 WHERE id = 1 "
-        "RETURNING revision, pg_notify($1, revision::text)",
-        NOTIFY_CHANNEL,
-    )
-    return revision
-
-
-# Each statement stores the resource and says whether it existed (a refusal rolls the
-# transaction back). `xmax = 0` holds exactly for a row this statement inserted.
-_CREATE = (
-    "INSERT INTO resources (kind, name, body, expires) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (kind, name) DO NOTHING RETURNING FALSE"
-)
-_UPDATE = (
-    "UPDATE resources SET body = $3, expires = $4 WHERE kind = $1 AND name = $2 RETURNING TRUE"
-)
-_UPSERT = (
-    "INSERT INTO resources (kind, name, body, expires) VALUES ($1, $2, $3, $4) "
-    "ON CONFLICT (kind, name) DO UPDATE SET body = EXCLUDED.body, "
-    "expires = EXCLUDED.expires RETURNING xmax <> 0"
-)
-
-
 async def put(conn: Conn, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
     kind = kind_of(resource)
     body = codec.dump_resource(resource)
     # The preference is a singleton that always exists: every mode upserts it.
-    statement = _UPSERT if kind is Kind.CLUSTER_AUTH_PREFERENCE else {
-        PutMode.CREATE: _CREATE, PutMode.UPDATE: _UPDATE, PutMode.UPSERT: _UPSERT
-    }[mode]  # fmt: skip
-    async with conn.transaction():
-        revision = await _next_revision(conn)
-        existed = await conn.fetchval(
-            statement, kind.value, resource.name, body, codec.expires_micros(resource)
-        )
-        # CREATE answers nothing when the name exists; UPDATE when it is missing.
-        exists = existed if existed is not None else mode is PutMode.CREATE
-        rules.check_put(kind, resource.name, exists, mode)
-        await _append(conn, revision, EventType.PUT, kind, resource.name, body, now)
-    return Committed(Event.put(revision, resource, now), created=not exists)
+    stored_mode = PutMode.UPSERT if kind is Kind.CLUSTER_AUTH_PREFERENCE else mode
+    row = await conn.fetchrow(
+        "SELECT new_revision, existed FROM lockd_put($1, $2, $3, $4, $5, $6, $7, $8)",
+        kind.value,
+        resource.name,
+        body,
+        codec.expires_micros(resource),
+        stored_mode.value,
+        EventType.PUT.value,
+        codec.to_micros(now),
+        NOTIFY_CHANNEL,
+    )
+    if row is None:
+        raise asyncpg.DataError("lockd_put returned no row")
+    revision, existed = row
+    if revision is None:
+        rules.check_put(kind, resource.name, existed, mode)  # raises: the refusal
+    return Committed(Event.put(revision, resource, now), created=not existed)
 
 
 async def delete(conn: Conn, kind: Kind, name: str, now: datetime) -> Event:
-    async with conn.transaction():
-        revision = await _next_revision(conn)
-        deleted = await conn.fetchval(
-            "DELETE FROM resources WHERE kind = $1 AND name = $2 RETURNING 1", kind.value, name
-        )
-        if deleted is None:
-            raise rules.not_found(kind, name)
-        await _append(conn, revision, EventType.DELETE, kind, name, None, now)
-    return Event.removal(revision, EventType.DELETE, kind, name, now)
-
-
-async def _append(
-    conn: Conn,
-    revision: int,
-    event_type: EventType,
-    kind: Kind,
-    name: str,
-    body: str | None,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-        revision,
-        event_type.value,
+    revision = await conn.fetchval(
+        "SELECT lockd_delete($1, $2, $3, $4, $5)",
         kind.value,
         name,
-        body,
+        EventType.DELETE.value,
         codec.to_micros(now),
+        NOTIFY_CHANNEL,
     )
+    if revision is None:
+        raise rules.not_found(kind, name)
+    return Event.removal(revision, EventType.DELETE, kind, name, now)
 
 
 # The partial index resources_expires serves both: the reaper asks every second.

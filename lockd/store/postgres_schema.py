@@ -90,6 +90,60 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             last_ack TIMESTAMPTZ
         )""",
         "CREATE INDEX replica_agents_replica ON replica_agents (replica_id)",
+        # A put or a delete is one statement, so one round trip (autocommit: no BEGIN
+        # and COMMIT of its own): under load every round trip is a wait for the
+        # scheduler. Both take the counter row's lock first, so each check below reads
+        # what the previous writer committed (plpgsql takes a new snapshot per query at
+        # READ COMMITTED); a refused write changes nothing and returns a NULL revision.
+        """CREATE FUNCTION lockd_put(
+            p_kind TEXT, p_name TEXT, p_body TEXT, p_expires BIGINT, p_mode TEXT,
+            p_type TEXT, p_time BIGINT, p_channel TEXT
+        ) RETURNS TABLE (new_revision BIGINT, existed BOOLEAN)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_revision BIGINT;
+            v_existed BOOLEAN;
+        BEGIN
+            PERFORM 1 FROM meta WHERE id = 1 FOR UPDATE;
+            v_existed := EXISTS (
+                SELECT 1 FROM resources r WHERE r.kind = p_kind AND r.name = p_name
+            );
+            IF (p_mode = 'create' AND v_existed) OR (p_mode = 'update' AND NOT v_existed) THEN
+                RETURN QUERY SELECT NULL::BIGINT, v_existed;
+                RETURN;
+            END IF;
+            INSERT INTO resources AS r (kind, name, body, expires)
+                VALUES (p_kind, p_name, p_body, p_expires)
+                ON CONFLICT (kind, name)
+                DO UPDATE SET body = EXCLUDED.body, expires = EXCLUDED.expires;
+            UPDATE meta m SET revision = m.revision + 1 WHERE m.id = 1
+                RETURNING m.revision INTO v_revision;
+            INSERT INTO events (revision, type, kind, name, body, time)
+                VALUES (v_revision, p_type, p_kind, p_name, p_body, p_time);
+            PERFORM pg_notify(p_channel, v_revision::TEXT);
+            RETURN QUERY SELECT v_revision, v_existed;
+        END
+        $$""",
+        """CREATE FUNCTION lockd_delete(
+            p_kind TEXT, p_name TEXT, p_type TEXT, p_time BIGINT, p_channel TEXT
+        ) RETURNS BIGINT
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_revision BIGINT;
+        BEGIN
+            PERFORM 1 FROM meta WHERE id = 1 FOR UPDATE;
+            DELETE FROM resources r WHERE r.kind = p_kind AND r.name = p_name;
+            IF NOT FOUND THEN
+                RETURN NULL;
+            END IF;
+            UPDATE meta m SET revision = m.revision + 1 WHERE m.id = 1
+                RETURNING m.revision INTO v_revision;
+            INSERT INTO events (revision, type, kind, name, body, time)
+                VALUES (v_revision, p_type, p_kind, p_name, NULL, p_time);
+            PERFORM pg_notify(p_channel, v_revision::TEXT);
+            RETURN v_revision;
+        END
+        $$""",
     ),
 }
 

@@ -64,6 +64,12 @@ def test_every_postgres_key_is_read(tmp_path: Path) -> None:
     assert "s3cret" not in repr(options)
 
 
+def test_a_dsn_may_list_several_hosts_for_failover(tmp_path: Path) -> None:
+    """Comma-separated hosts (IPv6 in brackets) with target_session_attrs pass the check."""
+    dsn = "postgresql://lockd@db1:5432,[::1]:5433,db3/lockd?target_session_attrs=read-write"
+    assert postgres_of(parse({"type": "postgres", "dsn": dsn}, tmp_path)).dsn == dsn
+
+
 def test_the_password_may_come_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,6 +94,10 @@ def test_the_password_may_come_from_the_environment(
         ({"type": "postgres", "dsn": "postgresql://db"}, "dsn: names no database"),
         ({"type": "postgres", "dsn": "postgresql:///lockd"}, "dsn: names no host"),
         ({"type": "postgres", "dsn": "postgresql://db:99999/x"}, "dsn: not a valid PostgreSQL URL"),
+        (
+            {"type": "postgres", "dsn": "postgresql://db1:5432,db2:x/lockd"},
+            "port 'x' of 'db2:x' is not a number from 1 to 65535",
+        ),
         (
             {"type": "postgres", "dsn": DSN + "?sslmode=disable"},
             'dsn: set "sslmode" with storage key sslmode, not in the DSN',
