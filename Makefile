@@ -63,6 +63,14 @@ system-deps:
 	    echo "could not install $$package; the SSH tests will skip"; \
 	  else echo "$$tool not installed (needs root and apt-get); the SSH tests will skip"; fi; \
 	done
+	@if command -v etcd >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's etcd-server for lockd bench propagation --peer etcd"; \
+	  (apt-get install -y -qq --no-install-recommends etcd-server >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && \
+	    apt-get install -y -qq --no-install-recommends etcd-server >/dev/null 2>&1)) || \
+	  echo "could not install etcd-server; the etcd peer test will skip"; \
+	else echo "etcd not installed (needs root and apt-get); the etcd peer test will skip"; fi
 
 # checkov, hadolint and kubernetes-validate for tests/deploy; without them those tests skip.
 ops-tools: $(OPS)/.installed

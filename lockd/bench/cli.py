@@ -19,7 +19,7 @@ from lockd.bench.report import Result, render_table
 from lockd.bench.scenarios.check import CheckParams, check
 from lockd.bench.scenarios.common import Common
 from lockd.bench.scenarios.create_latency import CreateParams, create
-from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, propagation
+from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, etcd, propagation
 from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
 from lockd.bench.scenarios.ssh_bench import SSHParams, ssh
@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--light",
                 action="store_true",
                 help="minimal clients instead of real agents (the auth server's share alone)",
+            )
+            command.add_argument(
+                "--peer",
+                choices=("etcd",),
+                default=None,
+                help="also run the same fan-out on a throwaway local etcd, and compare",
             )
 
     command = scenario("terminate", "from a lock event's arrival to every hit session ending")
@@ -137,9 +143,15 @@ async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     if args.with_baseline:
         floor = await baseline(reaper, params)
         results.append(floor)
+    peer = None
+    if args.peer == "etcd":
+        peer = await etcd(reaper, params)
+        results.append(peer)
     ours = await propagation(reaper, params, _common(args))
     if floor is not None:
         compare(ours, floor)
+    if peer is not None:
+        compare(ours, peer, "etcd")
     results.append(ours)
     return results
 

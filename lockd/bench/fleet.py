@@ -9,6 +9,8 @@ tells the process's `Probe` what the agent applied and whether it is SYNCED.
 raw streams that only count the frames they receive — the transport floor.
 `LightFleet` watches the real auth server with minimal clients (parse each frame for
 its revision; no view, no acks): the server's share, without the agents' work.
+`EtcdFleet` is the same shape against a local etcd (the `--peer etcd` run): one Watch
+stream and one connection per watcher, each response parsed for its revision.
 
 The probe reports, per revision, when the first and the last agent of this process had
 applied it (`applied` events), and when every agent is SYNCED (`synced`).
@@ -28,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from lockd.agent.persist import ViewOwner
 from lockd.agent.runtime import AgentRuntime
+from lockd.bench import etcd_wire
 from lockd.bench.wire import ChildWire, Message
 from lockd.client.agent_watcher import CHANNEL_OPTIONS, WatchClient, WatchClientSettings
 from lockd.domain.events import Event
@@ -297,6 +300,26 @@ class LightFleet:
 
     async def stop(self) -> None:
         await _cancel(self._tasks)
+
+
+class EtcdFleet(LightFleet):
+    """N etcd watchers of the probe key: revision k of etcd stands for a lock."""
+
+    async def _watch(self, agent_id: str) -> None:
+        del agent_id  # etcd watchers have no identity
+        options: list[tuple[str, Any]] = [*CHANNEL_OPTIONS, *OWN_CONNECTION]
+        async with grpc.aio.insecure_channel(self.address, options=options) as channel:
+            call: Any = channel.stream_stream(etcd_wire.WATCH)()
+            await call.write(etcd_wire.watch_create(etcd_wire.KEY))
+            revision = 0
+            while (frame := await call.read()) is not grpc.aio.EOF:
+                response = etcd_wire.WatchFrame.parse(frame)
+                now = time.monotonic()
+                if response.created:
+                    self.probe.sync_changed(True, True, False, now)
+                if response.events and response.revision > revision:
+                    self.probe.applied(revision, response.revision, now)
+                    revision = response.revision
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

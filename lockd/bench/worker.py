@@ -6,6 +6,7 @@ port), answers commands until its stdin closes, then stops its role and exits. L
 (warnings and up) go to stderr.
 
 Roles: `agents` (N real watching agents), `light-agents` (N minimal WatchLocks clients),
+`etcd-watchers` (N watchers of a local etcd, the peer),
 `bare-watchers` (N raw streams), `bare-fanout`,
 `bare-unary` and `bare-sessions` (the transport floors), `agent-host` (one real node
 agent), `sidecars` (sessions on the agent's socket) and `checker` (CheckAccess load).
@@ -54,6 +55,8 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
         return fleet.AgentFleet(args.auth, args.count, args.prefix), {}
     if role == "light-agents":
         return fleet.LightFleet(args.auth, args.count, args.prefix), {}
+    if role == "etcd-watchers":
+        return fleet.EtcdFleet(args.auth, args.count, args.prefix), {}
     if role == "bare-watchers":
         return fleet.BareFleet(args.auth, args.count), {}
     if role == "bare-fanout":

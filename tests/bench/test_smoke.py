@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ FAN_OUT = (
 )
 FIELDS = {
     "baseline": FAN_OUT,
+    "etcd": FAN_OUT,
     "propagation": (*FAN_OUT, "vs_baseline_last_p99", "vs_baseline_last_p50"),
     "terminate": (
         *(f"session_{key}" for key in LATENCY),
@@ -141,6 +143,23 @@ def test_propagation_with_baseline(tmp_path: Path) -> None:
     assert float(figures["last_p50_ms"]) >= float(figures["first_p50_ms"])  # type: ignore[arg-type]
 
 
+@pytest.mark.skipif(
+    shutil.which("etcd") is None,
+    reason="etcd is not installed (Debian's etcd-server: `make system-deps` as root)",
+)
+def test_propagation_with_etcd_peer(tmp_path: Path) -> None:
+    """propagation --peer etcd runs the same fan-out on a throwaway etcd first, reports its
+    figures and lockd's ratio to them, and leaves no etcd process behind."""
+    results = bench(
+        tmp_path, "propagation", "--agents", "6", "--procs", "2", "--locks", "3",
+        "--warmup", "1", "--gap", "0", "--peer", "etcd", "--store", "memory",
+    )  # fmt: skip
+    assert [result["scenario"] for result in results] == ["etcd", "propagation"]
+    check_fields(results[0], "etcd")
+    check_fields(results[1], "propagation", (*FAN_OUT, "vs_etcd_last_p99", "vs_etcd_last_p50"))
+    assert not _running_in(tmp_path), "a process of the run (etcd's data is there) survived it"
+
+
 def test_propagation_with_light_clients(tmp_path: Path) -> None:
     """propagation --light measures minimal WatchLocks clients and reports no baseline ratio."""
     (result,) = bench(
@@ -211,6 +230,19 @@ def test_table_output(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "== create  locks=3 store=memory" in done.stdout
     assert "create_p99_ms" in done.stdout
+
+
+def _running_in(directory: Path) -> list[int]:
+    """Processes whose command line names a path under `directory`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        if str(directory) in text:
+            found.append(int(cmdline.parent.name))
+    return found
 
 
 def _children(pid: int) -> set[int]:

@@ -12,6 +12,10 @@ machine the real agents compete with the server for the same cores.
 
 baseline: the same harness over a bare grpc.aio server that fans the same-size frame out
 (`lockd.bench.bare`): the transport floor the propagation figures are compared with.
+
+etcd (`--peer etcd`): the same harness against a throwaway local etcd
+(`lockd.bench.etcd_peer`): one watcher of the probe key per agent, one connection each,
+over the same processes; a Put instead of CreateLock, the timer started before it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lockd.bench.bare import probe_lock
+from lockd.bench.etcd_peer import EtcdServer, find_etcd
 from lockd.bench.procs import Reaper
 from lockd.bench.report import Result, Value, latency_summary, mb
 from lockd.bench.scenarios.common import (
@@ -162,40 +167,89 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
     return result
 
 
+async def _watch_and_measure(
+    reaper: Reaper,
+    params: FanOutParams,
+    watchers: tuple[str, str, str],
+    server_pid: int,
+    publish: Publisher,
+    track_from: int | None = None,
+) -> dict[str, Value]:
+    """The fan-out harness on a floor or peer server: `watchers` is (role, server
+    address, name prefix) of the worker processes; their figures and the server's."""
+    role, address, prefix = watchers
+    workers: list[Worker] = []
+    try:
+        idle_rss = total_rss([server_pid])
+        sizes = split(params.agents, params.procs)
+        workers = await start_workers(reaper, role, sizes, ["--auth", address], prefix)
+        started, synced = await connect_and_sync(workers, params.agents)
+        await settle()
+        streams_rss = total_rss([server_pid])
+        if track_from is not None:
+            for worker in workers:
+                await worker.call("track", from_rev=track_from)
+        figures = await _measure(publish, workers, params, server_pid)
+        figures.update(
+            sync_all_s=round(max(synced) - started, 2),
+            server_rss_mb=mb(total_rss([server_pid])),
+            server_rss_idle_mb=mb(idle_rss),
+            rss_per_stream_kb=round((streams_rss - idle_rss) / 1024 / max(1, params.agents), 1),
+            agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
+        )
+        return figures
+    finally:
+        await close_workers(reaper, workers)
+
+
 async def baseline(reaper: Reaper, params: FanOutParams) -> Result:
     result = Result("baseline", _params(params, None))
     server = await Worker.start(reaper, "fanout", "bare-fanout", [])
-    workers: list[Worker] = []
     try:
         ready = await server.event("ready", 60.0)
-        idle_rss = total_rss([server.pid])
-        sizes = split(params.agents, params.procs)
-        address = f"127.0.0.1:{ready['port']}"
-        workers = await start_workers(reaper, "bare-watchers", sizes, ["--auth", address], "b")
-        started, synced = await connect_and_sync(workers, params.agents)
-        await settle()
-        streams_rss = total_rss([server.pid])
 
         async def publish(index: int) -> int:
             await server.call("publish", index=index)
             return index + 1
 
-        result.update(await _measure(publish, workers, params, server.pid))
-        result.add(
-            sync_all_s=round(max(synced) - started, 2),
-            server_rss_mb=mb(total_rss([server.pid])),
-            server_rss_idle_mb=mb(idle_rss),
-            rss_per_stream_kb=round((streams_rss - idle_rss) / 1024 / max(1, params.agents), 1),
-            agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
-        )
+        watchers = ("bare-watchers", f"127.0.0.1:{ready['port']}", "b")
+        result.update(await _watch_and_measure(reaper, params, watchers, server.pid, publish))
     finally:
-        await close_workers(reaper, [*workers, server])
+        await close_workers(reaper, [server])
     return result
 
 
-def compare(propagated: Result, floor: Result) -> None:
-    """Add the ratio of propagation's p99 (and p50) to the bare transport's."""
+async def etcd(reaper: Reaper, params: FanOutParams) -> Result:
+    """The etcd peer; without etcd (not installed, cannot install) a note says why."""
+    result = Result("etcd", _params(params, None))
+    binary, reason = await asyncio.to_thread(find_etcd)
+    if binary is None:
+        result.notes.append(f"etcd peer skipped: {reason}")
+        return result
+    server = EtcdServer(reaper, binary)
+    try:
+        ready_revision = await server.start()
+        result.params["etcd"] = binary
+
+        async def publish(index: int) -> int:
+            return await server.put(f"lock {index}".encode())
+
+        watchers = ("etcd-watchers", server.address, "e")
+        figures = await _watch_and_measure(
+            reaper, params, watchers, server.pid, publish, ready_revision + 1
+        )
+        result.update(figures)
+    finally:
+        await server.close()
+    return result
+
+
+def compare(propagated: Result, other: Result, name: str = "baseline") -> None:
+    """Add the ratio of propagation's p99 (and p50) to the other run's (`vs_<name>_...`);
+    a note when the other run has no figures (a skipped peer)."""
+    if not other.figures:
+        propagated.notes.append(f"no ratio to {name}: {'; '.join(other.notes) or 'no figures'}")
     for key in ("last_p99_ms", "last_p50_ms"):
-        ours, bare = propagated.figures.get(key), floor.figures.get(key)
-        if isinstance(ours, float) and isinstance(bare, float) and bare > 0:
-            propagated.figures[f"vs_baseline_{key.removesuffix('_ms')}"] = round(ours / bare, 2)
+        ours, theirs = propagated.figures.get(key), other.figures.get(key)
+        if isinstance(ours, float) and isinstance(theirs, float) and theirs > 0:
+            propagated.figures[f"vs_{name}_{key.removesuffix('_ms')}"] = round(ours / theirs, 2)
