@@ -34,8 +34,11 @@ def _health(config: Path, *flags: str) -> Completed:
 
 
 @pytest.mark.parametrize("name", sorted(_shipped_configs()))
-def test_lockd_config_check_accepts_the_shipped_config(name: str, tmp_path: Path) -> None:
+def test_lockd_config_check_accepts_the_shipped_config(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every config in deploy/ is valid for lockd itself (exit 0, a summary)."""
+    monkeypatch.setenv("LOCKD_PG_PASSWORD", "placeholder")  # auth-ha.yaml reads it from env
     config = tmp_path / "lockd.yaml"
     config.write_text(_shipped_configs()[name])
     result = run([str(LOCKD), "config", "check", str(config)])
