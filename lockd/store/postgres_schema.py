@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 
-from lockd.domain.errors import UnavailableError
+from lockd.store import rules
 from lockd.store.postgres_ops import Conn
 
 SCHEMA_VERSION = 1
@@ -161,10 +161,7 @@ async def migrate(conn: Conn) -> None:
             version = 0
             await conn.execute("INSERT INTO lockd_schema (id, version) VALUES (1, 0)")
         if version > SCHEMA_VERSION:
-            raise UnavailableError(
-                f"store unavailable: database schema version {version} is newer than "
-                f"this lockd understands ({SCHEMA_VERSION})"
-            )
+            raise rules.schema_too_new(version, SCHEMA_VERSION)
         if version == SCHEMA_VERSION:
             return
         for target in range(version + 1, SCHEMA_VERSION + 1):

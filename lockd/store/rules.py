@@ -15,6 +15,7 @@ from lockd.domain.errors import (
     InvariantError,
     NotFoundError,
     UnauthenticatedError,
+    UnavailableError,
 )
 from lockd.domain.events import REPLICATED_KINDS
 from lockd.domain.lock import quote
@@ -71,6 +72,14 @@ def check_events_args(revision: int, limit: int) -> None:
 def compacted(revision: int, oldest: int | None) -> CompactedError:
     retained = f"oldest retained revision is {oldest}" if oldest else "no events are retained"
     return CompactedError(f"revision {revision} is older than the retained event log ({retained})")
+
+
+def schema_too_new(version: int, supported: int) -> UnavailableError:
+    """A database written by a newer lockd: refused, and left untouched."""
+    return UnavailableError(
+        f"store unavailable: database schema version {version} is newer than "
+        f"this lockd understands ({supported})"
+    )
 
 
 def check_retention(age: timedelta, count: int) -> None:

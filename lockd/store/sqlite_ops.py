@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from lockd.domain.errors import UnavailableError
 from lockd.domain.events import Event, EventType
 from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
@@ -110,10 +109,7 @@ def _init_schema(conn: sqlite3.Connection) -> None:
     with write_transaction(conn):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
-            raise UnavailableError(
-                f"store unavailable: database schema version {version} is newer than "
-                f"this lockd understands ({SCHEMA_VERSION})"
-            )
+            raise rules.schema_too_new(version, SCHEMA_VERSION)
         if version == SCHEMA_VERSION:
             return
         if version == 0:
