@@ -4,6 +4,10 @@ Parsing and printing text is IO-adjacent and needs PyYAML, so it lives outside t
 domain; every rule about what a document may contain is in `lockd.domain.documents`.
 A stream holds one or more documents: YAML separated by `---`, or JSON as one object or
 an array of objects.
+
+One strict YAML loader serves documents and config files alike (`lockd.config` reads its
+files with it): a duplicate key is an error, never a silent "last one wins"; JSON
+documents refuse duplicate keys the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,54 @@ import yaml
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import ValidationError
 from lockd.domain.resources import Resource
+
+
+class YamlInt(int):
+    """An int that remembers how YAML spelled it (`0660`, `660`, `1:30`)."""
+
+    text: str
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and keeps the spelling of integers."""
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlInt:
+    value = YamlInt(loader.construct_yaml_int(node))
+    value.text = str(node.value)
+    return value
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                "found an unhashable key",
+                key_node.start_mark,
+            ) from None
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                f"found duplicate key {key!r}",
+                key_node.start_mark,
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
 
 
 class Format(StrEnum):
@@ -51,14 +103,23 @@ _YAML_ERRORS = (yaml.YAMLError, ValueError, LookupError, AttributeError, Recursi
 def _load_raw(text: str, source: str) -> list[object]:
     if text.lstrip().startswith(("{", "[")):
         try:
-            loaded = json.loads(text)
+            loaded = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
         except _JSON_ERRORS as error:
             raise ValidationError(f"{source}: invalid JSON: {error}") from None
         return loaded if isinstance(loaded, list) else [loaded]
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=StrictLoader) if doc is not None]
     except _YAML_ERRORS as error:
         raise ValidationError(f"{source}: invalid YAML: {error}") from None
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
 
 
 def render_documents(resources: Sequence[Resource], fmt: Format) -> str:

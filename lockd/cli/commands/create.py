@@ -1,14 +1,18 @@
 """`lockctl create -f FILE`: create (or with --force update) resources from documents.
 
-Every document is parsed and validated before anything is sent; then they are applied
-in order, and the first failure stops the run (earlier documents stay applied, each
-reported on stdout as it succeeds).
+A file is applied all or nothing as far as lockctl can know it: every document is
+parsed and validated (strict YAML: a duplicate key is an error) before anything is sent,
+then checked against the server — without --force no name may exist yet, and every role
+a user names must exist or come earlier in the file — and only then applied, in order.
+Should a change still fail half-way (another admin raced us, the server went away), the
+error says exactly which documents were applied and which were not.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from lockd.cli.console import Console
@@ -16,10 +20,15 @@ from lockd.cli.exit_codes import EXIT_OK, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
 from lockd.client import AuthClient
 from lockd.document_text import parse_documents
-from lockd.domain.errors import AlreadyExistsError
+from lockd.domain.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    LockdError,
+    NotFoundError,
+)
 from lockd.domain.lock import Lock, quote
 from lockd.domain.ports import PutMode
-from lockd.domain.resources import ClusterAuthPreference, Resource, Role, User
+from lockd.domain.resources import ClusterAuthPreference, Resource, Role, User, kind_of
 from lockd.domain.timeparse import format_rfc3339
 
 EXAMPLES = """
@@ -72,11 +81,82 @@ def prepare(args: argparse.Namespace) -> Runner:
     force: bool = args.force
 
     async def run(client: AuthClient, console: Console) -> int:
+        await check_applicable(client, resources, force)
+        applied: list[Resource] = []
         for resource in resources:
-            console.result(await apply(client, resource, force))
+            try:
+                line = await apply(client, resource, force)
+            except LockdError as error:
+                if not applied:
+                    raise
+                raise type(error)(f"{error}\n{_progress(resources, applied)}") from None
+            applied.append(resource)
+            console.result(line)
         return EXIT_OK
 
     return run
+
+
+def _label(resource: Resource) -> str:
+    return f"{kind_of(resource).value} {quote(resource.name)}"
+
+
+def _progress(resources: list[Resource], applied: list[Resource]) -> str:
+    rest = resources[len(applied) :]
+    return (
+        f"applied: {', '.join(_label(r) for r in applied)}; "
+        f"not applied: {', '.join(_label(r) for r in rest)}"
+    )
+
+
+async def check_applicable(client: AuthClient, resources: list[Resource], force: bool) -> None:
+    """Refuse the whole file before any change: an existing name without --force, a name
+    twice in the file, a user whose role neither exists nor comes earlier in the file."""
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    try:
+        roles = {role.name for role in await client.list_roles()}
+        roles_known = True
+    except AccessDeniedError:  # the server still refuses a missing role
+        roles, roles_known = set(), False
+    for resource in resources:
+        key = (kind_of(resource).value, resource.name)
+        if key in seen and not isinstance(resource, ClusterAuthPreference):
+            problems.append(f"{_label(resource)} is in the file twice")
+        seen.add(key)
+        if isinstance(resource, Role):
+            if not force and roles_known and resource.name in roles:
+                problems.append(f"{_label(resource)} already exists")
+            roles.add(resource.name)
+        elif isinstance(resource, User):
+            problems.extend(
+                f'role "{role}" not found'
+                for role in resource.roles
+                if roles_known and role not in roles
+            )
+            if not force and await _exists(client.get_user(resource.name)):
+                problems.append(f"{_label(resource)} already exists")
+        elif (
+            isinstance(resource, Lock)
+            and not force
+            and await _exists(client.get_lock(resource.name))
+        ):
+            problems.append(f"{_label(resource)} already exists")
+    if problems:
+        error = NotFoundError if all("not found" in p for p in problems) else AlreadyExistsError
+        exists = any(problem.endswith("already exists") for problem in problems)
+        hint = " (use --force to update existing resources)" if exists else ""
+        raise error(f"nothing was applied: {'; '.join(problems)}{hint}")
+
+
+async def _exists(lookup: Awaitable[object]) -> bool:
+    """Whether the lookup finds the resource; a caller who may create but not read it
+    learns it from the write itself (access denied to read counts as "not known")."""
+    try:
+        await lookup
+    except (NotFoundError, AccessDeniedError):
+        return False
+    return True
 
 
 def read_text(path: str) -> str:
