@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OPS    := .venv-ops
 CONFIG ?= deploy/examples/lockd-dev.yaml
 
-.PHONY: run test venv system-deps ops-tools proto check-proto lint typecheck contracts pytest clean
+.PHONY: run run-ha test venv system-deps ops-tools proto check-proto lint typecheck contracts pytest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/lockd start --config $(CONFIG)
+
+# A local HA cluster in ./data/ha: PostgreSQL, two auth replicas, two agents (docs/ha.md).
+run-ha: $(STAMP) system-deps
+	$(BIN)/python scripts/run_ha.py
 
 test: $(STAMP) system-deps ops-tools check-proto lint typecheck contracts pytest
 
