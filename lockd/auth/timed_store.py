@@ -1,4 +1,11 @@
-"""A Store decorator that times every call (`lockd_store_operation_seconds`)."""
+"""A Store decorator that times every call (`lockd_store_operation_seconds`) and reports
+the store unhealthy while a call has been running longer than `stall_after`.
+
+A frozen disk (fsfreeze, a hung NFS mount, another process holding the SQLite write
+lock) makes a write hang instead of fail: without a bound the store would look healthy
+for as long as the write hangs. With one, `lockctl status`, the health service and
+`lockd_store_healthy` say "unhealthy" within `stall_after` of the write starting.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +22,35 @@ T = TypeVar("T")
 Observe = Callable[[str, float], None]
 
 
+DEFAULT_STALL_AFTER = 5.0
+
+
 class TimedStore:
     """Delegates to `inner`, reporting (operation, seconds) for each call, failed or not."""
 
-    def __init__(self, inner: Store, observe: Observe) -> None:
+    def __init__(
+        self, inner: Store, observe: Observe, stall_after: float = DEFAULT_STALL_AFTER
+    ) -> None:
         self.inner = inner
         self._observe = observe
+        self.stall_after = stall_after
+        self._running: dict[int, float] = {}  # call number -> perf_counter at its start
+        self._calls = 0
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
-        started = time.perf_counter()
+        self._calls += 1
+        number, started = self._calls, time.perf_counter()
+        self._running[number] = started
         try:
             return await call
         finally:
+            del self._running[number]
             self._observe(operation, time.perf_counter() - started)
+
+    def stalled(self) -> bool:
+        """Whether a call has been running for more than `stall_after` seconds."""
+        oldest = min(self._running.values(), default=None)
+        return oldest is not None and time.perf_counter() - oldest > self.stall_after
 
     @property
     def type(self) -> str:
@@ -35,7 +58,7 @@ class TimedStore:
 
     @property
     def healthy(self) -> bool:
-        return self.inner.healthy
+        return self.inner.healthy and not self.stalled()
 
     async def open(self) -> None:
         await self._timed("open", self.inner.open())

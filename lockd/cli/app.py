@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         endpoint = connection.resolve(args)
         for note in connection.notes(endpoint):
             console.note(note)
-        return asyncio.run(_run(endpoint, runner, console))
+        timeout = connection.call_timeout(args)
+        return asyncio.run(_run(endpoint, runner, console, timeout))
     except LockdError as error:
         console.error(str(error))
         return exit_code_for(error)
@@ -113,8 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-async def _run(endpoint: connection.Endpoint, runner: Runner, console: Console) -> int:
-    async with connection.connect(endpoint) as client:
+async def _run(
+    endpoint: connection.Endpoint, runner: Runner, console: Console, call_deadline: float
+) -> int:
+    async with connection.connect(endpoint, call_deadline) as client:
         return await runner(client, console)
 
 

@@ -24,16 +24,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lockd.cli.exit_codes import UsageError
+from lockd.cli.timeflags import positive_duration
 from lockd.client import AuthClient, IdentityFile, ServerUnreachableError
 from lockd.config import Config, load_config
 from lockd.domain.addresses import parse_host_port
-from lockd.domain.errors import LockdError, UnauthenticatedError, ValidationError
+from lockd.domain.errors import (
+    DeadlineError,
+    LockdError,
+    UnauthenticatedError,
+    ValidationError,
+)
 from lockd.domain.timeparse import format_rfc3339
 from lockd.pki import identity_of
 
 CONFIG_ENV = "LOCKD_CONFIG"
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
 PING_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = "30s"
+
+
+def call_timeout(args: argparse.Namespace) -> float:
+    """`--timeout` in seconds (UsageError for a bad duration)."""
+    text = getattr(args, "timeout", None) or DEFAULT_TIMEOUT
+    return positive_duration("--timeout", text).total_seconds()
 
 
 def add_connection_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -55,6 +68,13 @@ def add_connection_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> 
         default=default,
         help="a remote auth server (its auth_service.listen_addr), reached over mTLS; "
         "needs --identity",
+    )
+    group.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        default=default,
+        help=f"deadline of each call to the auth server (default {DEFAULT_TIMEOUT}); a "
+        "server that does not answer in time (e.g. its disk is frozen) fails the command",
     )
     group.add_argument(
         "--identity",
@@ -197,12 +217,17 @@ class UnreachableError(ServerUnreachableError):
 
 
 @asynccontextmanager
-async def connect(endpoint: Endpoint) -> AsyncIterator[AuthClient]:
-    """An AuthClient for the endpoint, after checking that an auth server answers there."""
+async def connect(
+    endpoint: Endpoint, call_deadline: float | None = None
+) -> AsyncIterator[AuthClient]:
+    """An AuthClient for the endpoint, after checking that an auth server answers there;
+    `call_deadline` is every call's deadline (seconds)."""
     if isinstance(endpoint, Local):
-        client = AuthClient.connect(f"unix:{endpoint.socket}")
+        client = AuthClient.connect(f"unix:{endpoint.socket}", timeout=call_deadline)
     else:
-        client = AuthClient.connect_with_identity(endpoint.address, endpoint.identity)
+        client = AuthClient.connect_with_identity(
+            endpoint.address, endpoint.identity, timeout=call_deadline
+        )
     async with client:
         try:
             await client.ping(PING_TIMEOUT)
@@ -215,7 +240,14 @@ async def connect(endpoint: Endpoint) -> AsyncIterator[AuthClient]:
                     "auth_service.join_listen_addr? use auth_service.listen_addr)"
                 ) from None
             raise
-        yield client
+        try:
+            yield client
+        except DeadlineError as error:
+            where = endpoint.socket if isinstance(endpoint, Local) else endpoint.address
+            raise DeadlineError(
+                f"the auth server at {where} gave {error} (--timeout={call_deadline:g}s); is its "
+                "store stalled? `lockctl status` shows the store's health"
+            ) from None
 
 
 def _unreachable(endpoint: Endpoint, reason: str) -> str:

@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lockd.client.calls import (
     ChannelClient,
+    DeadlineInterceptor,
     ServerUnreachableError,
     call,
     channel_target,
@@ -105,23 +106,32 @@ class AuthClient(ChannelClient):
 
     @classmethod
     def connect(
-        cls, address: str, credentials: grpc.ChannelCredentials | None = None
+        cls,
+        address: str,
+        credentials: grpc.ChannelCredentials | None = None,
+        *,
+        timeout: float | None = None,
     ) -> AuthClient:
+        """A client of the auth server at `address`; `timeout` (seconds) is the deadline
+        of every unary call that sets none itself (lockctl's --timeout)."""
         target = channel_target(address)
+        interceptors = [] if timeout is None else [DeadlineInterceptor(timeout)]
         channel = (
-            grpc.aio.secure_channel(target, credentials)
+            grpc.aio.secure_channel(target, credentials, interceptors=interceptors)
             if credentials is not None
-            else grpc.aio.insecure_channel(target)
+            else grpc.aio.insecure_channel(target, interceptors=interceptors)
         )
         return cls(channel)
 
     @classmethod
-    def connect_with_identity(cls, address: str, identity: IdentityFile | str | Path) -> AuthClient:
+    def connect_with_identity(
+        cls, address: str, identity: IdentityFile | str | Path, *, timeout: float | None = None
+    ) -> AuthClient:
         """An mTLS client of the auth server at `host:port`, as the identity in the file
         (a path, read and parsed here: ValidationError if it is not an identity file)."""
         if not isinstance(identity, IdentityFile):
             identity = IdentityFile.load(identity)
-        return cls.connect(address, identity.credentials())
+        return cls.connect(address, identity.credentials(), timeout=timeout)
 
     async def ping(self, deadline: float = 5.0) -> bool:
         """Check that an auth server answers (gRPC health); True when it is SERVING.

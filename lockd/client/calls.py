@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -66,6 +66,32 @@ def _is_host_port(address: str) -> bool:
     except ValidationError:
         return False
     return True
+
+
+class DeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Gives every unary call without a deadline of its own one of `timeout` seconds, so
+    a server that accepted the connection but never answers (a frozen store) cannot
+    hold the caller forever."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        details = client_call_details
+        if details.timeout is None:
+            details = grpc.aio.ClientCallDetails(
+                details.method,
+                self.timeout,
+                details.metadata,
+                details.credentials,
+                details.wait_for_ready,
+            )
+        return await continuation(details, request)
 
 
 class ChannelClient:

@@ -56,6 +56,10 @@ class UnavailableError(LockdError):
     """A dependency (the store, the auth server) cannot serve now; retrying may help."""
 
 
+class DeadlineError(UnavailableError):
+    """A call got no answer within its deadline (the server may be stalled)."""
+
+
 class UnauthenticatedError(LockdError):
     """The caller did not prove who it is."""
 

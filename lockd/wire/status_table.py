@@ -12,6 +12,7 @@ import structlog
 from lockd.domain.errors import (
     AccessDeniedError,
     AlreadyExistsError,
+    DeadlineError,
     LockdError,
     LockedError,
     NotFoundError,
@@ -53,6 +54,8 @@ def error_for(code: grpc.StatusCode, message: str) -> LockdError:
     for error_type, mapped in STATUS_BY_ERROR:
         if mapped is code:
             return error_type(message)
-    if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineError(f"no answer within the deadline ({message or code.name.lower()})")
+    if code is grpc.StatusCode.CANCELLED:
         return UnavailableError(message or code.name.lower())
     return LockdError(f"{code.name}: {message}")
