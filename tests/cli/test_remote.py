@@ -320,8 +320,10 @@ def test_expired_identity_is_refused(tls_server: AuthServer, tmp_path: Path) -> 
     )
 
     # lockctl refuses before dialling; the auth server refuses the certificate too.
+    identity = IdentityFile.load(carol)  # a file read: before the event loop runs
+
     async def ping() -> bool:
-        async with AuthClient.connect_with_identity(tls_server.address, carol) as client:
+        async with AuthClient.connect_with_identity(tls_server.address, identity) as client:
             return await client.ping(5.0)
 
     with pytest.raises(ServerUnreachableError):
