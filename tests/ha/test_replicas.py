@@ -32,7 +32,7 @@ from tests.api.helpers import (
     open_channel,
     start_following,
 )
-from tests.postgres_server import PostgresDatabase
+from tests.postgres_server import PASSWORD, PostgresDatabase, PostgresServer
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
@@ -243,3 +243,52 @@ async def test_a_database_outage_ends_by_itself_and_loses_nothing(
 
 async def not_serving(channel: grpc.aio.Channel) -> bool:
     return not await serving(channel)
+
+
+async def test_replicas_follow_a_promoted_synchronous_standby_without_losing_a_revision(
+    postgres_db: PostgresDatabase, postgres_standby: Callable[..., PostgresServer]
+) -> None:
+    """With a synchronous standby: the primary crashes, the standby is promoted (pg_ctl
+    promote); the replicas, whose DSN lists both hosts (target_session_attrs=read-write),
+    reconnect to it by themselves, the epoch stays and a stream continues without a gap."""
+    standby = await asyncio.to_thread(postgres_standby, synchronous=True)
+    primary = postgres_db.server
+    dsn = (
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+        f"/{postgres_db.name}?target_session_attrs=read-write"
+    )
+    apps: list[AuthApp] = []
+    channels: list[grpc.aio.Channel] = []
+    try:
+        for name in ("a", "b"):
+            store = PostgresStore(PostgresOptions(dsn=dsn, max_pool=4, sslmode="disable"))
+            settings = AuthServerSettings("ha.test", "127.0.0.1:0", replica_id=name)
+            apps.append(await AuthApp.start(settings, store, SystemClock(), MemoryAuditSink()))
+            channels.append(open_channel(f"127.0.0.1:{apps[-1].port}"))
+        channel_a, channel_b = channels
+        follower = await start_following(await WatchClient.open(channel_b, "agent-1"))
+        for index in range(3):
+            last = await create_lock(channel_a, lock_pb_of(f"before-{index}", user=f"u{index}"))
+        await follower.until(last)
+
+        await asyncio.to_thread(primary.stop, "immediate")
+        await asyncio.to_thread(standby.promote)
+
+        async def written() -> int:
+            try:
+                return await create_lock(channel_a, lock_pb_of("after", user="late"))
+            except grpc.aio.AioRpcError as error:
+                if error.code() is grpc.StatusCode.ALREADY_EXISTS:
+                    raise  # a retried create that had committed: not what this test expects
+                return 0
+
+        revision = await eventually(written, within=60, interval=0.5, what="a write after failover")
+        assert revision == last + 1
+        seen = await follower.until(revision, within=60)
+        assert [event.name for event in seen] == ["after"]
+        assert (await cluster_status(channel_b)).epoch == follower.epoch
+    finally:
+        for channel in channels:
+            await channel.close()
+        for app in apps:
+            await app.stop()
