@@ -22,6 +22,8 @@ per-test `CREATE DATABASE` and every commit cheap on a loaded machine.
 from __future__ import annotations
 
 import atexit
+import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -68,8 +70,17 @@ def start_throwaway_server() -> tuple[PostgresServer, Callable[[], None]]:
             done = True
             discard(server)
 
-    # Also at interpreter exit: a KeyboardInterrupt must not leave a server behind.
+    # Also at interpreter exit: a KeyboardInterrupt must not leave a server behind, nor
+    # a SIGTERM (e.g. `timeout`), which would otherwise end Python without exit handlers.
     atexit.register(cleanup)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
+        def on_sigterm(signum: int, _frame: object) -> None:
+            cleanup()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)  # then end the way SIGTERM always did
+
+        signal.signal(signal.SIGTERM, on_sigterm)
     return server, cleanup
 
 

@@ -337,8 +337,13 @@ def start_throwaway(*, fsync: bool) -> PostgresServer:
 
 
 def discard(server: PostgresServer) -> None:
-    """Stop a server from `start_throwaway` and remove its directory (standbys too)."""
+    """Stop a server from `start_throwaway` and any standby made of it (they live in the
+    same directory), then remove the directory."""
+    root = server.home.parent
     try:
         server.stop()
     finally:
-        shutil.rmtree(server.home.parent, ignore_errors=True)
+        for pid_file in root.glob("*/data/postmaster.pid"):
+            home = pid_file.parent.parent
+            PostgresServer(server.bin_dir, home, 0, home.name).stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
