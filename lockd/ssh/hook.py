@@ -104,6 +104,37 @@ async def run(settings: HookSettings) -> int:
     raise AssertionError("unreachable")  # the stack never swallows exceptions
 
 
+async def check_account(settings: HookSettings) -> int:
+    """`--pam-account`: the PAM account check (pam_exec, as root, before any session).
+
+    Asks the agent about `PAM_USER` (and the certificate in `SSH_AUTH_INFO_0`, which
+    sshd passes to PAM with ExposeAuthInfo); exit 0 allows the login. Nothing is
+    registered: the ForceCommand hook registers and supervises the session itself.
+    """
+    login = os.environ.get("PAM_USER", "")
+    if not login:
+        print("ERROR: PAM_USER is not set (run it from pam_exec)", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        session = session_of(
+            login, os.environ, settings.ssh.user_ca_keys, settings.ssh.logins, _now()
+        )
+        async with AgentClient.connect(settings.socket, sidecar=SIDECAR_NAME) as agent:
+            decision = await agent.check_access(session.identity)
+    except UnavailableError as error:
+        if settings.ssh.agent_unreachable == "allow":
+            return 0
+        print(f"ERROR: {STRICT_LOCKOUT_MESSAGE} ({error})", file=sys.stderr)
+        return EXIT_REFUSED
+    except LockdError as error:
+        print(f"ERROR: lockd cannot tell who this session is: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    if not decision.allowed:
+        print(f"ERROR: {decision.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
 def _metadata(session: SSHSession, login: str) -> SessionMetadata:
     """What the agent's audit says about the session besides its identity."""
     return SessionMetadata(

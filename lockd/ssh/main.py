@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lockd.config import load_config
 from lockd.domain.errors import LockdError
-from lockd.ssh.hook import EXIT_REFUSED, HookSettings, run
+from lockd.ssh.hook import EXIT_REFUSED, HookSettings, check_account, run
 
 DEFAULT_CONFIG = Path("/etc/lockd.yaml")
 CONFIG_ENV = "LOCKD_SSH_CONFIG"
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)),
         help=f"YAML config file (default ${CONFIG_ENV} or {DEFAULT_CONFIG})",
     )
+    parser.add_argument(
+        "--pam-account",
+        action="store_true",
+        help="check PAM_USER with the agent and exit 0 (allowed) or 1 (refused), for "
+        "pam_exec in sshd's PAM account stack (docs/ssh.md)",
+    )
     return parser
 
 
@@ -42,4 +48,4 @@ def main(argv: Sequence[str]) -> int:
         print(f"ERROR: lockd ssh-session: {error}", file=sys.stderr)
         return EXIT_REFUSED
     settings = HookSettings(socket=config.agent_service.socket, ssh=config.agent_service.ssh)
-    return asyncio.run(run(settings))
+    return asyncio.run(check_account(settings) if args.pam_account else run(settings))

@@ -6,13 +6,14 @@ left running; a new one is refused with the exact message until the lock is remo
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from lockd.bench.sshd import LOGIN
+from lockd.bench.sshd import LOCKD, LOGIN
 from lockd.client import AuthClient
 from lockd.domain.lock import Lock, LockTarget
 from lockd.pki_openssh import SSHUserIdentity
@@ -217,3 +218,36 @@ async def test_sftp_and_scp_transfer_files_while_unlocked(node: Node, tmp_path: 
 def _sftp_options(ssh_options: list[str]) -> list[str]:
     """ssh's options for sftp and scp, whose port flag is -P."""
     return ["-P" if option == "-p" else option for option in ssh_options]
+
+
+async def pam_account(node: Node, login: str) -> tuple[int, str]:
+    """`lockd ssh-session --pam-account` as pam_exec runs it (PAM_USER set)."""
+    check = await asyncio.create_subprocess_exec(
+        LOCKD,
+        "ssh-session",
+        "--config",
+        str(node.config),
+        "--pam-account",
+        env={**os.environ, "PAM_USER": login, "PAM_TYPE": "account"},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await check.communicate()
+    assert check.returncode is not None
+    return check.returncode, stderr.decode()
+
+
+async def test_the_pam_account_check_refuses_a_locked_login_and_allows_it_after(
+    node: Node, admin: AuthClient
+) -> None:
+    """The optional pam_exec check: exit 1 with the lock's message while the login's
+    mapped user is locked, exit 0 otherwise."""
+    assert await pam_account(node, LOGIN) == (0, "")
+    name = await lock(admin, LockTarget(user=MAPPED_USER))
+    assert await pam_account(node, LOGIN) == (1, lock_message(LockTarget(user=MAPPED_USER)) + "\n")
+    await admin.delete_lock(name)
+
+    async def allowed() -> bool:
+        return (await pam_account(node, LOGIN))[0] == 0
+
+    await eventually(allowed, what="the PAM check allowing the login again")
