@@ -136,7 +136,9 @@ class PostgresHarness:
         # A real outage of this store's database, as a DBA's emergency stop makes it:
         # every session is terminated and new connections are refused until it ends.
         assert isinstance(store, PostgresStore)
-        database = next(db for db in self.databases.values() if db in store.options.dsn)
+        database = next(
+            db for db in self.databases.values() if store.options.dsn.endswith(f"/{db}")
+        )
         self.server.psql(
             f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false; '
             "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
