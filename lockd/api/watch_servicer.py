@@ -203,7 +203,14 @@ class WatchHandler:
             self._gate,
             hello,
             on_batch_sent=self._count_batch,
-            locked=functools.partial(self._locked_message, caller.identity().query_targets()),
+            # The agent the stream serves is the Hello's agent_id (for an agent caller the
+            # same as its certificate's server_id): a lock on that server_id cuts it off.
+            locked=functools.partial(
+                self._lock_out,
+                caller.identity().query_targets_on(hello.agent_id),
+                hello.agent_id,
+                token,
+            ),
             awaited=lambda: self._agents.awaited,
         )
         self._metrics.watch_streams.inc()
@@ -219,7 +226,7 @@ class WatchHandler:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._agents.disconnect(hello.agent_id, token)
-        self._record_reset(stream, hello.agent_id, token)
+        self._record_reset(stream, hello.agent_id)
         if stalled:
             await self._abort_stalled(context)
 
@@ -277,9 +284,7 @@ class WatchHandler:
             async with asyncio.timeout(LOCKED_ACK_WAIT):
                 await asyncio.shield(reader)
 
-    def _record_reset(self, stream: WatchStream, agent_id: str, token: int) -> None:
-        if stream.reset_reason is ResetReason.LOCKED:
-            self._agents.lock_out(agent_id, token)  # refused from now on; shown as locked
+    def _record_reset(self, stream: WatchStream, agent_id: str) -> None:
         if stream.reset_reason is not None:
             self._metrics.resets_total.labels(reason=stream.reset_reason.value).inc()
             _log.info("watch stream reset", agent_id=agent_id, reason=stream.reset_reason)
@@ -309,10 +314,17 @@ class WatchHandler:
         else:
             self._service.authorize(caller, Kind.LOCK, rbac.LIST)
 
-    def _locked_message(self, targets: tuple[TargetPair, ...]) -> str | None:
-        """The message of a lock on the caller (its query targets), if one is in force."""
+    def _lock_out(self, targets: tuple[TargetPair, ...], agent_id: str, token: int) -> str | None:
+        """The message of a lock on the caller (its query targets), if one is in force.
+
+        The stream then ends with Reset(LOCKED): the agent is shown as locked from this
+        moment, before the Reset goes out, so its last ack (the lock applied) is never
+        taken for a plain confirmation by a connected agent."""
         hit = self._service.lock_index.first_hit(targets, self._clock.now())
-        return None if hit is None else hit.in_force_message()
+        if hit is None:
+            return None
+        self._agents.lock_out(agent_id, token)
+        return hit.in_force_message()
 
     def _count_batch(self, events: int) -> None:
         self._metrics.event_batches_sent_total.inc()

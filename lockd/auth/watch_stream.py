@@ -200,11 +200,14 @@ class WatchStream:
                 seq += 1
                 self.position = batch.last
                 last_sent = now
+                # Decided before the batch goes out (the agent's acks after it already
+                # count as those of a locked-out agent), sent after it: the batch that
+                # locks this agent goes first, its own view must see the lock to end its
+                # sessions. Then the stream ends.
+                message = self._locked()
                 yield batch.payload
                 self._on_batch_sent(batch.count)
-                # The batch that locks this agent goes out first: its own view must see
-                # the lock to end its sessions. Then the stream ends.
-                if (message := self._locked()) is not None:
+                if message is not None:
                     yield self._reset(ResetReason.LOCKED, message)
                     return
                 continue

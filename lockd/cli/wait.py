@@ -89,7 +89,7 @@ async def wait_for_agents(
     client: AuthClient,
     console: Console,
     *,
-    epoch: str,
+    before: ClusterStatus,
     revision: int,
     within: timedelta,
     started: float | None = None,
@@ -97,10 +97,14 @@ async def wait_for_agents(
 ) -> None:
     """Return once every agent confirmed; OperationError naming the others on timeout.
 
+    `before` is the status taken just before the lock was created: its connected agents
+    must confirm too (one the lock cuts off at once may never show as connected again).
     `started` (a `clock()` reading taken just before the lock was created) is where the
     timeout and the reported time count from; default: now.
     """
+    epoch = before.epoch
     state = WaitState(revision)
+    state.observe(before)
     start = clock() if started is None else started
     interval = POLL_INTERVAL
     reported = -1

@@ -251,7 +251,7 @@ def test_status_text_has_tctl_shape_with_ca_pin() -> None:
 
     now = datetime(2030, 1, 1, tzinfo=UTC)
     pin = "sha256:" + "ab" * 32
-    acked = AgentInfo("node-a", "ipv4:10.0.0.7:5", "synced", 7, 0, now, True)
+    acked = AgentInfo("node-a", "ipv4:10.0.0.7:5", "synced", 7, 0, now, True, last_frame=now)
     gone = AgentInfo("node-b", "ipv4:10.0.0.8:6", "synced", 3, 4, None, False)
     text = render_text(
         ClusterStatus(
@@ -269,10 +269,10 @@ def test_status_text_has_tctl_shape_with_ca_pin() -> None:
         "Epoch    e\n"
         "Agents   1 connected, 1 disconnected\n"
         "\n"
-        "Server ID  Address          State         Applied  Lag  Last ack\n"
-        "---------  ---------------  ------------  -------  ---  --------\n"
-        "node-a     ipv4:10.0.0.7:5  synced        7        0    0.0s ago\n"
-        "node-b     ipv4:10.0.0.8:6  disconnected  3        4    never\n"
+        "Server ID  Address          State         Applied  Lag  Last ack  Last seen\n"
+        "---------  ---------------  ------------  -------  ---  --------  ---------\n"
+        "node-a     ipv4:10.0.0.7:5  synced        7        0    0.0s ago  0.0s ago\n"
+        "node-b     ipv4:10.0.0.8:6  disconnected  3        4    never     never\n"
     )
 
 

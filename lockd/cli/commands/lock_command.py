@@ -80,13 +80,13 @@ def prepare(args: argparse.Namespace) -> Runner:
         raise UsageError(str(error)) from None
 
     async def run(client: AuthClient, console: Console) -> int:
-        epoch = (await client.status()).epoch if wait is not None else ""
+        before = await client.status() if wait is not None else None
         started = time.monotonic()
         created, revision = await client.create_lock(lock)
         console.result(f'Created a lock with name "{created.name}".')
-        if wait is not None:
+        if wait is not None and before is not None:
             await wait_for_agents(
-                client, console, epoch=epoch, revision=revision, within=wait, started=started
+                client, console, before=before, revision=revision, within=wait, started=started
             )
         return EXIT_OK
 
