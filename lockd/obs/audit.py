@@ -77,7 +77,6 @@ TOKEN_USED = "token.used"
 TOKEN_DELETED = "token.deleted"
 AGENT_JOINED = "agent.joined"
 AGENT_RENEWED = "agent.renewed"
-AGENT_LOCKED_OUT = "agent.locked_out"
 
 EVENT_CODES: Mapping[str, str] = {
     LOCK_CREATED: "LK001I",
@@ -101,7 +100,6 @@ EVENT_CODES: Mapping[str, str] = {
     TOKEN_DELETED: "TK003I",
     AGENT_JOINED: "AG001I",
     AGENT_RENEWED: "AG002I",
-    AGENT_LOCKED_OUT: "AG003W",
 }
 # How much of a token's SHA-256 the audit trail and `lockctl tokens ls` show.
 TOKEN_ID_LENGTH = 16
