@@ -39,6 +39,7 @@ from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AgentMetrics, GrpcServerMetrics
 from lockd.runtime.grpc_servers import HealthReporter
+from lockd.runtime.unix_socket import OwnedSocket
 from lockd.v1 import agent_service_pb2
 
 _log = structlog.get_logger("lockd.agent")
@@ -98,9 +99,7 @@ def load_runtime(
         _log.warning("ignoring the saved locking modes", reason=str(error))
         saved_modes = None
     state = recovery.state
-    assumed = startup_modes(
-        state is not None, recovery.existed or modes_path.exists(), saved_modes
-    )
+    assumed = startup_modes(state is not None, recovery.existed or modes_path.exists(), saved_modes)
     if state is not None:
         _log.info(
             "loaded the persisted view",
@@ -141,6 +140,7 @@ class AgentApp:
         self._health = health_reporter
         self._server = server
         self._tasks = tasks
+        self._socket: OwnedSocket | None = None  # set by start()
 
     @classmethod
     async def start(
@@ -167,9 +167,9 @@ class AgentApp:
         health_reporter = HealthReporter((AGENT_SERVICE,))
         await health_reporter.set_serving(False)
         socket = settings.socket
-        socket.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            socket.unlink()
+        # A live agent's socket is never taken over; a stale one is replaced.
+        owned = OwnedSocket(socket, "lockd agent (agent socket)")
+        await asyncio.to_thread(owned.prepare)
         server = grpc.aio.server(
             interceptors=server_interceptors(grpc_metrics), options=SOCKET_OPTIONS
         )
@@ -178,6 +178,7 @@ class AgentApp:
         health_reporter.add_to(server)
         server.add_insecure_port(f"unix:{socket}")
         await server.start()
+        owned.claim()
         os.chmod(socket, settings.socket_mode)
         watch = WatchClient(
             runtime,
@@ -209,7 +210,9 @@ class AgentApp:
             socket=str(socket),
             auth_servers=list(settings.auth_servers),
         )
-        return cls(settings, runtime, holder, health_reporter, server, tasks, hub)
+        app = cls(settings, runtime, holder, health_reporter, server, tasks, hub)
+        app._socket = owned
+        return app
 
     async def __aenter__(self) -> Self:
         return self
@@ -233,8 +236,8 @@ class AgentApp:
         self.hub.flush_audit()
         await self.runtime.close()
         await self._server.stop(self.settings.shutdown_grace)
-        with contextlib.suppress(FileNotFoundError):
-            self.settings.socket.unlink()
+        if self._socket is not None:
+            self._socket.remove()  # only the file this agent created
         _log.info("agent stopped")
 
 

@@ -235,3 +235,26 @@ async def test_a_second_agent_on_one_data_dir_is_refused(processes: Processes) -
     assert await exit_code(second) == 1
     assert f"another lockd agent (pid {first.pid}) is already running" in second_err.read_text()
     assert first.poll() is None
+
+
+async def test_a_live_agent_socket_survives_a_second_agent_on_it(processes: Processes) -> None:
+    """A second agent with its own data dir but the first one's socket is refused and
+    leaves the first one's socket file in place."""
+    socket = processes.sockets / "agent.sock"
+    first, first_err = processes.spawn(
+        "agent", processes.agent_config("one", processes.directory / "one", socket)
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while not await asyncio.to_thread(answers, socket):
+        assert first.poll() is None, text(first_err)
+        assert time.monotonic() < deadline, text(first_err)
+        await asyncio.sleep(0.1)
+    inode = socket.stat().st_ino
+
+    second, second_err = processes.spawn(
+        "agent", processes.agent_config("two", processes.directory / "two", socket)
+    )
+    assert await exit_code(second) == 1
+    assert f"{socket} is in use" in text(second_err)
+    assert socket.stat().st_ino == inode
+    assert await asyncio.to_thread(answers, socket)
