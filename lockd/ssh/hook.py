@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from lockd.client import (
     AgentClient,
@@ -185,7 +185,7 @@ class Supervisor:
             os.close(pidfd)
             ended.cancel()
 
-    def terminate(self, reason: str) -> int:
+    def terminate(self, reason: str) -> NoReturn:
         """End everything of this session and the connection itself, after saying why."""
         me = os.getpid()
         # Frozen first: nothing prints over the notice, nothing forks away.
@@ -194,7 +194,10 @@ class Supervisor:
         say(reason)
         processes.kill_tree(me, frozen)
         _end_connection()
-        return EXIT_TERMINATED
+        # Done: exit at once rather than tear Python and gRPC down, which would compete
+        # for the CPU with the connection's own teardown (many sessions end together).
+        # The agent sees the channel close and forgets the session.
+        os._exit(EXIT_TERMINATED)
 
 
 def _set_once(future: asyncio.Future[None]) -> None:
