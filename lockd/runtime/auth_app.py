@@ -85,7 +85,6 @@ class AuthServerSettings:
     # Create Teleport's preset roles in a fresh store (lockd.domain.presets). The daemon
     # does; embedding code and tests that want an empty cluster leave it off.
     preset_roles: bool = False
-    # does; embedding code and tests that want an empty cluster leave it off.
     # This replica's name in `lockctl status`; "" = <hostname>:<port>.
     replica_id: str = ""
     # None: plaintext on listen_addr, every TCP caller is the admin (loopback dev only).
