@@ -30,6 +30,8 @@ from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
+from lockd.v1 import token_service_pb2 as token_pb
+from lockd.v1 import token_service_pb2_grpc as token_grpc
 from lockd.wire import convert
 from lockd.wire.status_table import error_for
 
@@ -84,6 +86,21 @@ class SignedIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A join token as `lockctl tokens ls` shows it (never the secret)."""
+
+    id: str
+    type: str
+    expires: datetime | None
+    created_by: str
+
+
+def _token_info(message: token_pb.TokenInfo) -> TokenInfo:
+    expires = convert.timestamp_from_pb(message, "expires")
+    return TokenInfo(message.id, message.type, expires, message.created_by)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStatus:
     cluster_name: str
     version: str
@@ -103,6 +120,7 @@ class AuthClient(ChannelClient):
         self._locks = lock_grpc.LockServiceStub(channel)
         self._cluster = cluster_grpc.ClusterServiceStub(channel)
         self._identity = identity_grpc.IdentityServiceStub(channel)
+        self._tokens = token_grpc.TokenServiceStub(channel)
 
     @classmethod
     def connect(
@@ -307,6 +325,16 @@ class AuthClient(ChannelClient):
         )
         response = await call(self._identity.CreateToken(request))
         return response.token, convert.timestamp_from_pb(response, "expires")
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """The join tokens that can still be used, by id (their SHA-256's start)."""
+        response = await call(self._tokens.ListTokens(token_pb.ListTokensRequest()))
+        return [_token_info(token) for token in response.tokens]
+
+    async def delete_token(self, id_prefix: str) -> TokenInfo:
+        """Revoke the one usable token whose id starts with `id_prefix`."""
+        request = token_pb.DeleteTokenRequest(id_prefix=id_prefix)
+        return _token_info((await call(self._tokens.DeleteToken(request))).token)
 
     async def status(self, await_revision: int = 0) -> ClusterStatus:
         """The cluster's status; `await_revision` asks the agents to ack that revision at

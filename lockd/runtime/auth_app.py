@@ -33,6 +33,7 @@ from lockd.api.identity_servicer import IdentityServicer
 from lockd.api.interceptors import server_interceptors
 from lockd.api.lock_servicer import LockServicer
 from lockd.api.server_tls import anonymous_caller, server_credentials, server_identity, tls_caller
+from lockd.api.token_servicer import TokenServicer
 from lockd.api.watch_servicer import ProtoWatchEncoder, WatchHandler
 from lockd.auth import background
 from lockd.auth.agents import AgentRegistry
@@ -57,11 +58,13 @@ from lockd.v1 import (
     cluster_service_pb2,
     identity_service_pb2,
     lock_service_pb2,
+    token_service_pb2,
     watch_service_pb2,
 )
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.v1 import identity_service_pb2_grpc as identity_grpc
 from lockd.v1 import lock_service_pb2_grpc as lock_grpc
+from lockd.v1 import token_service_pb2_grpc as token_grpc
 
 _log = structlog.get_logger("lockd.auth")
 
@@ -70,6 +73,7 @@ SERVICE_NAMES = (
     cluster_service_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     watch_service_pb2.DESCRIPTOR.services_by_name["WatchService"].full_name,
     identity_service_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    token_service_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
 )
 
 
@@ -356,6 +360,9 @@ class _ServerBuilder:
         if identity is not None:
             identity_grpc.add_IdentityServiceServicer_to_server(
                 IdentityServicer(identity, caller_of), server
+            )
+            token_grpc.add_TokenServiceServicer_to_server(
+                TokenServicer(identity, caller_of), server
             )
         server.add_generic_rpc_handlers((self._watch.rpc_handler(caller_of),))
         self._health.add_to(server)

@@ -24,16 +24,18 @@ from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import resources_pb2 as res_pb
+from lockd.v1 import token_service_pb2 as token_pb
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.identity_service_pb2_grpc import IdentityServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
+from lockd.v1.token_service_pb2_grpc import TokenServiceStub
 from tests.security.helpers import RawWatch, SecureCluster
 from tests.support import eventually
 
 ALICE_LOCKED = 'lock targeting User:"alice" is in force: Suspicious activity.'
 HOUR = Duration(seconds=3600)
-SERVICES = (lock_pb, cluster_pb, identity_pb)
+SERVICES = (lock_pb, cluster_pb, identity_pb, token_pb)
 
 
 def valid_requests(join_token: str) -> dict[str, Any]:
@@ -70,6 +72,8 @@ def valid_requests(join_token: str) -> dict[str, Any]:
         "IdentityService/JoinAgent": identity_pb.JoinAgentRequest(
             token=join_token, server_id="node-9", csr_pem=csr
         ),
+        "TokenService/ListTokens": token_pb.ListTokensRequest(),
+        "TokenService/DeleteToken": token_pb.DeleteTokenRequest(id_prefix="abcdef"),
         "IdentityService/RenewAgentCertificate": identity_pb.RenewAgentCertificateRequest(
             csr_pem=csr
         ),
@@ -92,6 +96,7 @@ def stub_method(channel: grpc.aio.Channel, name: str) -> Any:
         "LockService": LockServiceStub,
         "ClusterService": ClusterServiceStub,
         "IdentityService": IdentityServiceStub,
+        "TokenService": TokenServiceStub,
     }
     return getattr(stubs[service](channel), method)
 
@@ -239,8 +244,7 @@ async def _locked(cluster: SecureCluster, server_id: str) -> bool:
     """The status lists the agent as cut off by a lock (and not connected)."""
     status = await cluster.admin().status()
     return any(
-        a.server_id == server_id and a.state == "locked" and not a.connected
-        for a in status.agents
+        a.server_id == server_id and a.state == "locked" and not a.connected for a in status.agents
     )
 
 

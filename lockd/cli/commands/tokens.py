@@ -18,6 +18,7 @@ from lockd.cli import connection
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import EXIT_OK, OperationError, UsageError
 from lockd.cli.parser import Runner, Subcommands, add_command
+from lockd.cli.tables import expires_text, render_table
 from lockd.cli.timeflags import positive_duration
 from lockd.client import AuthClient, IdentityFile
 from lockd.config import DEFAULT_JOIN_LISTEN_ADDR
@@ -62,8 +63,8 @@ def register(commands: Subcommands) -> None:
     parser = add_command(
         commands,
         "tokens",
-        summary="create join tokens for new agents",
-        description="Manage join tokens (see lockctl tokens add --help).",
+        summary="create, list and revoke join tokens for new agents",
+        description="Manage join tokens (see lockctl tokens add|ls|rm --help).",
         examples=EXAMPLES,
     )
     tokens = parser.add_subparsers(dest="tokens_command", metavar="COMMAND", required=True)
@@ -82,6 +83,75 @@ def register(commands: Subcommands) -> None:
     add.add_argument(
         "--format", "-o", choices=("text", "json"), default="text", help="default text"
     )
+    listing = add_command(
+        tokens,
+        "ls",
+        summary="list the join tokens that can still be used",
+        description=LS_DESCRIPTION,
+        examples="lockctl tokens ls\nlockctl tokens ls --format=json\n",
+        prepare=prepare_ls,
+    )
+    listing.add_argument(
+        "--format", "-o", choices=("text", "json"), default="text", help="default text"
+    )
+    remove = add_command(
+        tokens,
+        "rm",
+        summary="revoke a join token",
+        description=RM_DESCRIPTION,
+        examples="lockctl tokens rm 3f2a9c1d\n",
+        prepare=prepare_rm,
+    )
+    remove.add_argument("id", metavar="ID", help="the token's id (or its first 6+ digits)")
+
+
+LS_DESCRIPTION = """\
+List the join tokens that can still be used: the id (the first 16 hex digits of the
+token's SHA-256; lockd never keeps the secret), the type, when it expires and who made
+it. Needs list and read on token."""
+
+RM_DESCRIPTION = """\
+Revoke a join token before it is used or expires, named by its id from `lockctl tokens
+ls` (at least 6 digits, as long as they name one token). Prints
+`token "<id>" has been deleted`. Needs delete on token."""
+
+
+def prepare_ls(args: argparse.Namespace) -> Runner:
+    fmt: str = args.format
+
+    async def run(client: AuthClient, console: Console) -> int:
+        tokens = await client.list_tokens()
+        if fmt == "json":
+            document = [
+                {
+                    "id": token.id,
+                    "type": token.type,
+                    "expires": format_rfc3339(token.expires) if token.expires else None,
+                    "created_by": token.created_by,
+                }
+                for token in tokens
+            ]
+            console.data(json.dumps(document, indent=2) + "\n")
+            return EXIT_OK
+        rows = [
+            (token.id, token.type, expires_text(token.expires), token.created_by)
+            for token in tokens
+        ]
+        console.data(render_table(("ID", "Type", "Expires", "Created by"), rows))
+        return EXIT_OK
+
+    return run
+
+
+def prepare_rm(args: argparse.Namespace) -> Runner:
+    prefix: str = args.id
+
+    async def run(client: AuthClient, console: Console) -> int:
+        token = await client.delete_token(prefix)
+        console.result(f'token "{token.id}" has been deleted')
+        return EXIT_OK
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
