@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from lockd.bench.procs import Reaper, raise_nofile
 from lockd.bench.report import Result, render_table
 from lockd.bench.scenarios.check import CheckParams, check
+from lockd.bench.scenarios.check_under_load import LoadParams, check_under_load
 from lockd.bench.scenarios.common import Common
 from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, etcd, propagation
@@ -113,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     command.add_argument("--procs", type=int, default=1, help="checker processes")
 
+    command = scenario(
+        "check-under-load", "CheckAccess p99 while locks are created at a fixed rate, vs idle"
+    )
+    command.add_argument("--locks", type=int, default=1000, help="locks in the agent's view")
+    command.add_argument("--concurrency", type=int, default=20, help="checks in flight")
+    command.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    command.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    command.add_argument("--rate", type=float, default=200.0, help="creates per second")
+    command.add_argument("--writers", type=int, default=8, help="concurrent creators")
+
     command = scenario("create", "durable CreateLock latency, one call at a time")
     command.add_argument("--locks", type=int, default=200, help="locks created")
     command.add_argument("--warmup", type=int, default=10, help="unmeasured creates first")
@@ -177,6 +188,13 @@ async def _check(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await check(reaper, params, _common(args))]
 
 
+async def _check_under_load(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = LoadParams(
+        args.locks, args.concurrency, args.seconds, args.warmup, args.rate, args.writers
+    )
+    return [await check_under_load(reaper, params, _common(args))]
+
+
 async def _create(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await create(reaper, CreateParams(args.locks, args.warmup), _common(args))]
 
@@ -194,6 +212,7 @@ RUNNERS: dict[str, Runner] = {
     "terminate": _terminate,
     "check": _check,
     "ssh": _ssh,
+    "check-under-load": _check_under_load,
     "proxy": _proxy,
     "create": _create,
     "reconnect": _resync,
