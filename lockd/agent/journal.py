@@ -267,4 +267,3 @@ class ViewJournal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
