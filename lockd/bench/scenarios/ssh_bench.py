@@ -5,13 +5,14 @@ root) whose ForceCommand is `lockd ssh-session`, and `--sessions` real `ssh` cli
 round, each running a long `sleep` under one user's certificate. Each round creates a
 lock on that user and measures, for every session:
 
-- **lock → disconnect**: CreateLock returned (the lock is committed; the agent applies
-  it about a millisecond later, see `lockd bench propagation`) → the `ssh` client
-  exiting because its connection was closed. An upper bound of "lock event at the agent
-  → connection ended": it spans the fan-out, the hook waking up, stopping and killing
-  the session's processes, the message reaching the client, the sshd process ending
-  and the client noticing. (The agent's audit records come after its signals, so they
-  would make a start time that flatters.)
+- **lock → disconnect**: CreateLock called → each `ssh` client exiting because its
+  connection was closed. An upper bound of "lock event at the agent → connection
+  ended": it also spans the commit and the fan-out (the agent applies a lock about a
+  millisecond after its commit, see `lockd bench propagation`), the hook waking up,
+  stopping and killing the session's processes, the message reaching the client, the
+  sshd process ending and the client noticing. (The agent's audit records come after
+  its signals, and CreateLock's return is seen late when the loop is busy with the
+  exits, so neither makes an honest start.)
 - **CreateLock → last disconnect**: CreateLock called → the last client of the round
   exiting.
 
@@ -174,17 +175,16 @@ async def ssh(reaper: Reaper, params: SSHParams, common: Common) -> Result:
             name = str(uuid.uuid4())
             created = time.time()
             await auth.admin().create_lock(Lock(name, LockTarget(user=user)))
-            returned = time.time()
             async with asyncio.timeout(END_TIMEOUT):
                 ended = await asyncio.gather(*exits)
-            after_lock.extend(end - returned for end in ended)
+            after_lock.extend(end - created for end in ended)
             last.append(max(ended) - created)
             await auth.admin().delete_lock(name)
             await _until(socket, lambda status: status.sessions == 0, "no session", END_TIMEOUT)
         result.update(latency_summary("lock_to_disconnect", after_lock))
         result.update(latency_summary("create_to_last_disconnect", last))
         result.notes.append(
-            "lock_to_disconnect: CreateLock returned -> each ssh client exiting; "
+            "lock_to_disconnect: CreateLock called -> each ssh client exiting; "
             "create_to_last_disconnect: CreateLock called -> the round's last client exiting"
         )
     finally:
