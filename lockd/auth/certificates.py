@@ -137,8 +137,16 @@ class IdentityService:
             raise NotFoundError(f'user "{user_name}" not found')
         for login in principals:
             validate_name(login, "login")
+        mfa_device, device = devices
+        self.refuse_locked_identity(
+            caller,
+            Identity(user=user.name, roles=user.roles, mfa_device=mfa_device, device=device),
+        )
         identity = SSHUserIdentity(user.name, user.roles, *devices)
-        return self.ssh_ca.sign(public_key, identity, principals, self.auth.clock.now(), ttl)
+        signed = self.ssh_ca.sign(public_key, identity, principals, self.auth.clock.now(), ttl)
+        fields = {"user": user.name, "roles": list(user.roles), "format": "openssh"}
+        self._audit(IDENTITY_SIGNED, fields, caller.name, caller.source)
+        return signed
 
     async def create_token(self, caller: Caller, kind: str, ttl: timedelta) -> tuple[str, datetime]:
         """A fresh one-time join token (the secret is returned once and never stored)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from lockd.client.join import renew
 from lockd.domain.errors import AccessDeniedError
@@ -16,9 +17,11 @@ from lockd.domain.presets import PRESET_ROLES
 from lockd.domain.resources import ClusterAuthPreference, Role, User
 from lockd.obs.audit import AuditEvent
 from lockd.pki import make_csr, new_key
+from lockd.pki_openssh import public_key_line
 from tests.security.helpers import SecureCluster
 
 HOUR = timedelta(hours=1)
+IN_FORCE = "is in force: stolen laptop"
 
 
 async def _sign(cluster: SecureCluster, user: str) -> None:
@@ -56,6 +59,45 @@ async def test_a_locked_user_or_role_gets_no_certificate(
     await admin.delete_lock("l1")
     await _sign(cluster, "alice")
     assert _last(cluster, "identity.signed").fields["user"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("target", "text"),
+    [
+        (LockTarget(user="alice"), 'lock targeting User:"alice" is in force: stolen laptop'),
+        (LockTarget(role="dev"), 'lock targeting Role:"dev" is in force: stolen laptop'),
+        (
+            LockTarget(device="laptop-7"),
+            'lock targeting Device:"laptop-7" is in force: stolen laptop',
+        ),
+        (
+            LockTarget(mfa_device="key-3"),
+            'lock targeting MFADevice:"key-3" is in force: stolen laptop',
+        ),
+    ],
+)
+async def test_a_locked_identity_gets_no_openssh_certificate(
+    cluster: SecureCluster, target: LockTarget, text: str
+) -> None:
+    """An OpenSSH certificate names the user, roles, MFA device and trusted device: a lock
+    on any of them refuses it with the lock's message; without the lock it is issued and
+    audited."""
+    admin = cluster.admin()
+    await admin.put_user(User("alice", ("dev",)), PutMode.UPSERT)
+    public_key = public_key_line(ed25519.Ed25519PrivateKey.generate().public_key())
+    await admin.create_lock(Lock("l1", target, message="stolen laptop"))
+    with pytest.raises(AccessDeniedError) as refused:
+        await admin.sign_ssh_user_certificate(
+            "alice", HOUR, public_key, ("alice",), mfa_device="key-3", device="laptop-7"
+        )
+    assert str(refused.value) == text
+    assert not cluster.audit.of("identity.signed")
+    await admin.delete_lock("l1")
+    signed = await admin.sign_ssh_user_certificate(
+        "alice", HOUR, public_key, ("alice",), mfa_device="key-3", device="laptop-7"
+    )
+    assert signed.principals == ("alice",)
+    assert _last(cluster, "identity.signed").fields["format"] == "openssh"
 
 
 async def test_security_changes_are_audited_with_actor_and_source(cluster: SecureCluster) -> None:
