@@ -74,6 +74,7 @@ class ViewSaver:
     ) -> None:
         self._view = view  # read on the loop only
         self._journal = journal
+        self._in_flight: asyncio.Future[tuple[str, int] | None] | None = None
         self._modes_path = modes_path
         self._pending: list[_Item] = []
         self._wake = asyncio.Event()
@@ -150,8 +151,11 @@ class ViewSaver:
         if not self._pending:
             return
         items, self._pending = self._pending, []
+        # The write goes on in its thread even when this task is cancelled (at stop);
+        # `close` waits for it before it closes the journal's file under it.
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._write, journal, items))
         try:
-            saved = await asyncio.to_thread(self._write, journal, items)
+            saved = await asyncio.shield(self._in_flight)
         except OSError as error:
             _log.error(
                 "could not save the view; not acknowledging new revisions until it is saved",
@@ -191,5 +195,12 @@ class ViewSaver:
         if self._journal is None:
             return
         self._wake.clear()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            # A write whose flush was cancelled at stop: let it finish, and say if it failed.
+            await asyncio.wait([in_flight])
+            failure = None if in_flight.cancelled() else in_flight.exception()
+            if failure is not None:
+                _log.error("could not save the view at stop", error=str(failure))
         await self.flush()
         self._journal.close()
