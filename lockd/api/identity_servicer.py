@@ -42,7 +42,7 @@ class IdentityServicer(identity_grpc.IdentityServiceServicer):
         signed = await self._service.sign_ssh_user(
             self._caller_of(context),
             request.user,
-            convert.duration_from_pb(request.ttl),
+            convert.duration_from_pb(request.ttl, "ttl"),
             request.public_key,
             tuple(request.principals),
             (request.mfa_device, request.device),

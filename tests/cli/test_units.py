@@ -74,7 +74,11 @@ def test_every_target_flag_maps_to_its_field() -> None:
     [
         (["lock"], "at least one target field must be set"),
         (["lock", "--role="], "--role must not be empty"),
-        (["lock", "--user=a\nb"], "lock target user contains control characters"),
+        (
+            ["lock", "--user=a\nb"],
+            "lock target user contains control characters (U+000A: control, format, separator and "
+            "blank characters are refused)",
+        ),
     ],
 )
 def test_bad_targets(argv: list[str], message: str) -> None:

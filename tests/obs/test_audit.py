@@ -56,6 +56,7 @@ def test_lock_created_has_the_documented_fields() -> None:
         "expires": "2021-08-14T22:27:00Z",
         "message": "Suspicious activity.",
         "by": "alice",
+        "source": "",
     }
 
 
@@ -76,6 +77,7 @@ def test_lock_deleted_and_expired_accept_a_lock_or_a_name() -> None:
         "cluster": "c",
         "name": "l1",
         "by": "bob",
+        "source": "",
     }
     expired = lock_expired(LOCK, "c", EXPIRES).to_dict()
     assert (expired["event"], expired["code"]) == ("lock.expired", "LK003I")
@@ -137,6 +139,8 @@ def test_access_denied_has_identity_reason_and_mode() -> None:
         "reason": reason,
         "mode": "strict",
         "lock": "",
+        "by": "",
+        "source": "",
     }
 
 
@@ -151,7 +155,21 @@ def test_codes_are_unique_and_stable() -> None:
         "session.start": "SS002I",
         "session.rejected": "SS003W",
         "access.denied": "AC001W",
+        "role.created": "RL001I",
+        "role.updated": "RL002I",
+        "role.deleted": "RL003I",
+        "user.created": "US001I",
+        "user.updated": "US002I",
+        "user.deleted": "US003I",
+        "cluster_auth_preference.updated": "CP001I",
+        "identity.signed": "ID001I",
+        "token.created": "TK001I",
+        "token.used": "TK002I",
+        "token.deleted": "TK003I",
+        "agent.joined": "AG001I",
+        "agent.renewed": "AG002I",
     }
+    assert len(set(EVENT_CODES.values())) == len(EVENT_CODES)
 
 
 def test_fields_may_not_override_the_envelope() -> None:

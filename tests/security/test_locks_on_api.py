@@ -14,12 +14,14 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf.duration_pb2 import Duration
 
 from lockd.client.join import join, renew
 from lockd.domain.errors import AccessDeniedError
 from lockd.domain.lock import Lock, LockTarget
 from lockd.pki import make_csr, new_key
+from lockd.pki_openssh import public_key_line
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import identity_service_pb2 as identity_pb
 from lockd.v1 import lock_service_pb2 as lock_pb
@@ -65,6 +67,12 @@ def valid_requests(join_token: str) -> dict[str, Any]:
         "ClusterService/GetClusterStatus": cluster_pb.GetClusterStatusRequest(),
         "IdentityService/SignUserIdentity": identity_pb.SignUserIdentityRequest(
             user="alice", ttl=HOUR, csr_pem=csr
+        ),
+        "IdentityService/SignSSHUserCertificate": identity_pb.SignSSHUserCertificateRequest(
+            user="alice",
+            ttl=HOUR,
+            public_key=public_key_line(ed25519.Ed25519PrivateKey.generate().public_key()),
+            principals=["alice"],
         ),
         "IdentityService/CreateToken": identity_pb.CreateTokenRequest(
             type=identity_pb.TOKEN_TYPE_AGENT, ttl=HOUR
