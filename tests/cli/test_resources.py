@@ -105,7 +105,8 @@ def test_create_existing_lock_needs_force(server: AuthServer) -> None:
     assert (again.returncode, again.stdout, again.stderr) == (
         1,
         "",
-        f'ERROR: lock "{NAME}" already exists; use --force to update it\n',
+        f'ERROR: nothing was applied: lock "{NAME}" already exists (use --force to update '
+        "existing resources)\n",
     )
     forced = lockctl(server, "create", "--force", "-f", "-", stdin=LOCK_YAML)
     assert forced.stdout == f'lock "{NAME}" has been updated\n'

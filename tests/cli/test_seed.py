@@ -169,7 +169,8 @@ def test_create_locksmith_role_and_assign_it(server: AuthServer, tmp_path: Path)
     )
 
     assert lockctl(server, "create", "-f", str(locksmith)).stderr == (
-        'ERROR: role "locksmith" already exists; use --force to update it\n'
+        'ERROR: nothing was applied: role "locksmith" already exists (use --force to update '
+        "existing resources)\n"
     )
     assert lockctl(server, "create", "-f", str(locksmith), "--force").stdout == (
         "role 'locksmith' has been updated\n"

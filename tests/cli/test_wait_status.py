@@ -91,7 +91,7 @@ def test_status_lists_agents(fresh_server: AuthServer, agents: StartAgent) -> No
         "Version 0.1.0",
         "",
         "Store    sqlite (healthy)",
-        "Revision 1",
+        f"Revision {status.revision}",  # the presets, then the lock
         f"Epoch    {status.epoch}",
         "Agents   2 connected",
     ]
@@ -104,13 +104,13 @@ def test_status_lists_agents(fresh_server: AuthServer, agents: StartAgent) -> No
     assert [row[0] for row in rows] == ["node-a", "node-b"]
     for row in rows:
         assert row[1].startswith("ipv4:127.0.0.1:")
-        assert row[2:5] == ["synced", "1", "0"]
+        assert row[2:5] == ["synced", str(status.revision), "0"]
         assert re.fullmatch(r"\d+\.\ds ago", row[5])
         assert re.fullmatch(r"\d+\.\ds ago", row[6])
 
     as_json = json.loads(lockctl(fresh_server, "status", "--format=json").stdout)
     assert as_json["cluster_name"] == "lockctl.test"
-    assert as_json["revision"] == 1
+    assert as_json["revision"] == status.revision
     assert [agent["server_id"] for agent in as_json["agents"]] == ["node-a", "node-b"]
     assert all(agent["lag"] == 0 and agent["connected"] for agent in as_json["agents"])
 
