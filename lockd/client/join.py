@@ -165,15 +165,16 @@ async def renew_forever(
         await asyncio.sleep(max(wait, 0.0))
         for address in addresses:
             try:
-                holder.identity = await renew(address, holder.identity, server_id)
+                renewed = await renew(address, holder.identity, server_id)
             except LockdError as error:
                 # Refused (a locked agent, a revoked CA) or unreachable: keep the current
                 # certificate and retry later; never let the renewal task die.
                 _log.warning("certificate renewal failed", auth_server=address, error=str(error))
                 continue
-            if directory is not None:
-                await asyncio.to_thread(holder.identity.save, directory)
-            not_after = holder.identity.certificate().not_valid_after_utc
+            if directory is not None:  # saved before use: a restart finds what is in use
+                await asyncio.to_thread(renewed.save, directory)
+            holder.identity = renewed
+            not_after = renewed.certificate().not_valid_after_utc
             _log.info("renewed the agent certificate", not_after=str(not_after))
             break
         else:

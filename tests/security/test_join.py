@@ -194,7 +194,7 @@ async def test_the_renewal_loop_renews_at_two_thirds_of_the_lifetime_and_saves(
     renewed = holder.identity
     assert subject_of(renewed.certificate()) == ("node-1", "agent")
     assert renewed.renew_after() > now() + timedelta(hours=15)
-    assert AgentIdentity.load(tmp_path) == renewed
+    assert await asyncio.to_thread(AgentIdentity.load, tmp_path) == renewed
     assert stat.S_IMODE((tmp_path / "agent.key").stat().st_mode) == 0o600
 
 
