@@ -128,9 +128,9 @@ async def test_a_frozen_auth_server_is_left_for_the_next_one_within_seconds(
         await connected_to(second, within=WAIT)
     finally:
         first.thaw()
-    # The target is 1.6 s (+ a reconnect backoff of at most 0.5 s); 10 s leaves room for
-    # a loaded machine and still fails the keepalive-only agent (30 s at best).
-    assert time.monotonic() - started < 10
+    # The target is 1.6 s (+ a reconnect backoff of at most 0.5 s); 25 s leaves room for
+    # a loaded machine and still fails the keepalive-only agent (30 s at best, ~80 s seen).
+    assert time.monotonic() - started < 25
 
 
 async def test_status_shows_a_frozen_agent_as_unresponsive(daemons: Daemons) -> None:
