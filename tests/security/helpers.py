@@ -30,7 +30,7 @@ from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import GrpcServerMetrics
 from lockd.pki import ClusterCA, key_pem, make_csr, new_key
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
-from lockd.testing import FakeClock
+from lockd.testing import SteppedClock
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
 from tests.support import WAIT
@@ -73,9 +73,10 @@ class SecureCluster:
         # One registry for every start: a restart reuses the same metric objects.
         self.registry = CollectorRegistry()
         self.grpc_metrics = GrpcServerMetrics(self.registry)
-        # The server's time, moved by tests that are about expiry. It starts at the real
-        # time because TLS handshakes check certificates against the real clock.
-        self.clock = FakeClock(datetime.now(UTC))
+        # The server's time, stepped forward by tests that are about expiry. It runs in
+        # real time otherwise: heartbeats must flow, and TLS handshakes check
+        # certificates against the real clock.
+        self.clock = SteppedClock()
         self.app: AuthApp | None = None
         self._clients: list[AuthClient] = []
         self._channels: list[grpc.aio.Channel] = []
