@@ -18,7 +18,8 @@ from tests.support import free_port, http_get
 
 def _shipped_configs() -> dict[str, str]:
     """name → YAML text of every lockd config in deploy/ (examples/lockd-*.yaml: the other
-    examples are resource documents for lockctl; and the manifests' configs)."""
+    examples are resource documents for lockctl; the manifests' configs; the compose files'
+    inline configs)."""
     configs = {path.name: path.read_text() for path in sorted(DEPLOY.glob("examples/lockd-*.yaml"))}
     for manifest in sorted(DEPLOY.glob("kubernetes/*.yaml")):
         for document in yaml.safe_load_all(manifest.read_text()):
@@ -26,6 +27,9 @@ def _shipped_configs() -> dict[str, str]:
                 data = {**document.get("data", {}), **document.get("stringData", {})}
                 for key, text in data.items():
                     configs[f"{manifest.name}:{key}"] = text
+    for compose in sorted(DEPLOY.glob("compose/*.yaml")):
+        for key, config in yaml.safe_load(compose.read_text()).get("configs", {}).items():
+            configs[f"{compose.name}:{key}"] = config["content"]
     return configs
 
 

