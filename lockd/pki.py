@@ -2,8 +2,13 @@
 
 Created on first start in the data dir (`ca.key` mode 0600, `ca.crt`). Certificates name
 who holds them in their subject: CN = user name or agent server_id, OU = the kind
-(`user`, `agent`, `server`), O = one entry per role. The CA pin that agents and
-operators check is `sha256:<hex>` of the CA's SubjectPublicKeyInfo (DER), as Teleport's.
+(`user`, `agent`, `server`), O = one entry per role. A user certificate may also name
+the MFA device, the trusted device and the access requests it was issued for, in
+subject attributes of lockd's own OIDs (as Teleport puts them in its certificates'
+subject), so locks on those reach the sessions it opens (`lockd proxy`). A certificate
+request asks for them with the same attributes in its subject; the CA copies only those.
+The CA pin that agents and operators check is `sha256:<hex>` of the CA's
+SubjectPublicKeyInfo (DER), as Teleport's.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
 CA_LIFETIME = timedelta(days=3650)
 CLOCK_SKEW = timedelta(minutes=1)
+# lockd's OID arc: 2.25.<a UUID as an integer> (ITU-T X.667), unique without registration.
+LOCKD_OID_ARC = "2.25.144483054995706517374326308584715465555"
+MFA_DEVICE_OID = x509.ObjectIdentifier(LOCKD_OID_ARC + ".1")
+DEVICE_OID = x509.ObjectIdentifier(LOCKD_OID_ARC + ".2")
+ACCESS_REQUEST_OID = x509.ObjectIdentifier(LOCKD_OID_ARC + ".3")  # one attribute per request
 
 
 class IdentityKind(StrEnum):
@@ -37,10 +47,39 @@ class IdentityKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceAttributes:
+    """What a user certificate was issued for besides user and roles (lock targets)."""
+
+    mfa_device: str = ""
+    device: str = ""
+    access_requests: tuple[str, ...] = ()
+
+    def subject_attributes(self) -> list[x509.NameAttribute[str]]:
+        named = [(MFA_DEVICE_OID, self.mfa_device), (DEVICE_OID, self.device)]
+        named += [(ACCESS_REQUEST_OID, request) for request in self.access_requests]
+        return [x509.NameAttribute(oid, value) for oid, value in named if value]
+
+    @classmethod
+    def of_subject(cls, subject: x509.Name) -> DeviceAttributes:
+        def values(oid: x509.ObjectIdentifier) -> tuple[str, ...]:
+            return tuple(str(item.value) for item in subject.get_attributes_for_oid(oid))
+
+        mfa_devices, devices = values(MFA_DEVICE_OID), values(DEVICE_OID)
+        if len(mfa_devices) > 1 or len(devices) > 1:
+            raise UnauthenticatedError("certificate names more than one MFA device or device")
+        return cls(
+            mfa_devices[0] if mfa_devices else "",
+            devices[0] if devices else "",
+            values(ACCESS_REQUEST_OID),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CertIdentity:
     kind: IdentityKind
     name: str
     roles: tuple[str, ...] = ()
+    attributes: DeviceAttributes = DeviceAttributes()
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -67,14 +106,39 @@ def spki_pin(cert: x509.Certificate) -> str:
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
-def make_csr(key: ec.EllipticCurvePrivateKey, name: str) -> bytes:
-    """A CSR carrying only the public key; the CA decides the subject."""
+def make_csr(
+    key: ec.EllipticCurvePrivateKey, name: str, attributes: DeviceAttributes = DeviceAttributes()
+) -> bytes:
+    """A CSR for the public key, asking for `attributes`; the CA decides the subject."""
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, name or "lockd")]
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name or "lockd")]))
+        .subject_name(x509.Name(subject + attributes.subject_attributes()))
         .sign(key, hashes.SHA256())
     )
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def load_csr(
+    csr_pem: bytes,
+) -> tuple[x509.CertificateSigningRequest, ec.EllipticCurvePublicKey]:
+    """A signed certificate request for an EC key, and that key (ValidationError otherwise)."""
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as error:
+        raise ValidationError(f"invalid certificate signing request: {error}") from None
+    public_key = csr.public_key()
+    if not csr.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise ValidationError("the certificate signing request must be a signed EC key")
+    return csr, public_key
+
+
+def requested_attributes(csr_pem: bytes) -> DeviceAttributes:
+    """The MFA device, device and access requests a certificate request asks for."""
+    try:
+        return DeviceAttributes.of_subject(load_csr(csr_pem)[0].subject)
+    except UnauthenticatedError as error:
+        raise ValidationError(f"certificate signing request: {error}") from None
 
 
 def identity_of(cert: x509.Certificate) -> CertIdentity:
@@ -92,7 +156,7 @@ def identity_of(cert: x509.Certificate) -> CertIdentity:
         str(attribute.value)
         for attribute in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     )
-    return CertIdentity(kind, str(names[0].value), roles)
+    return CertIdentity(kind, str(names[0].value), roles, DeviceAttributes.of_subject(subject))
 
 
 class ClusterCA:
@@ -159,6 +223,7 @@ class ClusterCA:
             x509.NameAttribute(NameOID.COMMON_NAME, identity.name),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, identity.kind.value),
             *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, role) for role in identity.roles),
+            *identity.attributes.subject_attributes(),
         ]
         usage = (
             ExtendedKeyUsageOID.SERVER_AUTH
@@ -185,14 +250,7 @@ class ClusterCA:
     def sign_csr(
         self, csr_pem: bytes, identity: CertIdentity, now: datetime, ttl: timedelta
     ) -> x509.Certificate:
-        try:
-            csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as error:
-            raise ValidationError(f"invalid certificate signing request: {error}") from None
-        public_key = csr.public_key()
-        if not csr.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
-            raise ValidationError("the certificate signing request must be a signed EC key")
-        return self.issue(public_key, identity, now, ttl)
+        return self.issue(load_csr(csr_pem)[1], identity, now, ttl)
 
 
 def _san(hosts: Iterable[str]) -> Iterable[x509.GeneralName]:

@@ -35,7 +35,14 @@ from lockd.obs.audit import (
     change,
     token_id,
 )
-from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem
+from lockd.pki import (
+    CertIdentity,
+    ClusterCA,
+    DeviceAttributes,
+    IdentityKind,
+    cert_pem,
+    requested_attributes,
+)
 from lockd.pki_openssh import SignedSSHCertificate, SSHUserCA, SSHUserIdentity
 
 AGENT_TOKEN_KIND = "agent"
@@ -65,6 +72,16 @@ def _check_ttl(ttl: timedelta, limit: timedelta, what: str) -> None:
         raise ValidationError(f"{what} TTL must not exceed {format_duration(limit)}")
 
 
+def _check_attributes(attributes: DeviceAttributes) -> None:
+    for value, what in ((attributes.mfa_device, "mfa_device"), (attributes.device, "device")):
+        if value:
+            validate_name(value, what)
+    for request in attributes.access_requests:
+        validate_name(request, "access_request")
+    if len(set(attributes.access_requests)) != len(attributes.access_requests):
+        raise ValidationError("an access request is named twice")
+
+
 class IdentityService:
     def __init__(
         self,
@@ -88,6 +105,8 @@ class IdentityService:
     ) -> IssuedCertificate:
         """A certificate for `user_name` with the roles the user has now.
 
+        The MFA device, trusted device and access requests the CSR asks for (subject
+        attributes, `lockd.pki`) are carried too, after the same lock check as the rest.
         Issuing credentials for a user needs `create` and `update` on `user`.
         """
         self.auth.authorize(caller, Kind.USER, (Verb.CREATE, Verb.UPDATE))
@@ -95,13 +114,31 @@ class IdentityService:
         user = await self.auth.store.get_user(user_name)
         if user is None:
             raise NotFoundError(f'user "{user_name}" not found')
-        self.refuse_locked_identity(caller, Identity(user=user.name, roles=user.roles))
-        issued = self._issued(csr_pem, CertIdentity(IdentityKind.USER, user.name, user.roles), ttl)
-        fields = {
+        attributes = requested_attributes(csr_pem)
+        _check_attributes(attributes)
+        self.refuse_locked_identity(
+            caller,
+            Identity(
+                user=user.name,
+                roles=user.roles,
+                mfa_device=attributes.mfa_device,
+                device=attributes.device,
+                access_requests=attributes.access_requests,
+            ),
+        )
+        identity = CertIdentity(IdentityKind.USER, user.name, user.roles, attributes)
+        issued = self._issued(csr_pem, identity, ttl)
+        fields: dict[str, object] = {
             "user": user.name,
             "roles": list(user.roles),
             "not_after": format_rfc3339(issued.not_after),
         }
+        if attributes.mfa_device:
+            fields["mfa_device"] = attributes.mfa_device
+        if attributes.device:
+            fields["device"] = attributes.device
+        if attributes.access_requests:
+            fields["access_requests"] = list(attributes.access_requests)
         self._audit(IDENTITY_SIGNED, fields, caller.name, caller.source)
         return issued
 
