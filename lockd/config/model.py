@@ -28,6 +28,10 @@ DEFAULT_SOCKET_MODE = 0o660
 MIN_HEARTBEAT_INTERVAL = timedelta(milliseconds=10)
 MAX_HEARTBEAT_INTERVAL = timedelta(minutes=1)
 MIN_MAX_STALENESS = timedelta(seconds=1)
+MAX_WATCH_WORKERS = 64
+# Snapshot bytes the auth server may have in flight to agents at once (lockd.auth.watch_stream).
+DEFAULT_SNAPSHOT_BYTES_IN_FLIGHT = 256 << 20
+MIN_SNAPSHOT_BYTES_IN_FLIGHT = 1 << 20
 
 STORAGE_TYPES = STORE_TYPES  # one list, kept by lockd.store
 AUDIT_STREAMS = ("stdout", "stderr")
@@ -78,6 +82,9 @@ class AuthServiceConfig:
     insecure: bool  # plaintext gRPC: local development only, loopback addresses only
     join_listen_addr: str  # host:port where agents exchange join tokens (TLS, no client cert)
     tls_names: tuple[str, ...]  # extra DNS names / IPs for the server certificate
+    # Processes serving WatchLocks on listen_addr, this one included ("auto": one per core).
+    watch_workers: int = 1
+    snapshot_bytes_in_flight: int = DEFAULT_SNAPSHOT_BYTES_IN_FLIGHT
 
 
 @dataclass(frozen=True, slots=True)

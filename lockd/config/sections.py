@@ -18,10 +18,13 @@ from lockd.config.model import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_JOIN_LISTEN_ADDR,
     DEFAULT_MAX_STALENESS,
+    DEFAULT_SNAPSHOT_BYTES_IN_FLIGHT,
     DEFAULT_SSH_USER_CA_KEYS,
     MAX_HEARTBEAT_INTERVAL,
+    MAX_WATCH_WORKERS,
     MIN_HEARTBEAT_INTERVAL,
     MIN_MAX_STALENESS,
+    MIN_SNAPSHOT_BYTES_IN_FLIGHT,
     SSH_AGENT_UNREACHABLE,
     AgentServiceConfig,
     AuditConfig,
@@ -69,6 +72,8 @@ _AUTH_KEYS = (
     "insecure",
     "join_listen_addr",
     "tls_names",
+    "watch_workers",
+    "snapshot_bytes_in_flight",
 )
 _AUTHENTICATION_KEYS = ("locking_mode",)
 _AGENT_KEYS = (
@@ -175,7 +180,62 @@ def _auth_service(section: Mapping[str, object], data_dir: Path) -> AuthServiceC
             section, "join_listen_addr", prefix, DEFAULT_JOIN_LISTEN_ADDR
         ),
         tls_names=_names(section, "tls_names", prefix),
+        watch_workers=_watch_workers(section, prefix, storage.type),
+        snapshot_bytes_in_flight=_byte_size(
+            section,
+            "snapshot_bytes_in_flight",
+            prefix,
+            DEFAULT_SNAPSHOT_BYTES_IN_FLIGHT,
+            MIN_SNAPSHOT_BYTES_IN_FLIGHT,
+        ),
     )
+
+
+def _watch_workers(section: Mapping[str, object], prefix: str, storage: str) -> int:
+    """`auto` (one per core) or a whole number of processes serving WatchLocks; workers
+    beside this process tail a SQLite file, so other stores have one process."""
+    value = section.get("watch_workers", 1)
+    if value == "auto":
+        value = max(1, min(os.cpu_count() or 1, MAX_WATCH_WORKERS))
+        return value if storage == "sqlite" else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WATCH_WORKERS:
+        raise config_error(
+            f"{prefix}.watch_workers",
+            f'must be "auto" or a whole number from 1 to {MAX_WATCH_WORKERS}, '
+            f"got {describe(value)}",
+        )
+    if storage != "sqlite" and value != 1:
+        raise config_error(
+            f"{prefix}.watch_workers",
+            f"more than one needs the sqlite store (storage.type is {storage})",
+        )
+    return int(value)
+
+
+_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def _byte_size(
+    section: Mapping[str, object], key: str, prefix: str, default: int, minimum: int
+) -> int:
+    """A size in bytes: a whole number, or one with a unit (B, KiB, MiB, GiB), e.g. 64MiB."""
+    value = section.get(key, default)
+    size: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = int(value)
+    elif isinstance(value, str):
+        number = value.rstrip("BKMGi")
+        unit = _SIZE_UNITS.get(value[len(number) :])
+        if number.isdigit() and unit is not None:
+            size = int(number) * unit
+    if size is None:
+        raise config_error(
+            f"{prefix}.{key}",
+            f"must be a size such as 64MiB (units B, KiB, MiB, GiB), got {describe(value)}",
+        )
+    if size < minimum:
+        raise config_error(f"{prefix}.{key}", f"must be at least {minimum >> 20}MiB")
+    return size
 
 
 def _insecure(section: Mapping[str, object], prefix: str, addresses: tuple[str, ...]) -> bool:
