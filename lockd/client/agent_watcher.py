@@ -94,10 +94,10 @@ class WatchClient:
         attempt = 0
         servers = self._settings.auth_servers
         index = 0
-        loop = asyncio.get_running_loop()
+        clock = self._runtime.clock  # the healthy period is timed on the agent's clock
         while True:
             address = servers[index % len(servers)]
-            started = loop.time()
+            started = clock.monotonic()
             floor = 0.0
             try:
                 await self._stream(address)
@@ -127,7 +127,7 @@ class WatchClient:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError
-            if loop.time() - started >= self._settings.healthy_period:
+            if clock.monotonic() - started >= self._settings.healthy_period:
                 attempt = 0
             delay = self._settings.backoff.delay(attempt, self._draw, floor)
             attempt += 1

@@ -23,6 +23,7 @@ from lockd.domain.lock import Lock, LockTarget
 from lockd.v1 import watch_service_pb2 as pb
 from tests.agent.fake_auth import Connection, FakeFactory
 from tests.agent.helpers import CLUSTER, Cluster
+from tests.support import eventually
 
 EPOCH = "ack-epoch"
 QUIET = 3600.0  # a heartbeat interval so long that no cadence ack comes during a test
@@ -84,8 +85,9 @@ async def test_an_ack_never_names_a_revision_that_is_not_on_disk(
 async def test_an_asked_revision_is_acked_at_once_and_an_unasked_one_is_not(
     cluster: Cluster, fake: FakeFactory
 ) -> None:
-    """Without an AckRequest an applied batch waits for the heartbeat-cadence ack (here
-    an hour away); an AckRequest gets its ack at once."""
+    """Without an AckRequest an applied and saved batch waits for the heartbeat-cadence
+    ack (here an hour away): none names it once it is on disk, when an agent acking every
+    save would have sent one; an AckRequest gets its ack at once."""
     asked = asyncio.Event()
 
     async def script(connection: Connection) -> None:
@@ -100,7 +102,8 @@ async def test_an_asked_revision_is_acked_at_once_and_an_unasked_one_is_not(
     agent = await cluster.start_agent(addresses=(server.address,), wait_synced=False)
     await agent.wait_revision(2)
     connection = (await server.wait_connections(1))[0]
-    await asyncio.sleep(1.5)  # the old agent acked every change 0.5-1 s after it
+    saver = agent.app.runtime.saver
+    await eventually(lambda: saver.saved == (EPOCH, 2), what="revision 2 saved")
     assert all(ack.applied_revision < 2 for ack in connection.acks)
     asked.set()
     await connection.wait_for_ack(2)

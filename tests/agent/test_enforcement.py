@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -12,6 +12,7 @@ from lockd.domain.errors import PreconditionError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from tests.agent.helpers import Cluster, terminated_within, user_lock
+from tests.agent.stepped_time import share_stepped_clock
 from tests.support import eventually
 
 ALICE = Identity(user="alice", roles=("dev",), login="root")
@@ -83,33 +84,34 @@ async def test_deleting_a_lock_allows_new_sessions_and_ended_ones_stay_ended(
 
 
 async def test_an_expiring_lock_denies_until_expires_and_ends_nothing_afterwards(
-    cluster: Cluster,
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Until `expires` new sessions are refused; afterwards they are allowed, and the
-    EXPIRE event that follows terminates none of them."""
+    """Until `expires` new sessions are refused; once the clock passes it they are
+    allowed, and the EXPIRE event that follows terminates none of them (a later lock
+    on the same stream is the first thing that ends the session)."""
+    stepped = share_stepped_clock(monkeypatch)
     auth = await cluster.start_auth()
     agent = await cluster.start_agent()
-    expires = datetime.now(UTC) + timedelta(seconds=2)
+    expires = stepped.now() + timedelta(hours=1)
     _, revision = await auth.client().create_lock(
         Lock("brief", LockTarget(user="alice"), message="cool off", expires=expires)
     )
     await agent.wait_revision(revision)
-    if datetime.now(UTC) < expires - timedelta(milliseconds=300):  # a very slow machine skips
-        decision = await agent.client.check_access(ALICE)
-        assert (decision.allowed, decision.lock_name) == (False, "brief")
+    decision = await agent.client.check_access(ALICE)
+    assert (decision.allowed, decision.lock_name) == (False, "brief")
 
-    async def allowed() -> bool:
-        return (await agent.client.check_access(ALICE)).allowed
-
-    await eventually(allowed, what="the lock to expire on the agent")
-    assert datetime.now(UTC) >= expires
+    stepped.advance(3600)  # the agent decides on its own clock, before any EXPIRE event
+    assert (await agent.client.check_access(ALICE)).allowed
     session = await agent.open(ALICE)
     # The auth server's reaper commits EXPIRE (one more revision); it ends nothing.
     await agent.wait_revision(revision + 1)
     assert auth.audit.of("lock.expired")
-    await asyncio.sleep(0.3)
     assert not session.is_terminated()
-    assert (await agent.status()).sessions == 1
+    await auth.client().create_lock(user_lock("later", message="after expiry"))
+    assert await terminated_within(session) == (
+        'lock targeting User:"alice" is in force: after expiry',
+        "later",
+    )
 
 
 async def test_a_role_lock_hits_only_sessions_with_that_role(cluster: Cluster) -> None:

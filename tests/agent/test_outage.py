@@ -19,31 +19,44 @@ from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import ClusterAuthPreference, Role
+from lockd.testing import SteppedClock
 from tests.agent.helpers import (
     CLUSTER,
+    AgentHandle,
+    AuthHandle,
     Cluster,
     terminated_within,
     user_lock,
 )
+from tests.agent.stepped_time import share_stepped_clock
 from tests.support import eventually, free_port
 
 ALICE = Identity(user="alice", roles=("dev",))
 BOB = Identity(user="bob", roles=("ops",))
 CAROL = Identity(user="carol", roles=("dev",))
-SHORT_STALENESS = timedelta(seconds=2)
+STALENESS = timedelta(minutes=1)
+
+
+async def cut_off_until_stale(auth: AuthHandle, agent: AgentHandle, clock: SteppedClock) -> None:
+    """Stop the auth server; once the agent knows it is cut off (no heartbeat can
+    refresh its view any more), step its clock past `max_staleness`."""
+    await auth.stop()
+    await agent.wait_state("degraded")
+    clock.advance(STALENESS.total_seconds() + 1)
 
 
 async def test_best_effort_sessions_survive_an_auth_outage_and_locks_stay_enforced(
-    cluster: Cluster,
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Auth gone: the agent goes DEGRADED then STALE, best_effort sessions keep running,
     the last known locks still refuse alice, and others are still allowed."""
+    clock = share_stepped_clock(monkeypatch)
     auth = await cluster.start_auth()
     _, revision = await auth.client().create_lock(user_lock("l1", message="nope"))
-    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    agent = await cluster.start_agent(max_staleness=STALENESS)
     await agent.wait_revision(revision)
     bob = await agent.open(BOB)
-    await auth.stop()
+    await cut_off_until_stale(auth, agent, clock)
     await agent.wait_state("stale")
     assert not bob.is_terminated()
     with pytest.raises(SessionDenied, match=r'^lock targeting User:"alice" is in force: nope$'):
@@ -54,18 +67,19 @@ async def test_best_effort_sessions_survive_an_auth_outage_and_locks_stay_enforc
 
 
 async def test_strict_role_sessions_are_locked_out_once_the_view_is_stale(
-    cluster: Cluster,
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A role with `lock: strict`: when the view goes STALE its sessions end with the
     preventive lock-out and its checks are refused; best_effort ones carry on. Back in
     sync, strict sessions are allowed again."""
+    clock = share_stepped_clock(monkeypatch)
     auth = await cluster.start_auth()
     await auth.client().put_role(Role("ops", lock_mode=LockingMode.STRICT), PutMode.UPSERT)
-    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    agent = await cluster.start_agent(max_staleness=STALENESS)
     strict, relaxed = await agent.open(BOB), await agent.open(ALICE)
     assert strict.decision.mode is LockingMode.STRICT
     assert relaxed.decision.mode is LockingMode.BEST_EFFORT
-    await auth.stop()
+    await cut_off_until_stale(auth, agent, clock)
     assert await terminated_within(strict) == (STRICT_LOCKOUT_MESSAGE, "")
     assert (await agent.status()).state == "stale"
     refused = await agent.client.check_access(BOB)
@@ -87,14 +101,17 @@ async def test_strict_role_sessions_are_locked_out_once_the_view_is_stale(
     assert (await agent.open(BOB)).decision.allowed
 
 
-async def test_a_strict_cluster_preference_locks_out_every_session(cluster: Cluster) -> None:
+async def test_a_strict_cluster_preference_locks_out_every_session(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`cluster_auth_preference` strict: every session, with or without roles, is strict."""
+    clock = share_stepped_clock(monkeypatch)
     auth = await cluster.start_auth()
     await auth.client().set_cluster_auth_preference(ClusterAuthPreference(LockingMode.STRICT))
-    agent = await cluster.start_agent(max_staleness=SHORT_STALENESS)
+    agent = await cluster.start_agent(max_staleness=STALENESS)
     sessions = [await agent.open(ALICE), await agent.open(Identity(login="root"))]
     assert {session.decision.mode for session in sessions} == {LockingMode.STRICT}
-    await auth.stop()
+    await cut_off_until_stale(auth, agent, clock)
     for session in sessions:
         assert await terminated_within(session) == (STRICT_LOCKOUT_MESSAGE, "")
     assert not (await agent.client.check_access(CAROL)).allowed

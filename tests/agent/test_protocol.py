@@ -21,10 +21,10 @@ from lockd.domain.backoff import Backoff
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
-from lockd.domain.ports import SystemClock
 from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
+from lockd.testing import FakeClock
 from lockd.v1 import watch_service_pb2 as pb
 from tests.agent.fake_auth import Connection, FakeFactory, hold_open
 from tests.agent.helpers import CLUSTER, Cluster, terminated_within
@@ -169,21 +169,24 @@ class RecordingBackoff(Backoff):
 
 async def test_the_backoff_starts_over_after_a_healthy_stream(fake: FakeFactory) -> None:
     """Failures count attempts up (0, 1, 2); a stream that lived longer than the healthy
-    period resets the count, so the next failure waits like the first one did."""
+    period on the agent's clock resets the count, so the next failure waits like the
+    first one did. The clock moves only in the healthy stream: however slowly the
+    refused streams run, they never count as healthy."""
+    clock = FakeClock()
 
     async def refuse(connection: Connection) -> None:
         return  # ends the stream at once
 
     async def healthy(connection: Connection) -> None:
         await connection.snapshot(EPOCH, 1)
-        await asyncio.sleep(2.5)
+        clock.advance(1.0)  # the healthy period, spent inside this stream
 
     server = await fake([refuse, refuse, refuse, healthy, refuse])
     backoff = RecordingBackoff(base=0.01, cap=0.05)
     view = LocalView(ViewSettings("node-1"))
     runtime = AgentRuntime(
         view,
-        SystemClock(),
+        clock,
         MemoryAuditSink(),
         AgentMetrics(CollectorRegistry()),
         ViewOwner(CLUSTER, "node-1"),
