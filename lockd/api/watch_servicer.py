@@ -165,7 +165,7 @@ class WatchHandler:
         self._agents = agents
         self._clock = clock
         self._settings = settings
-        self._gate = SnapshotGate(settings.max_concurrent_snapshots)
+        self._gate = SnapshotGate(settings.snapshot_bytes_in_flight)
         self._watchdog = WriteWatchdog(settings.slow_consumer_after.total_seconds())
         agents.on_await.append(hub.wake)  # an awaited revision: streams send AckRequests
 

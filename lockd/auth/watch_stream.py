@@ -30,7 +30,10 @@ class WatchSettings:
     heartbeat_interval: timedelta = timedelta(seconds=5)
     # A stream whose next batch waited longer than this is a slow consumer.
     slow_consumer_after: timedelta = timedelta(seconds=30)
-    max_concurrent_snapshots: int = 64
+    # Snapshot bytes all streams together may still have to send: past it, a stream
+    # needing a snapshot is reset (overloaded). Bytes, not a count of snapshots, because
+    # a snapshot of 100 locks and one of 100,000 differ a thousandfold in cost.
+    snapshot_bytes_in_flight: int = 256 << 20
     retry_after: timedelta = timedelta(seconds=1)
 
 
@@ -42,20 +45,25 @@ class Hello:
 
 
 class SnapshotGate:
-    """Caps concurrent snapshots; past the cap a stream is reset (overloaded)."""
+    """Admits snapshots by the bytes they still have to send, over all streams.
+
+    A stream is admitted when its whole snapshot fits in what is left of `limit`, or
+    when no snapshot is in flight (a snapshot larger than the budget still goes out, one
+    at a time); its bytes are given back frame by frame as they are written.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.active = 0
+        self.in_flight = 0
 
-    def try_enter(self) -> bool:
-        if self.active >= self.limit:
+    def try_enter(self, size: int) -> bool:
+        if self.in_flight and self.in_flight + size > self.limit:
             return False
-        self.active += 1
+        self.in_flight += size
         return True
 
-    def leave(self) -> None:
-        self.active -= 1
+    def leave(self, size: int) -> None:
+        self.in_flight -= size
 
 
 class WatchStream:
@@ -114,16 +122,22 @@ class WatchStream:
             except CompactedError:
                 seq = None
         if seq is None:
-            if not self._gate.try_enter():
+            seq = hub.ring.next_seq  # state and ring position together: no await between
+            frames = hub.snapshot_frames(self._encode_snapshot)
+            left = sum(map(len, frames))
+            if not self._gate.try_enter(left):
                 jitter = self._settings.retry_after * (1 + random.random())
                 yield self._reset(ResetReason.OVERLOADED, "too many snapshots in flight", jitter)
                 return
+            self.position = hub.revision
+            self.snapshotted = True
             try:
-                frames, seq = self._snapshot()
                 for frame in frames:
-                    yield frame
+                    yield frame  # resumed once the frame is written
+                    left -= len(frame)
+                    self._gate.leave(len(frame))
             finally:
-                self._gate.leave()
+                self._gate.leave(left)
         async for frame in self._follow(seq):
             yield frame
 
@@ -141,15 +155,6 @@ class WatchStream:
                 self.position = part[-1].revision
                 yield frame
                 self._on_batch_sent(len(part))
-
-    def _snapshot(self) -> tuple[list[bytes], int]:
-        """State and ring position captured together (no await in between)."""
-        hub = self._hub
-        seq = hub.ring.next_seq
-        frames = hub.snapshot_frames(self._encode_snapshot)
-        self.position = hub.revision
-        self.snapshotted = True
-        return frames, seq
 
     def _encode_snapshot(self) -> list[bytes]:
         hub = self._hub

@@ -31,7 +31,10 @@ def auth_server_settings(config: Config) -> AuthServerSettings:
         listen_addr=auth.listen_addr,
         admin_socket=auth.admin_socket,
         static_locking_mode=auth.authentication.locking_mode,
-        watch=WatchSettings(heartbeat_interval=auth.heartbeat_interval),
+        watch=WatchSettings(
+            heartbeat_interval=auth.heartbeat_interval,
+            snapshot_bytes_in_flight=auth.snapshot_bytes_in_flight,
+        ),
         preset_roles=True,
         tls=None
         if auth.insecure

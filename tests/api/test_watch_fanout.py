@@ -1,4 +1,4 @@
-"""Fan-out under load: many streams, a stalled reader, and the snapshot cap."""
+"""Fan-out under load: many streams, a stalled reader, and snapshot admission by bytes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tests.api.helpers import (
     create_lock,
     delete_lock,
     lock_pb_of,
+    read_snapshot,
     start_following,
 )
 from tests.support import eventually
@@ -31,7 +32,7 @@ async def test_a_thousand_streams_all_receive_the_same_events_in_order(
     """1000 concurrent streams over a few channels each get a snapshot, then every event,
     in the same order, in contiguous batches."""
     streams, channels = 1000, 4
-    server = await servers.start(watch=WatchSettings(max_concurrent_snapshots=streams))
+    server = await servers.start()
     writer = server.channel()
     await create_lock(writer, lock_pb_of("before"))
     pool = [server.channel() for _ in range(channels)]
@@ -101,20 +102,23 @@ async def test_a_stalled_reader_is_reset_and_resumes_without_missing_a_revision(
     resumed.cancel()
 
 
-async def test_snapshots_beyond_the_cap_are_refused_as_overloaded(servers: Servers) -> None:
-    """With max_concurrent_snapshots=1, a snapshot held up by a reader that stopped reading
-    makes the next snapshot request end with Reset(OVERLOADED) and a retry_after of at
-    least the configured one; once the first snapshot is through, snapshots work again."""
+async def test_snapshots_beyond_the_byte_budget_are_refused_as_overloaded(
+    servers: Servers,
+) -> None:
+    """With 1 MiB of snapshot bytes in flight allowed, a ~600 KB snapshot held up by a
+    reader that stopped reading makes the next one of that size end with
+    Reset(OVERLOADED) and a retry_after of at least the configured one, while a resume and
+    a small snapshot still fit; once the first snapshot is through, big ones work again."""
     retry_after = timedelta(seconds=1)
     server = await servers.start(
-        watch=WatchSettings(max_concurrent_snapshots=1, retry_after=retry_after)
+        watch=WatchSettings(snapshot_bytes_in_flight=1 << 20, retry_after=retry_after)
     )
     writer = server.channel()
     for index in range(150):  # ~600 KB of snapshot: far more than one HTTP/2 window
         await create_lock(writer, lock_pb_of(f"lock-{index:03}", message=BIG))
 
     holder = await WatchClient.open(server.channel(), agent_id="holder")
-    await holder.read_kind("snapshot_begin")  # the gate is taken; now stop reading
+    await holder.read_kind("snapshot_begin")  # its bytes are in flight; now stop reading
 
     refused = await WatchClient.open(server.channel(), agent_id="refused")
     reset = (await refused.read()).reset
@@ -122,7 +126,7 @@ async def test_snapshots_beyond_the_cap_are_refused_as_overloaded(servers: Serve
     assert retry_after <= reset.retry_after.ToTimedelta() <= 2 * retry_after
     await refused.expect_end()
 
-    # A resume needs no snapshot, so it is not refused while the gate is full.
+    # A resume needs no snapshot, so it is not refused while the budget is spent.
     status = await cluster_status(writer)
     resumer = await WatchClient.open(
         server.channel(), agent_id="resumer", epoch=status.epoch, applied_revision=status.revision
@@ -132,10 +136,21 @@ async def test_snapshots_beyond_the_cap_are_refused_as_overloaded(servers: Serve
         e.name for e in await Follower(resumer, status.epoch, status.revision).until(later)
     ] == ["later"]
 
-    # The holder reads on: its snapshot completes and the gate opens again.
-    chunk = await holder.read()
-    assert chunk.WhichOneof("message") == "snapshot_chunk"
-    await holder.read_kind("snapshot_end")
+    # A small snapshot fits beside the held one (a count of one snapshot would refuse it).
+    for index in range(5, 150):
+        await delete_lock(writer, f"lock-{index:03}")
+    small = await WatchClient.open(server.channel(), agent_id="small")
+    assert (await read_snapshot(small)).lock_names() == [f"lock-{i:03}" for i in range(5)] + [
+        "later"
+    ]
+
+    # The holder reads on: its snapshot completes and the budget is free again.
+    held = 0
+    while (response := await holder.read()).WhichOneof("message") == "snapshot_chunk":
+        held += len(response.snapshot_chunk.resources)
+    assert (response.WhichOneof("message"), held) == ("snapshot_end", 1 + 150)
+    for index in range(5, 150):
+        await create_lock(writer, lock_pb_of(f"lock-{index:03}", message=BIG))
 
     async def snapshot_granted() -> bool:
         client = await WatchClient.open(server.channel(), agent_id="late")
@@ -143,8 +158,8 @@ async def test_snapshots_beyond_the_cap_are_refused_as_overloaded(servers: Serve
         client.cancel()
         return first.WhichOneof("message") == "snapshot_begin"
 
-    await eventually(snapshot_granted, what="a snapshot after the first one finished")
-    for client in (holder, resumer):
+    await eventually(snapshot_granted, what="a big snapshot after the first one finished")
+    for client in (holder, resumer, small):
         client.cancel()
 
 
