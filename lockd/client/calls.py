@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
 from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import UnavailableError, ValidationError
+from lockd.lifetime import StopOnExit
 from lockd.wire.status_table import error_for
 
 T = TypeVar("T")
@@ -94,21 +94,13 @@ class DeadlineInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-class ChannelClient:
+class ChannelClient(StopOnExit):
     """A client that owns one gRPC channel: `async with` closes it."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self.channel = channel
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
         await self.close()
 
     async def close(self) -> None:

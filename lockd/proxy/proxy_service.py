@@ -9,13 +9,12 @@ end the rest with a message, close the agent channel.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Self
 
 from prometheus_client import CollectorRegistry
 
 from lockd.client import AgentClient
 from lockd.domain.errors import UnavailableError
+from lockd.lifetime import StopOnExit
 from lockd.obs.proxy_metrics import ProxyMetrics
 from lockd.proxy.cert_identity import client_tls_context
 from lockd.proxy.listener import Listener
@@ -24,7 +23,7 @@ from lockd.proxy.proxy_config import ProxyConfig
 SIDECAR_NAME = "lockd-proxy"
 
 
-class ProxyService:
+class ProxyService(StopOnExit):
     def __init__(self, config: ProxyConfig, agent: AgentClient, listeners: list[Listener]):
         self.config = config
         self.agent = agent
@@ -58,14 +57,3 @@ class ProxyService:
         timeout = self.config.shutdown_timeout.total_seconds()
         await asyncio.gather(*(listener.drain(timeout) for listener in self.listeners))
         await self.agent.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()

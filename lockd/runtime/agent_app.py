@@ -9,13 +9,10 @@ saves the view after changes. A started `AgentApp` is an async context manager.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import grpc
 import structlog
@@ -36,6 +33,7 @@ from lockd.domain.errors import ValidationError
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock
 from lockd.domain.view import LocalView, ViewSettings
+from lockd.lifetime import StopOnExit, cancel_and_wait
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AgentMetrics, GrpcServerMetrics
 from lockd.runtime.grpc_servers import HealthReporter
@@ -119,7 +117,7 @@ def load_runtime(
     return runtime_class(view, clock, audit, metrics, owner, saver)
 
 
-class AgentApp:
+class AgentApp(StopOnExit):
     """A started node agent. Build it with `AgentApp.start()`; never half-built."""
 
     def __init__(
@@ -214,24 +212,9 @@ class AgentApp:
         app._socket = owned
         return app
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def stop(self) -> None:
         await self._health.set_serving(False)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self.hub.close_all("the agent is shutting down")
         self.hub.flush_audit()
         await self.runtime.close()

@@ -13,14 +13,11 @@ NOT_SERVING, Reset(shutdown) to every watch stream, drain, leave the replicas, c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import grpc
 import structlog
@@ -48,6 +45,7 @@ from lockd.domain.errors import UnavailableError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
+from lockd.lifetime import StopOnExit, cancel_and_wait
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
 from lockd.pki import ClusterCA
@@ -117,7 +115,7 @@ class _Listeners:
     admin_socket: OwnedSocket | None = None
 
 
-class AuthApp:
+class AuthApp(StopOnExit):
     """A started auth server. Build it with `AuthApp.start()`; never half-built."""
 
     def __init__(
@@ -247,26 +245,11 @@ class AuthApp:
         )
         return app
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def stop(self) -> None:
         """Graceful stop: NOT_SERVING, Reset(shutdown) to every stream, drain, close."""
         await self._health.set_serving(False)
         self.hub.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await asyncio.gather(
             *(server.stop(self.settings.shutdown_grace) for server in self._servers)
         )
