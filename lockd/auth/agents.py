@@ -12,7 +12,10 @@ or unless its stream was ended by a lock on its server_id — then `locked`.
 
 Acks on demand: `request_ack(revision)` marks a revision somebody waits for; every
 stream that has delivered it asks its agent to acknowledge it at once
-(lockd.auth.watch_stream), instead of at the next heartbeat-cadence ack.
+(lockd.auth.watch_stream), instead of at the next heartbeat-cadence ack. With several
+replicas the request is relayed (`on_request`) to the others, whose agents ack at once
+too (`relayed=True`: not relayed again); an ack that reaches the awaited revision calls
+`on_awaited_ack`, so the replica reports its agents without waiting for its next report.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class AgentRegistry:
     awaited: int = 0
     # Called when `awaited` grows (the runtime wakes the watch streams).
     on_await: list[Callable[[], None]] = field(default_factory=list)
+    # Called with the revision of every request made through this replica.
+    on_request: list[Callable[[int], None]] = field(default_factory=list)
+    # Called when an agent acks the awaited revision for the first time.
+    on_awaited_ack: list[Callable[[], None]] = field(default_factory=list)
 
     def connect(self, agent_id: str, address: str, now: datetime) -> int:
         """Record a new stream for the agent and return its token."""
@@ -78,8 +85,12 @@ class AgentRegistry:
         record = self._records.get(agent_id)
         if record is None or record.stream_token != token:
             return
+        reached = record.applied_revision < self.awaited <= revision
         record.epoch, record.applied_revision, record.state = epoch, revision, state
         record.last_ack = record.last_frame = now
+        if reached:
+            for listener in self.on_awaited_ack:
+                listener()
 
     def disconnect(self, agent_id: str, token: int) -> None:
         record = self._records.get(agent_id)
@@ -101,12 +112,19 @@ class AgentRegistry:
             return UNRESPONSIVE
         return record.state
 
-    def request_ack(self, revision: int) -> None:
-        """Somebody waits for `revision`: have the agents acknowledge it at once."""
+    def request_ack(self, revision: int, *, relayed: bool = False) -> None:
+        """Somebody waits for `revision`: have the agents acknowledge it at once.
+
+        `relayed`: the request came from another replica (it is not relayed again). A
+        request through this replica is relayed every time, not only when it is new: a
+        relay may be lost, and the waiting client repeats its request."""
         if revision > self.awaited:
             self.awaited = revision
             for listener in self.on_await:
                 listener()
+        if not relayed:
+            for relay in self.on_request:
+                relay(revision)
 
     def records(self) -> list[AgentRecord]:
         return sorted(self._records.values(), key=lambda record: record.agent_id)

@@ -10,14 +10,22 @@ reconnecting elsewhere, and the replica they reach reports them from then on.
 
 A store with one writer has no `ReplicaDirectory`: the one auth server is the only
 replica, and its agents are all there is.
+
+Ack requests (`lockctl lock --wait`) go to every replica: a request made through this
+one is relayed through the store (`AckRelay`, a NOTIFY in PostgreSQL) and each replica
+asks its own agents; a replica whose agent acked the awaited revision reports at once
+(at most every `SOON_GAP` seconds), so the waiting replica sees it without waiting for
+the next periodic report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -31,6 +39,21 @@ _log = structlog.get_logger("lockd.auth.replicas")
 
 REPORT_INTERVAL = 1.0
 ALIVE_FOR_REPORTS = 5
+# The shortest pause between reports sent early (acks of an awaited revision).
+SOON_GAP = 0.1
+
+
+@runtime_checkable
+class AckRelay(Protocol):
+    """Ack requests to and from the other replicas sharing the store."""
+
+    async def request_acks(self, epoch: str, revision: int) -> None:
+        """Tell every replica (this one too) that `revision` of `epoch` is awaited."""
+        ...
+
+    def on_ack_request(self, handler: Callable[[str, int], None]) -> None:
+        """Call `handler(epoch, revision)` for every request any replica announced."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +78,7 @@ class ReplicaSet:
         clock: Clock,
         healthy: Callable[[], bool],
         interval: float = REPORT_INTERVAL,
+        relay: AckRelay | None = None,
     ) -> None:
         self._directory = directory
         # Named once the listeners are bound (`identify`).
@@ -65,6 +89,14 @@ class ReplicaSet:
         self._clock = clock
         self._healthy = healthy
         self._interval = interval
+        self._relay = relay
+        self._report_now = asyncio.Event()
+        self._relay_wanted = asyncio.Event()
+        self._relay_revision = 0  # the highest request not relayed yet
+        agents.on_awaited_ack.append(self._report_now.set)
+        if relay is not None:
+            agents.on_request.append(self._relay_soon)
+            relay.on_ack_request(self._requested_elsewhere)
 
     def identify(self, replica_id: str, address: str) -> None:
         self.replica_id, self.address = replica_id, address
@@ -100,8 +132,33 @@ class ReplicaSet:
         if self._directory is None:
             return
         while True:
+            self._report_now.clear()
             await self.report()
-            await asyncio.sleep(self._interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._report_now.wait()
+                    await asyncio.sleep(SOON_GAP)  # let the acks arriving together in
+
+    def _relay_soon(self, revision: int) -> None:
+        self._relay_revision = max(self._relay_revision, revision)
+        self._relay_wanted.set()
+
+    def _requested_elsewhere(self, epoch: str, revision: int) -> None:
+        if epoch == self._hub.epoch:
+            self._agents.request_ack(revision, relayed=True)
+
+    async def relay_forever(self) -> None:
+        """Relay this replica's ack requests to the others, one at a time (the latest)."""
+        if self._relay is None:
+            return
+        while True:
+            await self._relay_wanted.wait()
+            self._relay_wanted.clear()
+            revision, self._relay_revision = self._relay_revision, 0
+            try:
+                await self._relay.request_acks(self._hub.epoch, revision)
+            except UnavailableError as error:
+                _log.debug("could not relay an ack request", error=str(error))
 
     async def report(self) -> None:
         if self._directory is None:

@@ -2,9 +2,10 @@
 
 A store shared by replicas (one that implements `SharedLog`, `Leases` and
 `ReplicaDirectory`, i.e. PostgreSQL) gets a `LogTailer` (every replica's commits reach
-this hub in order), a lease for the reaper and compaction, and a row in the replica
-directory. A store with one writer (memory, SQLite) gets none of that: its auth server
-publishes its own commits, always leads and is the only replica.
+this hub in order), a lease for the reaper and compaction, a row in the replica
+directory, and its ack requests relayed to the other replicas (`AckRelay`). A store with
+one writer (memory, SQLite) gets none of that: its auth server publishes its own
+commits, always leads and is the only replica.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lockd.auth.agents import AgentRegistry
 from lockd.auth.hub import ReplicationHub
 from lockd.auth.leadership import Leadership
 from lockd.auth.log_tailer import LogTailer
-from lockd.auth.replica_set import ReplicaSet
+from lockd.auth.replica_set import AckRelay, ReplicaSet
 from lockd.domain.addresses import join_host_port, split_host_port
 from lockd.domain.ports import Clock, Store
 from lockd.domain.replicas import Leases, ReplicaDirectory, SharedLog
@@ -51,7 +52,8 @@ class Replication:
         hub.health = healthy
         if tailer is not None:
             hub.on_ahead.append(tailer.check_ahead)
-        replicas = ReplicaSet(directory, hub, agents, clock, healthy)
+        relay = store if isinstance(store, AckRelay) else None
+        replicas = ReplicaSet(directory, hub, agents, clock, healthy, relay=relay)
         # The holder is named at `identify`, once the port is known.
         return cls(tailer, Leadership(leases, "", clock), replicas)
 
@@ -74,7 +76,11 @@ class Replication:
         await self.replicas.report()
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
-        loops = [self.leadership.run_forever(), self.replicas.report_forever()]
+        loops = [
+            self.leadership.run_forever(),
+            self.replicas.report_forever(),
+            self.replicas.relay_forever(),
+        ]
         if self.tailer is not None:
             loops.append(self.tailer.run_forever())
         return loops

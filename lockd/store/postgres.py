@@ -329,3 +329,11 @@ class PostgresStore:
 
     async def forget_replica(self, replica_id: str) -> None:
         await self._call(lambda conn: postgres_replicas.forget_replica(conn, replica_id))
+
+    # AckRelay (lockd.auth.replica_set)
+
+    async def request_acks(self, epoch: str, revision: int) -> None:
+        await self._call(lambda conn: postgres_replicas.request_acks(conn, epoch, revision))
+
+    def on_ack_request(self, handler: Callable[[str, int], None]) -> None:
+        self._listener.on_ack_request.append(handler)

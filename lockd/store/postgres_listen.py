@@ -10,6 +10,9 @@ The listening connection is not from the pool: a pool resets its connections (UN
 *) when they are returned, and the listener must hold its connection for as long as it
 runs. A half-open connection (a database host that vanished) is noticed by a periodic
 ping with a timeout, not left to TCP.
+
+The same connection also LISTENs for ack requests of other replicas
+(`postgres_replicas.ACK_REQUEST_CHANNEL`) and hands each to `on_ack_request`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncpg
 import structlog
 
 from lockd.store.postgres_ops import NOTIFY_CHANNEL
+from lockd.store.postgres_replicas import ACK_REQUEST_CHANNEL, parse_ack_request
 
 _log = structlog.get_logger("lockd.store.postgres")
 
@@ -37,6 +41,7 @@ CONNECTION_ERRORS = (
 )
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
+AckRequestHandler = Callable[[str, int], None]
 
 
 class CommitListener:
@@ -57,6 +62,8 @@ class CommitListener:
         self._changed = asyncio.Event()
         self._connected = False
         self._task: asyncio.Task[None] | None = None
+        # Called with (epoch, revision) for every ack request announced by any replica.
+        self.on_ack_request: list[AckRequestHandler] = []
 
     @property
     def listening(self) -> bool:
@@ -102,6 +109,15 @@ class CommitListener:
             self._announced = revision
             self._wake()
 
+    def _on_ack_request(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            epoch, revision = parse_ack_request(str(payload))
+        except ValueError as error:
+            _log.warning("ignored a malformed ack request", error=str(error))
+            return
+        for handler in self.on_ack_request:
+            handler(epoch, revision)
+
     async def _run(self) -> None:
         failing = False
         while True:
@@ -133,6 +149,7 @@ class CommitListener:
 
         conn.add_termination_listener(on_lost)
         await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        await conn.add_listener(ACK_REQUEST_CHANNEL, self._on_ack_request)
         # Connected: anything may have been committed while we were not listening.
         self._announced = 0
         self._connected = True

@@ -4,6 +4,11 @@ Leases are rows timed by the database's clock (`now()`), so the replicas' own cl
 not matter: a holder renews before `expires`; when it dies, the row simply runs out and
 the next replica that asks takes it over. The directory is one row per replica plus one
 per agent, written by each replica's periodic report (`lockd.domain.replicas`).
+
+Ack requests (`lockctl lock --wait` through one replica) reach the other replicas as a
+NOTIFY on `ACK_REQUEST_CHANNEL` with the payload `epoch:revision`; each replica's commit
+listener hands them to its agents' streams. Not durable, and it need not be: the waiting
+client repeats its request with every status call.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from datetime import timedelta
 
 from lockd.domain.replicas import AgentPresence, ReplicaRecord
 from lockd.store.postgres_ops import Conn
+
+ACK_REQUEST_CHANNEL = "lockd_ack_request"
 
 
 async def acquire_lease(conn: Conn, name: str, holder: str, ttl: timedelta) -> bool:
@@ -101,3 +108,15 @@ async def forget_replica(conn: Conn, replica_id: str) -> None:
     async with conn.transaction():
         await conn.execute("DELETE FROM replica_agents WHERE replica_id = $1", replica_id)
         await conn.execute("DELETE FROM replicas WHERE replica_id = $1", replica_id)
+
+
+async def request_acks(conn: Conn, epoch: str, revision: int) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", ACK_REQUEST_CHANNEL, f"{epoch}:{revision}")
+
+
+def parse_ack_request(payload: str) -> tuple[str, int]:
+    """(epoch, revision) of an ack request's payload; ValueError when malformed."""
+    epoch, colon, revision = payload.rpartition(":")
+    if not colon or not epoch:
+        raise ValueError(f"not epoch:revision: {payload[:40]!r}")
+    return epoch, int(revision)

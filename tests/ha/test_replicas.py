@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -19,11 +20,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lockd.auth.watch_stream import WatchSettings
+from lockd.cli.console import Console
+from lockd.cli.wait import wait_for_agents
+from lockd.client import AuthClient, ClusterStatus
+from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.ports import SystemClock
 from lockd.obs.audit import MemoryAuditSink
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings
 from lockd.store.postgres import PostgresOptions, PostgresStore
 from lockd.v1 import watch_service_pb2 as watch_pb
+from tests.agent.helpers import Cluster
 from tests.api.helpers import (
     WatchClient,
     cluster_status,
@@ -37,7 +43,8 @@ from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
-Replicas = Callable[[str], Awaitable[tuple[AuthApp, grpc.aio.Channel]]]
+Replicas = Callable[..., Awaitable[tuple[AuthApp, grpc.aio.Channel]]]
+HEARTBEAT = timedelta(milliseconds=500)
 
 
 @pytest.fixture
@@ -46,7 +53,9 @@ async def replicas(postgres_db: PostgresDatabase) -> AsyncIterator[Replicas]:
     apps: list[AuthApp] = []
     channels: list[grpc.aio.Channel] = []
 
-    async def start(name: str) -> tuple[AuthApp, grpc.aio.Channel]:
+    async def start(
+        name: str, heartbeat: timedelta = HEARTBEAT
+    ) -> tuple[AuthApp, grpc.aio.Channel]:
         store = PostgresStore(
             PostgresOptions(dsn=postgres_db.dsn, min_pool=1, max_pool=4, sslmode="disable")
         )
@@ -54,7 +63,7 @@ async def replicas(postgres_db: PostgresDatabase) -> AsyncIterator[Replicas]:
             cluster_name="ha.test",
             listen_addr="127.0.0.1:0",
             replica_id=name,
-            watch=WatchSettings(heartbeat_interval=timedelta(milliseconds=500)),
+            watch=WatchSettings(heartbeat_interval=heartbeat),
         )
         app = await AuthApp.start(settings, store, SystemClock(), MemoryAuditSink())
         apps.append(app)
@@ -292,3 +301,37 @@ async def test_replicas_follow_a_promoted_synchronous_standby_without_losing_a_r
             await channel.close()
         for app in apps:
             await app.stop()
+
+
+async def test_lock_wait_has_the_agents_on_every_replica_ack_at_once(
+    replicas: Replicas, nodes: Cluster
+) -> None:
+    """`lock --wait` through A: its ack request reaches replica B, whose real agent acks
+    at once (routine acks come at the heartbeat interval, 10 minutes once learnt)."""
+    slow = timedelta(minutes=10)
+    app_a, _ = await replicas("a", heartbeat=slow)
+    app_b, _ = await replicas("b", heartbeat=slow)
+    for name, app in (("node-a", app_a), ("node-b", app_b)):
+        await nodes.start_agent(addresses=(f"127.0.0.1:{app.port}",), server_id=name, name=name)
+    client = AuthClient.connect(f"127.0.0.1:{app_a.port}")
+    try:
+
+        async def both_connected() -> ClusterStatus | None:
+            status = await client.status()
+            where = {agent.server_id: agent.replica_id for agent in status.agents}
+            return status if where == {"node-a": "a", "node-b": "b"} else None
+
+        before: ClusterStatus = await eventually(both_connected, what="both agents listed")
+        _, revision = await client.create_lock(Lock("waited", LockTarget(user="alice")))
+        err = io.StringIO()
+        await wait_for_agents(
+            client,
+            Console(out=io.StringIO(), err=err),
+            before=before,
+            revision=revision,
+            within=timedelta(seconds=60),
+        )
+        assert "lock applied by 2/2 agents" in err.getvalue()
+        assert app_b.agents.awaited == revision  # relayed to B, not waited out
+    finally:
+        await client.close()
