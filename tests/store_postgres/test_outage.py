@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
+from lockd.config import parse_config
 from lockd.domain.errors import UnavailableError
 from lockd.domain.ports import PutMode
+from lockd.store import build_store
 from lockd.store.postgres import PostgresOptions, PostgresStore
 from tests.contract.helpers import T0, all_events, at, lock
-from tests.postgres_server import PostgresDatabase
+from tests.postgres_server import PASSWORD, SUPERUSER, PostgresDatabase
 from tests.store_postgres.conftest import OpenReplica, options_for
 from tests.support import eventually, free_port
 
@@ -47,6 +52,30 @@ async def test_a_crashed_database_recovers_every_acknowledged_write(
     postgres_db.server.start()
     await eventually(store.check, what="the store to see the database again")
     assert [event.revision for event in await all_events(store)] == [1, 2, 3, 4, 5]
+
+
+async def test_a_configured_dsn_with_several_hosts_uses_the_first_writable_one(
+    postgres_db: PostgresDatabase, tmp_path: Path
+) -> None:
+    """`dsn` lists a host where nothing listens, then the real server
+    (target_session_attrs=read-write): the store the config builds opens on the second,
+    writes and listens there."""
+    dsn = (
+        f"postgresql://{SUPERUSER}:{PASSWORD}@127.0.0.1:{free_port()},"
+        f"127.0.0.1:{postgres_db.server.port}/{postgres_db.name}"
+        "?target_session_attrs=read-write"
+    )
+    storage = {"type": "postgres", "dsn": dsn, "sslmode": "disable"}
+    document = {"data_dir": str(tmp_path), "auth_service": {"enabled": True, "storage": storage}}
+    config = await asyncio.to_thread(parse_config, document, env={})
+    store = build_store("postgres", tmp_path / "unused.db", config.auth_service.storage.postgres)
+    await store.open()
+    try:
+        assert (await store.put(lock("there"), PutMode.CREATE, T0)).event.revision == 1
+        assert isinstance(store, PostgresStore)
+        await eventually(lambda: store.listening, what="the commit listener on the second host")
+    finally:
+        await store.close()
 
 
 async def test_opening_without_a_database_server_is_a_clear_unavailable_error() -> None:
