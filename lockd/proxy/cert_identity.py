@@ -3,8 +3,9 @@
 `client_tls_context` requires a client certificate at the handshake and verifies it
 against the cluster CA (chain, validity period, client-auth usage), so a foreign, expired
 or missing certificate never gets past TLS. `identity_from_certificate` then reads the
-subject the way the auth server does
-(`lockd.pki.identity_of`: CN = user, O = roles) and accepts only user certificates.
+subject the way the auth server does (`lockd.pki.identity_of`: CN = user, O = roles,
+and the MFA device, trusted device and access requests when the certificate names them)
+and accepts only user certificates.
 The database user the proxy logs in as upstream is the session's `login`, so a `login`
 lock on it hits every connection that uses it.
 """
@@ -47,4 +48,12 @@ def identity_from_certificate(der: bytes | None, login: str = "") -> Identity:
         raise UnauthenticatedError(
             f"only user certificates may connect through the proxy, not {named.kind.value}"
         )
-    return Identity(user=named.name, roles=named.roles, login=login)
+    attributes = named.attributes
+    return Identity(
+        user=named.name,
+        roles=named.roles,
+        login=login,
+        mfa_device=attributes.mfa_device,
+        device=attributes.device,
+        access_requests=attributes.access_requests,
+    )

@@ -19,7 +19,15 @@ from pathlib import Path
 import asyncpg
 import yaml
 
-from lockd.pki import CertIdentity, ClusterCA, IdentityKind, cert_pem, key_pem, new_key
+from lockd.pki import (
+    CertIdentity,
+    ClusterCA,
+    DeviceAttributes,
+    IdentityKind,
+    cert_pem,
+    key_pem,
+    new_key,
+)
 from lockd.proxy.proxy_config import ListenerConfig, ProxyConfig, ProxyTlsConfig, UpstreamConfig
 from tests.support import WAIT
 
@@ -61,8 +69,11 @@ class Certificates:
         assert isinstance(now, datetime)
         ttl = issue.pop("ttl", timedelta(hours=1))
         assert isinstance(ttl, timedelta)
+        attributes = issue.pop("attributes", DeviceAttributes())
+        assert isinstance(attributes, DeviceAttributes)
         hosts = ("127.0.0.1", "localhost") if kind is IdentityKind.SERVER else ()
-        cert = self.ca.issue(key.public_key(), CertIdentity(kind, name, roles), now, ttl, hosts)
+        identity = CertIdentity(kind, name, roles, attributes)
+        cert = self.ca.issue(key.public_key(), identity, now, ttl, hosts)
         key_path = self.directory / f"{name}.key"
         cert_path = self.directory / f"{name}.crt"
         key_path.write_bytes(key_pem(key))
@@ -75,8 +86,20 @@ class Certificates:
         files = await asyncio.to_thread(self._write, "proxy-server", IdentityKind.SERVER, ())
         return ProxyTlsConfig(files.cert, files.key, self.ca_file)
 
-    async def user(self, name: str, roles: tuple[str, ...] = ("dev",)) -> ClientFiles:
-        return await asyncio.to_thread(self._write, name, IdentityKind.USER, roles)
+    async def user(
+        self,
+        name: str,
+        roles: tuple[str, ...] = ("dev",),
+        attributes: DeviceAttributes | None = None,
+    ) -> ClientFiles:
+        """A user certificate, naming `attributes` (MFA device, device, access requests)."""
+        return await asyncio.to_thread(
+            self._write,
+            name,
+            IdentityKind.USER,
+            roles,
+            attributes=attributes or DeviceAttributes(),
+        )
 
     async def expired_user(self, name: str) -> ClientFiles:
         past = datetime.now(UTC) - timedelta(days=2)
@@ -177,12 +200,14 @@ async def start_psql(info: str, sql: str) -> asyncio.subprocess.Process:
     )
 
 
-async def asyncpg_connect(port: int, database: str, files: ClientFiles) -> asyncpg.Connection:
+async def asyncpg_connect(
+    port: int, database: str, files: ClientFiles, user: str = "alice"
+) -> asyncpg.Connection:
     context = await asyncio.to_thread(files.ssl_context)
     connection: asyncpg.Connection = await asyncpg.connect(
         host="127.0.0.1",
         port=port,
-        user="alice",
+        user=user,
         database=database,
         ssl=context,
         timeout=WAIT,

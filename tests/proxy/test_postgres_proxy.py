@@ -91,9 +91,10 @@ async def test_psql_and_asyncpg_query_through_the_proxy_with_a_cluster_certifica
         )
         > 0
     )
-    # The agent audits the sessions with what the proxy told it.
-    started = cluster.agents[-1].audit.of("session.start")
-    assert len(started) == 2
+    # The agent audits the sessions with what the proxy told it (just after answering).
+    audit = cluster.agents[-1].audit
+    await eventually(lambda: len(audit.of("session.start")) == 2, what="two session.start")
+    started = audit.of("session.start")
     fields = started[0].fields
     assert fields["user"] == "alice"
     assert fields["login"] == "postgres"

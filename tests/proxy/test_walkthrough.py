@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from lockd.pki import identity_of
 from lockd.proxy.proxy_config import ProxyTlsConfig
 from tests.postgres_server import PostgresDatabase, PostgresServer
 from tests.proxy.helpers import PSQL, ClientFiles, conninfo, psql, start_psql, write_proxy_yaml
@@ -49,12 +51,15 @@ async def test_the_psql_walkthrough_from_signing_to_a_lock_ending_the_session(
         "sign",
         "--format=db",
         "--user=alice",
+        "--device=laptop-7",
         f"--out={tmp_path / 'alice'}",
     )
     assert code == 0, err
     assert 'The database client files for user "alice" (roles: dev)' in out
     files = ClientFiles(tmp_path / "alice.key", tmp_path / "alice.crt", tmp_path / "alice.cas")
     assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    named = identity_of(x509.load_pem_x509_certificate(files.cert.read_bytes()))
+    assert (named.name, named.roles, named.attributes.device) == ("alice", ("dev",), "laptop-7")
     code, out, err = await run(
         "lockd",
         "proxy",
@@ -99,3 +104,16 @@ async def test_the_psql_walkthrough_from_signing_to_a_lock_ending_the_session(
         if proxy.returncode is None:
             proxy.kill()
             await proxy.wait()
+
+
+async def test_device_attributes_are_refused_for_an_identity_file(tmp_path: Path) -> None:
+    """The auth server takes a caller's identity from user and roles only, so an identity
+    file naming devices or access requests would promise locks it cannot keep."""
+    out = f"--out={tmp_path / 'alice.pem'}"
+    refusals = {
+        "--device=laptop-7": "--mfa-device and --device apply to --format=openssh and db",
+        "--access-request=req-42": "--access-request applies to --format=db only",
+    }
+    for flag, text in refusals.items():
+        code, _, err = await run("lockctl", "auth", "sign", "--user=alice", flag, out)
+        assert (code, text in err) == (2, True), err

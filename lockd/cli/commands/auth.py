@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lockd.cli.commands.auth_db import db_files, prepare_db
+from lockd.cli.commands.auth_db import db_files, parse_attributes, prepare_db
 from lockd.cli.commands.auth_openssh import parse_logins, prepare_openssh, written_files
 from lockd.cli.commands.auth_x509 import sign_x509
 from lockd.cli.console import Console
@@ -23,6 +23,7 @@ from lockd.client import AuthClient, IdentityFile
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import quote, validate_name
 from lockd.durable_files import write_durably
+from lockd.pki import DeviceAttributes
 
 DEFAULT_TTL = "12h"
 
@@ -31,6 +32,7 @@ lockctl auth sign --user=alice --out=alice.pem
 lockctl auth sign --user=alice --ttl=1h --out=alice.pem --overwrite
 lockctl auth sign --format=openssh --user=alice --logins=alice,deploy --out=alice-ssh
 lockctl auth sign --format=db --user=alice --out=alice   # alice.key, alice.crt, alice.cas
+lockctl auth sign --format=db --user=alice --device=laptop-7 --access-request=req-42 --out=alice
 # then, from any machine that reaches the auth server's listen_addr:
 lockctl --auth-server=auth.example.com:3025 --identity=alice.pem lock --user=foo@example.com
 """
@@ -81,8 +83,19 @@ def register(commands: Subcommands) -> None:
         "db: PATH.key, PATH.crt, PATH.cas for psql through lockd proxy (docs/proxy.md)",
     )
     sign.add_argument("--logins", metavar="A,B", help="openssh: OS logins (default: the user)")
-    sign.add_argument("--mfa-device", default="", metavar="ID", help="openssh: MFA device")
-    sign.add_argument("--device", default="", metavar="ID", help="openssh: trusted device")
+    sign.add_argument(
+        "--mfa-device", default="", metavar="ID", help="openssh, db: the MFA device to name"
+    )
+    sign.add_argument(
+        "--device", default="", metavar="ID", help="openssh, db: the trusted device to name"
+    )
+    sign.add_argument(
+        "--access-request",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="db: an access request the certificate is issued for (repeat for several)",
+    )
 
 
 def prepare_sign(args: argparse.Namespace) -> Runner:
@@ -94,6 +107,8 @@ def prepare_sign(args: argparse.Namespace) -> Runner:
     ttl = positive_duration("--ttl", args.ttl)
     out = Path(args.out)
     overwrite: bool = args.overwrite
+    if args.access_request and args.format != "db":
+        raise UsageError("--access-request applies to --format=db only")
     if args.format == "openssh":
         logins = parse_logins(args.logins, user)
         for path in written_files(out):
@@ -103,11 +118,15 @@ def prepare_sign(args: argparse.Namespace) -> Runner:
     if args.format == "db":
         for path in db_files(out):
             check_destination(path, overwrite)
-        return prepare_db(user, ttl, out, overwrite, write_private)
+        attributes = parse_attributes(args.mfa_device, args.device, args.access_request)
+        return prepare_db(user, ttl, out, overwrite, attributes, write_private)
+    if args.mfa_device or args.device:
+        # The auth server takes a caller's identity from user and roles only.
+        raise UsageError("--mfa-device and --device apply to --format=openssh and db")
     check_destination(out, overwrite)
 
     async def run(client: AuthClient, console: Console) -> int:
-        signed = await sign_x509(client, user, ttl)
+        signed = await sign_x509(client, user, ttl, DeviceAttributes())
         identity = IdentityFile(signed.key_pem, signed.certificate_pem, signed.ca_certificate_pem)
         write_private(out, identity.render(), overwrite)
         console.result(
