@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lockd.auth.watch_stream import WatchSettings
 from lockd.cli.console import Console
 from lockd.cli.wait import wait_for_agents
 from lockd.client import AuthClient, ClusterStatus
@@ -38,44 +37,11 @@ from tests.api.helpers import (
     open_channel,
     start_following,
 )
+from tests.ha.conftest import Replicas
 from tests.postgres_server import PASSWORD, PostgresDatabase, PostgresServer
 from tests.support import eventually
 
 pytestmark = pytest.mark.slow
-
-Replicas = Callable[..., Awaitable[tuple[AuthApp, grpc.aio.Channel]]]
-HEARTBEAT = timedelta(milliseconds=500)
-
-
-@pytest.fixture
-async def replicas(postgres_db: PostgresDatabase) -> AsyncIterator[Replicas]:
-    """Starts named replicas on the test's database; stops them and closes channels."""
-    apps: list[AuthApp] = []
-    channels: list[grpc.aio.Channel] = []
-
-    async def start(
-        name: str, heartbeat: timedelta = HEARTBEAT
-    ) -> tuple[AuthApp, grpc.aio.Channel]:
-        store = PostgresStore(
-            PostgresOptions(dsn=postgres_db.dsn, min_pool=1, max_pool=4, sslmode="disable")
-        )
-        settings = AuthServerSettings(
-            cluster_name="ha.test",
-            listen_addr="127.0.0.1:0",
-            replica_id=name,
-            watch=WatchSettings(heartbeat_interval=heartbeat),
-        )
-        app = await AuthApp.start(settings, store, SystemClock(), MemoryAuditSink())
-        apps.append(app)
-        channel = open_channel(f"127.0.0.1:{app.port}")
-        channels.append(channel)
-        return app, channel
-
-    yield start
-    for channel in channels:
-        await channel.close()
-    for app in apps:
-        await app.stop()
 
 
 def soon(seconds: float) -> datetime:
