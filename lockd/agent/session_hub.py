@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lockd.agent.sidecar_channel import (
+    EndReason,
     Registration,
     RegistrationResult,
     SidecarChannel,
@@ -45,6 +46,8 @@ _log = structlog.get_logger("lockd.agent.sidecars")
 
 MAX_BATCH = 1000
 MAX_MESSAGE_BYTES = 1 << 20
+# Session ids per SessionsTerminated: ≤ 1.3 MB with 128-byte ids.
+MAX_TERMINATED_IDS = 10_000
 FRESHNESS_INTERVAL = 1.0
 FRESHNESS_CHECK = 0.2
 # Audit lines of a registration burst wait this long, so the answers of the following
@@ -80,37 +83,42 @@ class SessionHub:
 
     def open_channel(self, sidecar: str, wants_view: bool) -> SidecarChannel:
         channel_id = f"channel-{next(self._ids)}"
-        channel = SidecarChannel(channel_id, sidecar, wants_view, self._encoder)
+        channel = SidecarChannel(channel_id, sidecar, wants_view, self._encoder, self._snapshot)
         self.channels[channel_id] = channel
         floor = self._runtime.view.settings.locking_floor
         channel.push(self._encoder.welcome(self.server_id, channel_id, floor))
         if wants_view:
-            state = self._runtime.view.state
-            channel.push_view(ViewSnapshot(state.epoch, state.revision, state.resources()))
+            channel.push_view(self._snapshot())
             channel.push_view(self._freshness())
         self._runtime.metrics.sidecar_channels.set(len(self.channels))
         _log.info("sidecar channel opened", channel=channel_id, sidecar=sidecar, view=wants_view)
         return channel
 
-    def close_channel(self, channel: SidecarChannel, why: str) -> None:
+    def close_channel(self, channel: SidecarChannel) -> None:
         """Fate sharing: the channel ended, so every session on it is unregistered."""
         if self.channels.pop(channel.channel_id, None) is None:
             return
+        if not channel.ended:
+            channel.end(UnavailableError("the sidecar went away"), EndReason.GONE)
+        reason = channel.end_reason or EndReason.GONE
         records = self._runtime.view.close_owner(channel.channel_id)
         self._sessions_changed()
         self._runtime.metrics.sidecar_channels.set(len(self.channels))
-        _log.info(
-            "sidecar channel closed",
-            channel=channel.channel_id,
-            sidecar=channel.sidecar,
-            sessions_unregistered=len(records),
-            why=why,
-        )
+        fields = {
+            "channel": channel.channel_id,
+            "sidecar": channel.sidecar,
+            "sessions_unregistered": len(records),
+            "reason": reason.value,
+        }
+        if channel.failure is None or reason is EndReason.SHUTDOWN:
+            _log.info("sidecar channel closed", **fields)
+        else:
+            _log.warning("sidecar channel ended", detail=str(channel.failure), **fields)
 
     def close_all(self, reason: str) -> None:
         """End every channel (the agent is stopping); sidecars see UNAVAILABLE."""
         for channel in list(self.channels.values()):
-            channel.end(UnavailableError(reason))
+            channel.end(UnavailableError(reason), EndReason.SHUTDOWN)
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -220,7 +228,8 @@ class SessionHub:
     # -- what the runtime tells the hub -------------------------------------------------
 
     def sessions_terminated(self, terminations: Sequence[Termination]) -> None:
-        """One message per (channel, lock event) carrying every hit session id."""
+        """One message per (channel, lock event) carrying every hit session id (one per
+        MAX_TERMINATED_IDS of them, so that it stays far below gRPC's 4 MiB default)."""
         groups: dict[tuple[str, str, str, TerminationCause], list[str]] = {}
         for termination in terminations:
             key = (termination.owner, termination.lock_name, termination.reason, termination.cause)
@@ -228,10 +237,12 @@ class SessionHub:
         revision = self._runtime.view.state.revision
         for (owner, lock_name, reason, cause), session_ids in groups.items():
             channel = self.channels.get(owner)
-            if channel is not None:
+            if channel is None:
+                continue
+            for start in range(0, len(session_ids), MAX_TERMINATED_IDS):
                 channel.push(
                     self._encoder.terminated(
-                        session_ids,
+                        session_ids[start : start + MAX_TERMINATED_IDS],
                         reason,
                         lock_name,
                         cause,
@@ -250,10 +261,16 @@ class SessionHub:
                 delay = (now - lock.created_at).total_seconds()
                 runtime.metrics.termination_propagation_seconds.observe(max(0.0, delay))
 
-    def snapshot_applied(self) -> None:
+    def _snapshot(self) -> ViewSnapshot:
         state = self._runtime.view.state
-        for channel in self._view_channels():
-            channel.push_view(ViewSnapshot(state.epoch, state.revision, state.resources()))
+        return ViewSnapshot(state.epoch, state.revision, state.resources())
+
+    def snapshot_applied(self) -> None:
+        channels = self._view_channels()
+        if channels:
+            snapshot = self._snapshot()  # immutable: one for every channel
+            for channel in channels:
+                channel.push_view(snapshot)
 
     def events_applied(self, epoch: str, events: Sequence[Event]) -> None:
         channels = self._view_channels()

@@ -12,13 +12,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-import structlog
 from google.protobuf.message import DecodeError
 
 from lockd.agent.session_hub import FRESHNESS_INTERVAL, MAX_BATCH, MAX_MESSAGE_BYTES, SessionHub
-from lockd.agent.sidecar_channel import Registration, RegistrationResult, SidecarChannel
+from lockd.agent.sidecar_channel import (
+    EndReason,
+    Registration,
+    RegistrationResult,
+    SidecarChannel,
+)
 from lockd.api.handler import Context
-from lockd.domain.errors import LockdError, ValidationError
+from lockd.domain.errors import LockdError, UnavailableError, ValidationError
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
@@ -34,8 +38,6 @@ from lockd.wire.session_convert import (
     metadata_from_pb,
 )
 from lockd.wire.status_table import status_for
-
-_log = structlog.get_logger("lockd.api.session_channel")
 
 MAX_SIDECAR_NAME = 128
 
@@ -178,21 +180,22 @@ class SessionChannelHandler:
         hub = self._hub
         channel = hub.open_channel(hello.hello.sidecar or context.peer(), hello.hello.want_view)
         reader = asyncio.create_task(self._read(requests, channel))
-        why = "the sidecar went away"
-        failure: LockdError | None = None
+        writer = asyncio.create_task(_write(channel, context))
         try:
-            async for frame in channel.frames():
-                await context.write(frame)
-            why = "the sidecar closed it"
-        except LockdError as error:
-            failure, why = error, str(error)
+            await channel.wait_ended()
+        except asyncio.CancelledError:
+            writer.cancel()  # the sidecar went away: the stream is dead
+            raise
         finally:
+            # However it ended, its sessions are unregistered now, before waiting.
+            hub.close_channel(channel)
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            hub.close_channel(channel, why)
-        if failure is not None:
-            await context.abort(*status_for(failure))
+            await _finish(reader)
+            # Then the writer ends after the write in progress: it may wait for a
+            # sidecar that stopped reading, with the backlog already dropped.
+            await _finish(writer)
+        if channel.failure is not None:
+            await context.abort(*status_for(channel.failure))
 
     async def _read(self, requests: AsyncIterator[bytes], channel: SidecarChannel) -> None:
         hub = self._hub
@@ -215,7 +218,20 @@ class SessionChannelHandler:
                 else:
                     raise ValidationError("a SidecarMessage with no message set")
         except LockdError as error:
-            _log.warning("sidecar channel refused", channel=channel.channel_id, detail=str(error))
-            channel.end(error)
+            channel.end(error, EndReason.INVALID)
             return
-        channel.end()  # the sidecar half-closed: it is done with every session
+        channel.end(reason=EndReason.CLOSED)  # the sidecar half-closed: done with every session
+
+
+async def _write(channel: SidecarChannel, context: Context) -> None:
+    try:
+        async for frame in channel.frames():
+            await context.write(frame)
+    except Exception as error:  # the stream broke under the write: logged as the end's detail
+        channel.end(UnavailableError(f"writing to the sidecar failed: {error!r}"), EndReason.GONE)
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    """Wait for a task of this channel to stop; its cancellation is expected."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lockd.agent.sidecar_channel import EndReason
 from lockd.client import AgentClient, SessionMetadata, SessionProtocol, SessionRequest
 from lockd.domain.backoff import Backoff
 from lockd.domain.identity import Identity
@@ -37,12 +38,13 @@ class SidecarProcess:
         self.process = process
 
     @classmethod
-    async def start(cls, socket: Path) -> SidecarProcess:
+    async def start(cls, socket: Path, *args: str) -> SidecarProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "tests.agent.sidecar_process",
             str(socket),
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
@@ -66,8 +68,8 @@ class SidecarProcess:
 
 
 @contextlib.asynccontextmanager
-async def sidecar_process(socket: Path) -> AsyncIterator[SidecarProcess]:
-    sidecar = await SidecarProcess.start(socket)
+async def sidecar_process(socket: Path, *args: str) -> AsyncIterator[SidecarProcess]:
+    sidecar = await SidecarProcess.start(socket, *args)
     try:
         yield sidecar
     finally:
@@ -120,6 +122,45 @@ async def test_a_killed_sidecar_takes_its_sessions_with_it(cluster: Cluster) -> 
         )
         assert (await kept.call(cmd="live")) == {"live": 10}
     assert agent.metric("lockd_agent_sidecar_channels") in (1.0, 2.0)
+
+
+async def test_a_sidecar_that_stops_reading_is_ended_and_delays_no_other(
+    cluster: Cluster,
+) -> None:
+    """A sidecar process keeps sending registrations but stops reading its channel. While
+    the agent's answers pile up for it, a lock still reaches another sidecar's session at
+    once; when the backlog passes its bound (bytes, not time), the agent ends the stalled
+    channel (UNAVAILABLE, slow consumer) and unregisters its sessions."""
+    auth = await cluster.start_auth()
+    agent = await cluster.start_agent(persist=False)
+    hub = agent.app.hub
+    healthy = await agent.open(Identity(user="alice"))
+    async with sidecar_process(agent.socket, "--raw") as stalled:
+        channel_id = (await stalled.call(cmd="hello"))["channel"]
+        assert await stalled.call(cmd="open", prefix="st", count=10, user="carol") == {
+            "allowed": 10
+        }
+        channel = hub.channels[channel_id]
+        while not channel.queued_messages:  # until its writer waits on the unread stream
+            assert (await stalled.call(cmd="flood"))["sent"]
+        await auth.client().create_lock(user_lock("l1"))
+        assert (await terminated_within(healthy))[1] == "l1"
+        assert channel_id in hub.channels  # still stalled, not yet ended
+        floods = 0
+        while channel_id in hub.channels:
+            floods += 1
+            assert floods <= 64, "the backlog bound never ended the channel"
+            if not (await stalled.call(cmd="flood"))["sent"]:
+                await eventually(lambda: channel_id not in hub.channels, what="the channel ended")
+        assert channel.end_reason is EndReason.SLOW_CONSUMER
+        assert channel.queued_bytes == 0
+        assert agent.app.runtime.view.session_count == 0
+        drained = await stalled.call(cmd="drain")
+        assert drained["code"] == "UNAVAILABLE"
+        assert drained["details"].startswith("slow consumer: more than")
+    second = await agent.open(Identity(user="bob"))
+    await auth.client().create_lock(user_lock("l2", user="bob"))
+    assert (await terminated_within(second))[1] == "l2"
 
 
 class AgentProcess:
