@@ -42,10 +42,11 @@ async def replicas(postgres_db: PostgresDatabase) -> AsyncIterator[Replicas]:
     channels: list[grpc.aio.Channel] = []
 
     async def start(
-        name: str, heartbeat: timedelta = HEARTBEAT
+        name: str, heartbeat: timedelta = HEARTBEAT, dsn: str = ""
     ) -> tuple[AuthApp, grpc.aio.Channel]:
+        """Replica `name`; `dsn`: another than the test database's (e.g. several hosts)."""
         store = PostgresStore(
-            PostgresOptions(dsn=postgres_db.dsn, min_pool=1, max_pool=4, sslmode="disable")
+            PostgresOptions(dsn=dsn or postgres_db.dsn, min_pool=1, max_pool=4, sslmode="disable")
         )
         settings = AuthServerSettings(
             cluster_name="ha.test",

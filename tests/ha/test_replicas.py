@@ -4,7 +4,9 @@ Two `AuthApp`s share a throwaway database (tests/postgres_server.py); raw WatchL
 streams on each check what agents see: one gapless, commit-ordered log whatever replica
 a write went through, a resume on the other replica without a snapshot, one EXPIRE per
 lock with two reapers, both replicas in the status, a new epoch when an agent holds a
-revision the store lost, and an outage of the database that ends by itself.
+revision the store lost, and an outage of the database that ends by itself. Real agents
+(`AgentApp`) on each replica check `lock --wait`'s ack requests and the promotion of a
+synchronous and of an asynchronous standby (which loses commits the agents had applied).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lockd.obs.audit import MemoryAuditSink
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings
 from lockd.store.postgres import PostgresOptions, PostgresStore
 from lockd.v1 import watch_service_pb2 as watch_pb
-from tests.agent.helpers import Cluster
+from tests.agent.helpers import AgentHandle, Cluster
 from tests.api.helpers import (
     WatchClient,
     cluster_status,
@@ -301,3 +303,53 @@ async def test_lock_wait_has_the_agents_on_every_replica_ack_at_once(
         assert app_b.agents.awaited == revision  # relayed to B, not waited out
     finally:
         await client.close()
+
+
+async def test_agents_drop_the_commits_an_asynchronous_standby_lost_at_its_promotion(
+    replicas: Replicas,
+    nodes: Cluster,
+    postgres_db: PostgresDatabase,
+    postgres_standby: Callable[..., PostgresServer],
+) -> None:
+    """An asynchronous standby stops receiving WAL; a lock committed after that reaches
+    the real agents on both replicas; the primary crashes and the standby, which lacks
+    that lock, is promoted. The replicas start a new epoch and the agents resnapshot:
+    they hold what the new primary has, without the lost lock."""
+    standby = await asyncio.to_thread(postgres_standby)
+    primary, database = postgres_db.server, postgres_db.name
+    dsn = (
+        f"postgresql://postgres:{PASSWORD}@127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+        f"/{database}?target_session_attrs=read-write"
+    )
+    app_a, channel_a = await replicas("a", dsn=dsn)
+    app_b, _ = await replicas("b", dsn=dsn)
+    on_a = await nodes.start_agent(
+        addresses=(f"127.0.0.1:{app_a.port}",), server_id="node-a", name="node-a"
+    )
+    on_b = await nodes.start_agent(
+        addresses=(f"127.0.0.1:{app_b.port}",), server_id="node-b", name="node-b"
+    )
+    kept = await create_lock(channel_a, lock_pb_of("kept", user="x"))
+
+    def replayed() -> bool:
+        return standby.psql("SELECT revision FROM meta", database=database) == str(kept)
+
+    await eventually(lambda: asyncio.to_thread(replayed), what="the standby to replay `kept`")
+    await asyncio.to_thread(standby.stop)  # from here on the standby misses every commit
+    lost = await create_lock(channel_a, lock_pb_of("lost", user="y"))
+    old = await on_b.wait_revision(lost)
+    await on_a.wait_revision(lost)
+
+    await asyncio.to_thread(primary.stop, "immediate")
+    await asyncio.to_thread(standby.start)
+    await asyncio.to_thread(standby.promote)
+
+    for agent in (on_a, on_b):
+
+        async def converged(agent: AgentHandle = agent) -> bool:
+            status = await agent.status()
+            return status.epoch != old.epoch and status.state == "synced"
+
+        await eventually(converged, within=60, what=f"{agent.server_id} in a new epoch")
+        assert set(agent.app.runtime.view.state.locks) == {"kept"}
+        assert (await agent.status()).revision == kept
