@@ -3,17 +3,22 @@
 `AuthApp.start()` builds the whole server or nothing: it opens the store and loads its
 snapshot (health turns SERVING only then), joins the replicas of a shared store
 (lockd.runtime.replication), serves on TCP and on the local admin socket, and starts
-the expiry, compaction and health loops. Ports are never shared (no SO_REUSEPORT), and
-the admin socket is refused when another server answers on it and removed at stop only
-if it is still the file this server created (lockd.runtime.unix_socket). A started
-`AuthApp` is an async context manager; leaving it (or `stop()`) stops gracefully —
-NOT_SERVING, Reset(shutdown) to every watch stream, drain, leave the replicas, close.
+the expiry, compaction and health loops. Ports are never shared with another process
+(no SO_REUSEPORT) — except, with `watch_workers` > 1, the auth port with this server's
+own watch workers (lockd.runtime.fanout_pool), which serve WatchLocks beside it and
+forward every other call to it over a private socket. The admin socket is refused when
+another server answers on it and removed at stop only if it is still the file this
+server created (lockd.runtime.unix_socket). A started `AuthApp` is an async context
+manager; leaving it (or `stop()`) stops gracefully — NOT_SERVING, Reset(shutdown) to
+every watch stream (the workers' too), drain, leave the replicas, close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -41,7 +46,7 @@ from lockd.auth.replica_set import ReplicaSet
 from lockd.auth.timed_store import TimedStore
 from lockd.auth.watch_stream import WatchSettings
 from lockd.domain.addresses import split_host_port
-from lockd.domain.errors import UnavailableError
+from lockd.domain.errors import UnavailableError, ValidationError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
@@ -49,9 +54,13 @@ from lockd.lifetime import StopOnExit, cancel_and_wait
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
 from lockd.pki import ClusterCA
-from lockd.runtime.grpc_servers import SERVER_OPTIONS, HealthReporter
+from lockd.runtime.call_forwarder import forwarded_caller
+from lockd.runtime.fanout_pool import WatchWorkers, claim_port
+from lockd.runtime.fanout_worker import WorkerSpec
+from lockd.runtime.grpc_servers import SERVER_OPTIONS, SHARED_PORT_OPTIONS, HealthReporter
 from lockd.runtime.replication import Replication
 from lockd.runtime.unix_socket import OwnedSocket
+from lockd.store import SqliteStore
 from lockd.v1 import (
     cluster_service_pb2,
     identity_service_pb2,
@@ -65,6 +74,8 @@ from lockd.v1 import lock_service_pb2_grpc as lock_grpc
 from lockd.v1 import token_service_pb2_grpc as token_grpc
 
 _log = structlog.get_logger("lockd.auth")
+
+FORWARD_SOCKET = "forward.sock"
 
 SERVICE_NAMES = (
     lock_service_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
@@ -91,6 +102,11 @@ class AuthServerSettings:
     replica_id: str = ""
     # None: plaintext on listen_addr, every TCP caller is the admin (loopback dev only).
     tls: TlsSettings | None = None
+    # Processes serving WatchLocks on listen_addr, this one included (SQLite store only).
+    watch_workers: int = 1
+    # The workers' logging (the daemon's log settings).
+    log_format: str = "auto"
+    log_level: str = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,10 @@ class _Listeners:
     join_port: int = 0
     ca: ClusterCA | None = None
     admin_socket: OwnedSocket | None = None
+    # The server's TLS key and certificate chain (PEM), for the watch workers.
+    tls_identity: tuple[bytes, bytes] | None = None
+    # The private directory of the socket watch workers forward calls to.
+    forward_dir: Path | None = None
 
 
 class AuthApp(StopOnExit):
@@ -131,6 +151,7 @@ class AuthApp(StopOnExit):
         listeners: _Listeners,
         replication: Replication,
         tasks: list[asyncio.Task[None]],
+        workers: WatchWorkers | None = None,
     ) -> None:
         self.settings = settings
         self.replication = replication
@@ -146,7 +167,9 @@ class AuthApp(StopOnExit):
         self._health = health_reporter
         self._servers = listeners.servers
         self._admin_socket = listeners.admin_socket
+        self._forward_dir = listeners.forward_dir
         self._tasks = tasks
+        self.workers = workers
 
     @classmethod
     async def start(
@@ -159,6 +182,11 @@ class AuthApp(StopOnExit):
         grpc_metrics: GrpcServerMetrics | None = None,
     ) -> AuthApp:
         """Open the store, build every part, serve; on failure nothing is left running."""
+        if settings.watch_workers > 1 and not isinstance(store, SqliteStore):
+            raise ValidationError(
+                f"watch workers tail a SQLite store; this one is {store.type} "
+                "(set auth_service.watch_workers to 1)"
+            )
         metrics = metrics if metrics is not None else AuthMetrics(CollectorRegistry())
         health_reporter = HealthReporter(SERVICE_NAMES)
         await health_reporter.set_serving(False)  # until the store is loaded
@@ -171,6 +199,7 @@ class AuthApp(StopOnExit):
         await timed.open()
         started: list[grpc.aio.Server] = []
         listeners: _Listeners | None = None
+        workers: WatchWorkers | None = None
         try:
             snapshot = await timed.snapshot()
             state = ReplicatedState.from_resources(
@@ -196,19 +225,35 @@ class AuthApp(StopOnExit):
             if settings.admin_socket is not None:
                 admin = OwnedSocket(settings.admin_socket, "lockd auth server (admin socket)")
                 await asyncio.to_thread(admin.prepare)  # probes a socket file found there
-            listeners = builder.listeners(settings, clock, admin)
+            forward_dir = None
+            if settings.watch_workers > 1:
+                forward_dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="lockd-"))
+            listeners = builder.listeners(settings, clock, admin, forward_dir)
             for server in listeners.servers:
                 await server.start()
                 started.append(server)
             if listeners.admin_socket is not None:
                 listeners.admin_socket.claim()
                 os.chmod(listeners.admin_socket.path, 0o600)
+            if listeners.forward_dir is not None:
+                assert isinstance(store, SqliteStore)  # checked above
+                workers = WatchWorkers(
+                    _worker_spec(settings, store.path, listeners, listeners.forward_dir),
+                    settings.watch_workers - 1,
+                    agents,
+                    audit,
+                    clock,
+                )
+                await workers.start()
+                hub.on_batch.append(workers.publish)
             replication.identify(settings.listen_addr, listeners.port, settings.replica_id)
             await replication.join()
         except BaseException:
             await asyncio.gather(*(server.stop(None) for server in started))
             if listeners is not None and listeners.admin_socket is not None:
                 listeners.admin_socket.remove()
+            if listeners is not None and listeners.forward_dir is not None:
+                await asyncio.to_thread(shutil.rmtree, listeners.forward_dir, True)
             await store.close()
             raise
         leader = replication.leadership.is_leader
@@ -232,6 +277,7 @@ class AuthApp(StopOnExit):
             listeners,
             replication,
             tasks,
+            workers,
         )
         _log.info(
             "auth server started",
@@ -242,6 +288,7 @@ class AuthApp(StopOnExit):
             leader=leader(),
             epoch=hub.epoch,
             revision=hub.revision,
+            watch_workers=settings.watch_workers,
         )
         return app
 
@@ -250,13 +297,17 @@ class AuthApp(StopOnExit):
         await self._health.set_serving(False)
         self.hub.close()
         await cancel_and_wait(self._tasks)
-        await asyncio.gather(
-            *(server.stop(self.settings.shutdown_grace) for server in self._servers)
-        )
+        # The workers drain their streams while they can still forward calls here.
+        stopping = [server.stop(self.settings.shutdown_grace) for server in self._servers]
+        if self.workers is not None:
+            stopping.append(self.workers.stop())
+        await asyncio.gather(*stopping)
         await self.replication.leave()
         await self.store.close()
         if self._admin_socket is not None:
             self._admin_socket.remove()
+        if self._forward_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self._forward_dir, True)
         _log.info("auth server stopped")
 
 
@@ -278,35 +329,54 @@ class _ServerBuilder:
         self._interceptors = server_interceptors(grpc_metrics)
 
     def listeners(
-        self, settings: AuthServerSettings, clock: Clock, admin: OwnedSocket | None
+        self,
+        settings: AuthServerSettings,
+        clock: Clock,
+        admin: OwnedSocket | None,
+        forward_dir: Path | None,
     ) -> _Listeners:
+        """The servers; with `forward_dir` (watch workers), the auth port is shared with
+        them and a server on `forward_dir`/forward.sock takes the calls they forward."""
         tls = settings.tls
+        if forward_dir is not None:
+            claim_port(*split_host_port(settings.listen_addr))
         if tls is None:
             _log.warning(
                 "serving plaintext gRPC without authentication (insecure dev mode)",
                 listen_addr=settings.listen_addr,
             )
-            main = self._server(admin_caller, None, "")
+            main = self._server(admin_caller, None, "", shared=forward_dir is not None)
             port = bind(settings.listen_addr, lambda: main.add_insecure_port(settings.listen_addr))
             listeners = _Listeners([main], port)
             identity = None
         else:
-            listeners, identity = self._tls_listeners(settings, tls, clock)
+            listeners, identity = self._tls_listeners(settings, tls, clock, forward_dir)
+        pin = "" if listeners.ca is None else listeners.ca.pin
         if admin is not None:
-            pin = "" if listeners.ca is None else listeners.ca.pin
             listeners.servers.append(self._admin_server(admin, identity, pin))
             listeners = replace(listeners, admin_socket=admin)
+        if forward_dir is not None:
+            forwarded = forwarded_caller(clock, tls is not None)
+            server = self._server(forwarded, identity, pin, source_from_peer=False)
+            address = f"unix:{forward_dir / FORWARD_SOCKET}"
+            bind(address, lambda: server.add_insecure_port(address))
+            listeners.servers.append(server)
+            listeners = replace(listeners, forward_dir=forward_dir)
         return listeners
 
     def _tls_listeners(
-        self, settings: AuthServerSettings, tls: TlsSettings, clock: Clock
+        self,
+        settings: AuthServerSettings,
+        tls: TlsSettings,
+        clock: Clock,
+        forward_dir: Path | None,
     ) -> tuple[_Listeners, IdentityService]:
         now = clock.now()
         ca = ClusterCA.load_or_create(tls.ca_dir, settings.cluster_name, now)
         identity = IdentityService(ca, self._service, tls.agent_cert_ttl)
         host, _ = split_host_port(settings.listen_addr)
         key, cert = server_identity(ca, (host, *tls.hosts), now)
-        main = self._server(tls_caller(clock), identity, ca.pin)
+        main = self._server(tls_caller(clock), identity, ca.pin, shared=forward_dir is not None)
         main_credentials = server_credentials(key, cert, ca.cert_pem, require_client_cert=True)
         port = bind(
             settings.listen_addr,
@@ -321,7 +391,8 @@ class _ServerBuilder:
             tls.join_listen_addr,
             lambda: join.add_secure_port(tls.join_listen_addr, join_credentials),
         )
-        return _Listeners([main, join], port, join_port, ca), identity
+        listeners = _Listeners([main, join], port, join_port, ca, tls_identity=(key, cert))
+        return listeners, identity
 
     def _admin_server(
         self, owned: OwnedSocket, identity: IdentityService | None, ca_pin: str
@@ -332,10 +403,20 @@ class _ServerBuilder:
         return server
 
     def _server(
-        self, caller_of: CallerResolver, identity: IdentityService | None, ca_pin: str
+        self,
+        caller_of: CallerResolver,
+        identity: IdentityService | None,
+        ca_pin: str,
+        *,
+        shared: bool = False,
+        source_from_peer: bool = True,
     ) -> grpc.aio.Server:
-        caller_of = with_source(caller_of)  # the audit trail names where changes came from
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
+        """A server of every service; `shared`: its port is shared with the watch workers;
+        `source_from_peer`: the caller's source is the peer (`caller_of` does not set it)."""
+        if source_from_peer:
+            caller_of = with_source(caller_of)  # the audit trail names where changes came from
+        options = SHARED_PORT_OPTIONS if shared else SERVER_OPTIONS
+        server = grpc.aio.server(options=options, interceptors=self._interceptors)
         lock_grpc.add_LockServiceServicer_to_server(LockServicer(self._service, caller_of), server)
         cluster_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(self._service, self._replicas, caller_of, ca_pin), server
@@ -350,6 +431,33 @@ class _ServerBuilder:
         server.add_generic_rpc_handlers((self._watch.rpc_handler(caller_of),))
         self._health.add_to(server)
         return server
+
+
+def _worker_spec(
+    settings: AuthServerSettings, db_path: Path, listeners: _Listeners, forward_dir: Path
+) -> WorkerSpec:
+    watch, mode = settings.watch, settings.static_locking_mode
+    key, cert = listeners.tls_identity or (b"", b"")
+    return WorkerSpec(
+        index=0,
+        db_path=str(db_path),
+        host=split_host_port(settings.listen_addr)[0],
+        port=listeners.port,
+        forward_socket=str(forward_dir / FORWARD_SOCKET),
+        cluster_name=settings.cluster_name,
+        static_locking_mode=None if mode is None else mode.value,
+        heartbeat_seconds=watch.heartbeat_interval.total_seconds(),
+        slow_consumer_seconds=watch.slow_consumer_after.total_seconds(),
+        retry_after_seconds=watch.retry_after.total_seconds(),
+        snapshot_bytes_in_flight=watch.snapshot_bytes_in_flight,
+        ring_capacity=settings.ring_capacity,
+        shutdown_grace=settings.shutdown_grace,
+        log_format=settings.log_format,
+        log_level=settings.log_level,
+        tls_key=key.decode(),
+        tls_cert=cert.decode(),
+        tls_ca="" if listeners.ca is None else listeners.ca.cert_pem.decode(),
+    )
 
 
 def bind(address: str, add_port: Callable[[], int]) -> int:

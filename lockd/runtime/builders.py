@@ -36,6 +36,9 @@ def auth_server_settings(config: Config) -> AuthServerSettings:
             snapshot_bytes_in_flight=auth.snapshot_bytes_in_flight,
         ),
         preset_roles=True,
+        watch_workers=auth.watch_workers,
+        log_format=config.log.format,
+        log_level=config.log.level,
         tls=None
         if auth.insecure
         else TlsSettings(
