@@ -1,9 +1,9 @@
 """Real `lockd auth` replica processes on one PostgreSQL: SIGKILL one, resume on the other.
 
-Two daemons share the test's database (plaintext on loopback); a WatchLocks stream that
-followed the first one resumes on the second from its revision after the first is
-killed with SIGKILL — events only, no snapshot — and the survivor takes the reaper's
-lease and expires locks.
+Two daemons share the test's database (plaintext on loopback); a real agent (`AgentApp`)
+listing both follows the first, and after the first is killed with SIGKILL resumes on
+the second from its revision — events only, no snapshot — and the survivor takes the
+reaper's lease and expires locks.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lockd.v1 import watch_service_pb2 as watch_pb
-from tests.api.helpers import WatchClient, create_lock, lock_pb_of, open_channel, start_following
+from tests.agent.helpers import Cluster
+from tests.api.helpers import create_lock, lock_pb_of, open_channel
 from tests.ha.test_replicas import soon
 from tests.postgres_server import PostgresDatabase
 from tests.support import free_port
@@ -98,11 +98,12 @@ async def until_serving(replica: Replica, channel: grpc.aio.Channel) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_a_stream_resumes_on_the_survivor_after_sigkill_without_a_snapshot(
-    spawned: list[Replica], postgres_db: PostgresDatabase, tmp_path: Path
+async def test_an_agent_resumes_on_the_survivor_after_sigkill_without_a_snapshot(
+    spawned: list[Replica], nodes: Cluster, postgres_db: PostgresDatabase, tmp_path: Path
 ) -> None:
-    """SIGKILL the replica a stream follows: the stream resumes on the other replica from
-    its revision with events only, and the survivor expires locks (reaper takeover)."""
+    """SIGKILL the replica an agent follows: the agent resumes on the other replica from
+    its revision without a snapshot, gets a lock created there, and the survivor expires
+    it (reaper takeover)."""
     first = Replica(tmp_path, "a", postgres_db.dsn)
     spawned.append(first)
     channel_a = open_channel(first.address)
@@ -112,23 +113,20 @@ async def test_a_stream_resumes_on_the_survivor_after_sigkill_without_a_snapshot
     channel_b = open_channel(second.address)
     await until_serving(second, channel_b)
     try:
-        follower = await start_following(await WatchClient.open(channel_a, "agent-1"))
+        agent = await nodes.start_agent(addresses=(first.address, second.address))
         for index in range(3):
             last = await create_lock(channel_a, lock_pb_of(f"before-{index}", user=f"u{index}"))
-        await follower.until(last)
+        await agent.wait_revision(last)
         os.kill(first.process.pid, signal.SIGKILL)
         await asyncio.to_thread(first.process.wait, 30)
 
         brief = await create_lock(channel_b, lock_pb_of("brief", user="x", expires=soon(2)))
-        resumed = await WatchClient.open(channel_b, "agent-1", follower.epoch, follower.revision)
-        batch = (await resumed.read_kind("events")).events
-        assert batch.from_revision == last + 1
-        follower.client = resumed
-        follower.apply(batch)
-        events = await follower.until(brief + 1, within=30)  # the EXPIRE, from the survivor
-        assert events[-1].type == watch_pb.EVENT_TYPE_EXPIRE
-        assert events[-1].name == "brief"
-        assert all(r.WhichOneof("message") != "snapshot_begin" for r in resumed.received)
+        await agent.wait_revision(brief)
+        assert "brief" in agent.app.runtime.view.state.locks
+        await agent.wait_revision(brief + 1, within=30)  # the EXPIRE, from the survivor
+        assert "brief" not in agent.app.runtime.view.state.locks
+        for reason in ("epoch_changed", "too_old", "gap"):
+            assert agent.metric("lockd_agent_resyncs_total", reason=reason) == 0
     finally:
         await channel_a.close()
         await channel_b.close()

@@ -4,9 +4,10 @@ Two `AuthApp`s share a throwaway database (tests/postgres_server.py); raw WatchL
 streams on each check what agents see: one gapless, commit-ordered log whatever replica
 a write went through, a resume on the other replica without a snapshot, one EXPIRE per
 lock with two reapers, both replicas in the status, a new epoch when an agent holds a
-revision the store lost, and an outage of the database that ends by itself. Real agents
-(`AgentApp`) on each replica check `lock --wait`'s ack requests and the promotion of a
-synchronous and of an asynchronous standby (which loses commits the agents had applied).
+revision the store lost, and an outage of the database that ends by itself. A standby
+promoted under the replicas: a synchronous one (nothing lost), and an asynchronous one
+that lost a commit real agents (`AgentApp`) had applied; real agents also check
+`lock --wait`'s ack requests across replicas.
 """
 
 from __future__ import annotations
