@@ -4,7 +4,8 @@ Clients present a certificate issued by the cluster CA; every accepted connectio
 session registered with the node agent, refused or ended with the lock's message
 (docs/proxy.md). Modules: `proxy_config` (the config file), `pg_wire` (pure PostgreSQL
 wire codec), `cert_identity` (who a client certificate names), `relay` (bounded byte
-relay), `pg_frontend` / `pg_upstream` (the PostgreSQL handshakes), `listener` (accept,
-limits, sessions), `proxy_service` (listeners, agent, metrics, shutdown), `main` (the
-`lockd proxy` command).
+relay), `pg_frontend` / `upstream` (the PostgreSQL handshakes), `cancel_keys` (the
+cancel keys clients get, mapped to the upstream's), `connection` (one client),
+`listener` (accept, limits, sessions), `proxy_service` (listeners, agent, metrics,
+shutdown), `main` (the `lockd proxy` command), `server_cert` (its certificate).
 """

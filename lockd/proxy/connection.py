@@ -6,7 +6,9 @@ agent) â†’ the upstream dialled (PostgreSQL: logged in as the configured user) â
 Everything before the relay runs under the listener's handshake timeout. The relay ends
 when a side closes, the connection idles, the agent terminates the session (a lock, or
 strict mode), or the proxy shuts down. PostgreSQL clients are told why with a FATAL
-ErrorResponse carrying the exact text, written between two messages of the stream.
+ErrorResponse carrying the exact text, written between two messages of the stream. A
+PostgreSQL CancelRequest (a connection of its own) is passed on to the backend of the
+session its key names (`_cancel`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
@@ -25,6 +27,7 @@ from lockd.domain.identity import Identity
 from lockd.domain.sessions import SessionMetadata, SessionProtocol
 from lockd.obs.proxy_metrics import ProxyMetrics
 from lockd.proxy import pg_frontend, pg_wire, upstream
+from lockd.proxy.cancel_keys import CancelKeys
 from lockd.proxy.cert_identity import identity_from_certificate
 from lockd.proxy.proxy_config import ListenerConfig
 from lockd.proxy.relay import Relay, RelayEnd, Stream
@@ -67,10 +70,13 @@ class Connection:
         tls: ssl.SSLContext,
         agent: AgentClient,
         metrics: ProxyMetrics,
+        cancel_keys: CancelKeys,
     ) -> None:
         self.client = client
         self.listener = listener
         self.relay: Relay | None = None
+        self._cancel_keys = cancel_keys
+        self._cancel_key = b""  # the key this session's client got (postgres)
         self._tls = tls
         self._agent = agent
         self._metrics = metrics
@@ -86,6 +92,7 @@ class Connection:
         if self._ending.done():
             return
         self._ending.set_result(ending)
+        self._cancel_keys.withdraw(self._cancel_key)  # no cancel for an ended session
         relay = self.relay
         if relay is None:
             return
@@ -107,8 +114,15 @@ class Connection:
         self._metrics.connections_total.labels(protocol=self._protocol, result=result).inc()
 
     async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.listener.handshake_timeout.total_seconds()
         try:
-            async with self._established() as (session, server, preamble):
+            async with _before(deadline):
+                startup = await self._client_handshake()
+                if startup is not None and startup.kind is pg_wire.StartupKind.CANCEL_REQUEST:
+                    await self._cancel(startup)
+                    return
+            async with self._established(startup, deadline) as (session, server, preamble):
                 self._count("accepted")
                 await self._relay(session, server, preamble)
         except Refused as refused:
@@ -125,25 +139,43 @@ class Connection:
                     async with asyncio.timeout(FAREWELL_TIMEOUT):
                         await pg_frontend.send_fatal(self.client, refused.text, refused.sqlstate)
         finally:
+            self._cancel_keys.withdraw(self._cancel_key)
             await self.client.close()
 
     @contextlib.asynccontextmanager
-    async def _established(self) -> AsyncIterator[tuple[Session, Stream, bytes]]:
-        """Handshake, session and upstream, all under the handshake timeout."""
+    async def _established(
+        self, startup: pg_wire.StartupPacket | None, deadline: float
+    ) -> AsyncIterator[tuple[Session, Stream, bytes]]:
+        """Session and upstream, still before the handshake deadline."""
         postgres = self._protocol == "postgres"
-        timeout = self.listener.handshake_timeout.total_seconds()
         async with contextlib.AsyncExitStack() as stack:
-            try:
-                async with asyncio.timeout(timeout):
-                    startup = await self._client_handshake()
-                    identity = self._identity()
-                    session = await self._open_session(stack, identity, postgres)
-                    server = await self._upstream(startup)
-                    stack.push_async_callback(server.close)
-                    preamble = await self._login(server, startup)
-            except TimeoutError:
-                raise Refused("handshake_timeout", "handshake timeout") from None
+            async with _before(deadline):
+                identity = self._identity()
+                session = await self._open_session(stack, identity, postgres)
+                server = await self._upstream(startup)
+                stack.push_async_callback(server.close)
+                preamble = await self._login(server, startup, identity.user)
             yield session, server, preamble
+
+    async def _cancel(self, request: pg_wire.StartupPacket) -> None:
+        """Pass a CancelRequest on to the backend of the session its key names, or drop
+        it: an unknown key (a guess, or a session that ended or was ended), or a key of
+        another user's session when the request came over TLS with a certificate."""
+        target = self._cancel_keys.target(request.cancel_key)
+        tls = self.client.writer.get_extra_info("ssl_object") is not None
+        if target is None or (tls and self._identity().user != target.user):
+            why = "no live session has this key" if target is None else "another user's key"
+            raise Refused("cancel_dropped", f"cancel request dropped: {why}")
+        try:
+            server = await self._upstream(request)
+        except Refused as refused:
+            raise Refused(refused.result, refused.text) from None  # a cancel gets no answer
+        try:
+            server.writer.write(pg_wire.encode_cancel_request(target.upstream_key))
+            await server.writer.drain()
+        finally:
+            await server.close()
+        self._count("cancel_forwarded")
 
     async def _client_handshake(self) -> pg_wire.StartupPacket | None:
         try:
@@ -203,11 +235,20 @@ class Connection:
             raise Refused("upstream_failed", f"lockd proxy: {error}", postgres_sqlstate) from None
         return server
 
-    async def _login(self, server: Stream, startup: pg_wire.StartupPacket | None) -> bytes:
+    async def _login(
+        self, server: Stream, startup: pg_wire.StartupPacket | None, user: str
+    ) -> bytes:
         if startup is None:
             return b""
+
+        def client_key(upstream_key: bytes) -> bytes:
+            self._cancel_key = self._cancel_keys.issue(upstream_key, user)
+            return self._cancel_key
+
         try:
-            return await upstream.postgres_login(server, startup, self.listener.upstream)
+            return await upstream.postgres_login(
+                server, startup, self.listener.upstream, client_key
+            )
         except upstream.UpstreamRefused as refused:
             # The upstream's own error (e.g. database "x" does not exist), as it sent it.
             self.client.writer.write(refused.raw)
@@ -269,4 +310,11 @@ class Connection:
         counter.labels(protocol=self._protocol, direction="to_client").inc(relay.counters.to_client)
 
 
-ConnectionFactory = Callable[[Stream], Connection]
+@contextlib.asynccontextmanager
+async def _before(deadline: float) -> AsyncIterator[None]:
+    """Everything before the relay must be done by the handshake deadline."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError:
+        raise Refused("handshake_timeout", "handshake timeout") from None

@@ -19,6 +19,7 @@ from lockd.client import AgentClient
 from lockd.domain.addresses import parse_host_port
 from lockd.obs.proxy_metrics import ProxyMetrics
 from lockd.proxy import pg_wire
+from lockd.proxy.cancel_keys import CancelKeys
 from lockd.proxy.connection import SHUTDOWN, Connection, Ending
 from lockd.proxy.proxy_config import ListenerConfig
 from lockd.proxy.relay import Stream, bound_writes
@@ -36,6 +37,7 @@ class Listener:
     ) -> None:
         self.config = config
         self.connections: dict[Connection, asyncio.Task[None]] = {}
+        self.cancel_keys = CancelKeys()
         self._tls = tls
         self._agent = agent
         self._metrics = metrics
@@ -90,7 +92,9 @@ class Listener:
                     await writer.drain()
             await stream.close()
             return
-        connection = Connection(stream, self.config, self._tls, self._agent, self._metrics)
+        connection = Connection(
+            stream, self.config, self._tls, self._agent, self._metrics, self.cancel_keys
+        )
         task = asyncio.current_task()
         assert task is not None  # a client_connected_cb always runs in a task
         self.connections[connection] = task

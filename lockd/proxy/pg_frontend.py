@@ -2,7 +2,8 @@
 
 libpq sends `SSLRequest` (or `GSSENCRequest` first, which is declined with 'N' so it
 falls back to SSL); the proxy answers 'S' and runs the TLS handshake, which requires a
-client certificate from the cluster CA. Only then is the StartupMessage read. A client
+client certificate from the cluster CA. Only then is the StartupMessage read. A
+CancelRequest may come before TLS or after it (its key is its credential). A client
 that skips TLS gets a FATAL ErrorResponse saying what to configure. Bytes a client sends
 after its SSLRequest before the handshake would be read as if they came through TLS, so
 such a client is refused (the lesson of CVE-2021-23214).
@@ -43,15 +44,15 @@ async def send_fatal(stream: Stream, text: str, sqlstate: str) -> None:
 
 
 async def accept_tls_client(stream: Stream, context: ssl.SSLContext) -> pg_wire.StartupPacket:
-    """Negotiate TLS with a PostgreSQL client and return its StartupMessage."""
+    """Negotiate TLS with a PostgreSQL client and return its StartupMessage, or the
+    CancelRequest it sent (with or without TLS first)."""
     packet = await read_startup(stream)
     if packet.kind is pg_wire.StartupKind.GSSENC_REQUEST:
         stream.writer.write(pg_wire.SSL_REFUSE)
         await stream.writer.drain()
         packet = await read_startup(stream)
     if packet.kind is pg_wire.StartupKind.CANCEL_REQUEST:
-        # A cancel key would have to be mapped to an upstream backend; not supported.
-        raise ClientGone("cancel requests are not supported")
+        return packet  # libpq's PQcancel (psql's Ctrl-C) sends it without TLS
     if packet.kind is pg_wire.StartupKind.STARTUP:
         await send_fatal(stream, TLS_REQUIRED, pg_wire.INVALID_AUTHORIZATION)
         raise UnauthenticatedError("the client did not ask for TLS")
@@ -66,6 +67,6 @@ async def accept_tls_client(stream: Stream, context: ssl.SSLContext) -> pg_wire.
     except (ssl.SSLError, ConnectionError) as error:
         raise UnauthenticatedError(f"TLS handshake failed: {error}") from None
     startup = await read_startup(stream)
-    if startup.kind is not pg_wire.StartupKind.STARTUP:
+    if startup.kind not in (pg_wire.StartupKind.STARTUP, pg_wire.StartupKind.CANCEL_REQUEST):
         raise ValidationError(f"expected a StartupMessage after TLS, got {startup.kind.value}")
-    return startup
+    return startup  # asyncpg sends its CancelRequest over TLS

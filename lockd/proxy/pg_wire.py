@@ -1,12 +1,14 @@
 """The part of the PostgreSQL wire protocol (v3) the proxy speaks: pure parsing and encoding.
 
 A connection opens with a *startup packet* (int32 length including itself, int32 code):
-`SSLRequest` (80877103), `GSSENCRequest` (80877104), `CancelRequest` (80877102) or a
-`StartupMessage` (protocol 3.x, then `name\\0value\\0`… pairs and a final `\\0`). After it,
-every message is a type byte and an int32 length that counts itself but not the type.
+`SSLRequest` (80877103), `GSSENCRequest` (80877104), `CancelRequest` (80877102, then the
+cancel key: int32 process id and the secret, 4 bytes up to protocol 3.1, up to 256 from
+3.2) or a `StartupMessage` (protocol 3.x, then `name\\0value\\0`… pairs and a final
+`\\0`). After it, every message is a type byte and an int32 length that counts itself
+but not the type.
 `MessageFramer` follows those boundaries in a byte stream, so the proxy can inject an
 `ErrorResponse` between two messages and never inside one.
-No IO here: the async code in `pg_frontend` / `pg_upstream` feeds these functions bytes.
+No IO here: the async code in `pg_frontend` / `upstream` feeds these functions bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ PROTOCOL_MAJOR = 3
 MAX_STARTUP_LENGTH = 10000
 # Messages the proxy reads itself during the upstream handshake; data is only relayed.
 MAX_HANDSHAKE_MESSAGE = 64 * 1024
+# A cancel key: the process id and a secret of 4 (protocol 3.0) to 256 (3.2) bytes.
+MIN_CANCEL_KEY, MAX_CANCEL_KEY = 8, 4 + 256
+
+BACKEND_KEY_DATA = b"K"
+READY_FOR_QUERY = b"Z"
 
 SSL_ACCEPT = b"S"
 SSL_REFUSE = b"N"
@@ -49,11 +56,14 @@ class StartupKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class StartupPacket:
-    """A decoded startup packet; `parameters` only for a StartupMessage (in order)."""
+    """A decoded startup packet; `parameters` only for a StartupMessage (in order),
+    `cancel_key` (process id and secret, as BackendKeyData carried them) for a
+    CancelRequest."""
 
     kind: StartupKind
     protocol: int = 0
     parameters: tuple[tuple[str, str], ...] = ()
+    cancel_key: bytes = b""
 
     def parameter(self, name: str) -> str:
         return next((value for key, value in self.parameters if key == name), "")
@@ -75,8 +85,11 @@ def parse_startup(packet: bytes) -> StartupPacket:
     special = {
         SSL_REQUEST_CODE: StartupKind.SSL_REQUEST,
         GSSENC_REQUEST_CODE: StartupKind.GSSENC_REQUEST,
-        CANCEL_REQUEST_CODE: StartupKind.CANCEL_REQUEST,
     }
+    if code == CANCEL_REQUEST_CODE:
+        if not MIN_CANCEL_KEY <= len(packet) - 8 <= MAX_CANCEL_KEY:
+            raise ValidationError(f"invalid cancel request length {len(packet)}")
+        return StartupPacket(StartupKind.CANCEL_REQUEST, cancel_key=packet[8:])
     if code in special:
         return StartupPacket(special[code])
     if code >> 16 != PROTOCOL_MAJOR:
@@ -105,6 +118,11 @@ def encode_startup(protocol: int, parameters: tuple[tuple[str, str], ...]) -> by
 
 def encode_ssl_request() -> bytes:
     return struct.pack("!ii", 8, SSL_REQUEST_CODE)
+
+
+def encode_cancel_request(cancel_key: bytes) -> bytes:
+    """A CancelRequest for the backend that sent `cancel_key` in its BackendKeyData."""
+    return struct.pack("!ii", 8 + len(cancel_key), CANCEL_REQUEST_CODE) + cancel_key
 
 
 def message(kind: bytes, body: bytes) -> bytes:

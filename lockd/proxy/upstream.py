@@ -4,20 +4,25 @@ The proxy reaches its upstream over TCP (optionally TLS, verified against `ca_fi
 a Unix socket. For PostgreSQL it then logs in itself, as the listener's configured
 `database_user`: the client proved who it is with its certificate, so the upstream
 server must let that user in without a password (`trust` on a Unix socket, or `cert`
-authentication with the proxy's certificate). Everything the upstream sends up to and
-including AuthenticationOk is handed back, to be forwarded to the client.
+authentication with the proxy's certificate). Everything the upstream sends from
+AuthenticationOk to ReadyForQuery is handed back, to be forwarded to the client, but its
+BackendKeyData: the client gets a cancel key of the proxy's instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 
 from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import UnavailableError, ValidationError
 from lockd.proxy import pg_wire
 from lockd.proxy.proxy_config import UpstreamConfig
 from lockd.proxy.relay import Stream, bound_writes
+
+# What the upstream may send from the StartupMessage to ReadyForQuery (parameters, notices).
+MAX_LOGIN_BYTES = 1024 * 1024
 
 
 class UpstreamRefused(UnavailableError):
@@ -90,30 +95,48 @@ def upstream_parameters(
 
 
 async def postgres_login(
-    stream: Stream, client: pg_wire.StartupPacket, config: UpstreamConfig
+    stream: Stream,
+    client: pg_wire.StartupPacket,
+    config: UpstreamConfig,
+    client_key: Callable[[bytes], bytes],
 ) -> bytes:
-    """Send the StartupMessage and read up to AuthenticationOk; the bytes to forward."""
+    """Send the StartupMessage, log in, and read up to ReadyForQuery: the bytes to forward.
+
+    The upstream's BackendKeyData is not forwarded: `client_key(its key)` gives the key
+    the client gets instead (`lockd.proxy.cancel_keys`).
+    """
     startup = pg_wire.encode_startup(client.protocol, upstream_parameters(client, config))
     stream.writer.write(startup)
     await stream.writer.drain()
     forwarded = bytearray()
-    while True:
-        header = await stream.reader.readexactly(5)
-        kind, length = pg_wire.message_header(header)
-        if length > pg_wire.MAX_HANDSHAKE_MESSAGE:
-            raise UnavailableError("the upstream sent an oversized message during login")
-        body = await stream.reader.readexactly(length)
-        if kind == b"E":
-            text = pg_wire.parse_error_fields(body).get("M", "the upstream refused the login")
-            raise UpstreamRefused(f"upstream: {text}", header + body)
-        forwarded += header + body
-        if kind != b"R":  # NegotiateProtocolVersion or a notice: the client's business
-            continue
-        code = pg_wire.authentication_code(body)
-        if code == pg_wire.AUTH_OK:
+    authenticated = False
+    while len(forwarded) <= MAX_LOGIN_BYTES:
+        kind, body = await _read_message(stream)
+        if kind == b"R" and not authenticated:
+            code = pg_wire.authentication_code(body)
+            if code != pg_wire.AUTH_OK:
+                raise UnavailableError(
+                    f"the upstream asks for a password (authentication method {code}) for "
+                    f'user "{config.database_user}"; let that user in with trust (Unix '
+                    "socket) or cert authentication"
+                )
+            authenticated = True
+        elif kind == pg_wire.BACKEND_KEY_DATA:
+            body = client_key(body)
+        forwarded += pg_wire.message(kind, body)
+        if kind == pg_wire.READY_FOR_QUERY:
             return bytes(forwarded)
-        raise UnavailableError(
-            f"the upstream asks for a password (authentication method {code}) for user "
-            f'"{config.database_user}"; let that user in with trust (Unix socket) or cert '
-            "authentication"
-        )
+    raise UnavailableError("the upstream sent too much before it was ready for queries")
+
+
+async def _read_message(stream: Stream) -> tuple[bytes, bytes]:
+    """One message of the login (type, body); an ErrorResponse raises UpstreamRefused."""
+    header = await stream.reader.readexactly(5)
+    kind, length = pg_wire.message_header(header)
+    if length > pg_wire.MAX_HANDSHAKE_MESSAGE:
+        raise UnavailableError("the upstream sent an oversized message during login")
+    body = await stream.reader.readexactly(length)
+    if kind == b"E":
+        text = pg_wire.parse_error_fields(body).get("M", "the upstream refused the login")
+        raise UpstreamRefused(f"upstream: {text}", header + body)
+    return kind, body

@@ -18,6 +18,16 @@ def test_an_ssl_request_is_recognised() -> None:
     assert packet.kind is pg_wire.StartupKind.SSL_REQUEST
 
 
+def test_a_cancel_request_carries_its_key_of_protocol_3_0_or_3_2_length() -> None:
+    """Process id + secret: 8 bytes (3.0), up to 4 + 256 (3.2); shorter or longer refused."""
+    for key in (struct.pack("!ii", 4242, -7), b"\1" * 36):
+        packet = pg_wire.parse_startup(pg_wire.encode_cancel_request(key))
+        assert (packet.kind, packet.cancel_key) == (pg_wire.StartupKind.CANCEL_REQUEST, key)
+    for key in (b"\1" * 4, b"\1" * 261):
+        with pytest.raises(ValidationError, match="invalid cancel request length"):
+            pg_wire.parse_startup(pg_wire.encode_cancel_request(key))
+
+
 def test_a_startup_message_round_trips_its_parameters_in_order() -> None:
     """Encoding then parsing keeps names, values and their order."""
     parameters = (("user", "alice"), ("database", "app"), ("application_name", "psql"))
