@@ -4,7 +4,8 @@ asyncpg (docs/ha.md says why) with a connection pool for the transactions
 (`postgres_ops`), the schema created or upgraded on open (`postgres_schema`), and, for
 the replicas, a LISTEN connection of its own that wakes them on commits
 (`postgres_listen`), leases and the replica directory (`postgres_replicas`). The store
-implements the replica ports of `lockd.domain.replicas` as well as `Store`.
+implements the replica ports of `lockd.domain.replicas` as well as `Store`, whose
+methods are `lockd.store.ops_store.OpsStore`'s.
 
 Any failure to reach the database — refused or lost connections, timeouts, a server
 shutting down, a database that refuses connections — raises UnavailableError("store
@@ -19,26 +20,19 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from lockd.domain.errors import LockdError, UnavailableError
-from lockd.domain.events import Event
-from lockd.domain.ports import (
-    LOG_RETENTION_AGE,
-    LOG_RETENTION_COUNT,
-    Committed,
-    JoinToken,
-    PutMode,
-    Snapshot,
-)
+from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT
 from lockd.domain.replicas import AgentPresence, ReplicaRecord
-from lockd.domain.resources import Kind, ReplicatedResource, User
-from lockd.store import postgres_ops, postgres_replicas, rules
+from lockd.store import postgres_ops, postgres_replicas
+from lockd.store.ops_store import OpsStore
 from lockd.store.postgres_listen import CONNECTION_ERRORS, CommitListener
 from lockd.store.postgres_ops import Conn
 from lockd.store.postgres_schema import migrate
@@ -111,8 +105,10 @@ async def _keep_session(_conn: object) -> None:
     """
 
 
-class PostgresStore:
+class PostgresStore(OpsStore):
     """The Store port (and the replica ports) on one PostgreSQL database."""
+
+    OPS: ClassVar[ModuleType] = postgres_ops
 
     def __init__(
         self,
@@ -122,14 +118,11 @@ class PostgresStore:
         retention_count: int = LOG_RETENTION_COUNT,
         listener_retry: float = 1.0,
     ) -> None:
-        rules.check_retention(retention_age, retention_count)
+        super().__init__(retention_age, retention_count)
         self._options = options
-        self._retention_age = retention_age
-        self._retention_count = retention_count
         self._pool: asyncpg.Pool | None = None
         self._tls: ssl.SSLContext | bool = False  # made by open()
         self._listener = CommitListener(self._connect, retry=listener_retry)
-        self._healthy = False
 
     @property
     def type(self) -> str:
@@ -138,10 +131,6 @@ class PostgresStore:
     @property
     def options(self) -> PostgresOptions:
         return self._options
-
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
 
     def _connect_args(self) -> dict[str, Any]:
         options = self._options
@@ -231,64 +220,8 @@ class PostgresStore:
         self._healthy = True
         return result
 
-    async def check(self) -> bool:
-        try:
-            await self._call(postgres_ops.ping)
-        except UnavailableError:
-            self._healthy = False
-        return self._healthy
-
-    async def snapshot(self) -> Snapshot:
-        return await self._call(postgres_ops.snapshot)
-
-    async def events_since(self, revision: int, limit: int) -> list[Event]:
-        rules.check_events_args(revision, limit)
-        return await self._call(lambda conn: postgres_ops.events_since(conn, revision, limit))
-
-    async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
-        rules.require_aware(now)
-        return await self._call(lambda conn: postgres_ops.put(conn, resource, mode, now))
-
-    async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
-        rules.check_replicated_kind(kind)
-        rules.require_aware(now)
-        return await self._call(lambda conn: postgres_ops.delete(conn, kind, name, now))
-
-    async def expire_due(self, now: datetime) -> list[Event]:
-        rules.require_aware(now)
-        return await self._call(lambda conn: postgres_ops.expire_due(conn, now))
-
-    async def compact(self, now: datetime) -> int:
-        rules.require_aware(now)
-        age, count = self._retention_age, self._retention_count
-        return await self._call(lambda conn: postgres_ops.compact(conn, now, age, count))
-
-    async def get_user(self, name: str) -> User | None:
-        return await self._call(lambda conn: postgres_ops.get_user(conn, name))
-
-    async def list_users(self) -> list[User]:
-        return await self._call(postgres_ops.list_users)
-
-    async def put_user(self, user: User, mode: PutMode) -> bool:
-        return await self._call(lambda conn: postgres_ops.put_user(conn, user, mode))
-
-    async def delete_user(self, name: str) -> None:
-        await self._call(lambda conn: postgres_ops.delete_user(conn, name))
-
-    async def put_token(self, token: JoinToken) -> None:
-        rules.check_token(token)
-        await self._call(lambda conn: postgres_ops.put_token(conn, token))
-
-    async def list_tokens(self, now: datetime) -> list[JoinToken]:
-        rules.require_aware(now)
-        return await self._call(lambda conn: postgres_ops.list_tokens(conn, now))
-
-    async def delete_token(self, digest: str) -> None:
-        await self._call(lambda conn: postgres_ops.delete_token(conn, digest))
-
-    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
-        rules.require_aware(now)
-        return await self._call(lambda conn: postgres_ops.consume_token(conn, digest, kind, now))
+    async def _run(self, operation: Callable[..., Any], *args: Any) -> Any:
+        return await self._call(lambda conn: operation(conn, *args))
 
     # SharedLog (lockd.domain.replicas)
 

@@ -4,7 +4,8 @@ sqlite3 blocks, so every use of the connection happens on a single worker thread
 (a one-thread executor) and the event loop only awaits it; one thread also means one
 connection and writes that never contend with each other. The database runs in WAL
 mode with `synchronous=FULL`: an acknowledged lock survives a power cut (DESIGN §5).
-The transactions themselves are in `lockd.store.sqlite_ops`.
+The transactions themselves are in `lockd.store.sqlite_ops`; the Store methods that run
+them are `lockd.store.ops_store.OpsStore`'s.
 
 Any sqlite3.Error becomes UnavailableError("store unavailable: ...") and turns
 `healthy` false; the next operation that reaches the database turns it true again.
@@ -17,35 +18,28 @@ import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, ClassVar
 
 from lockd.domain.errors import LockdError, UnavailableError
-from lockd.domain.events import Event
-from lockd.domain.ports import (
-    LOG_RETENTION_AGE,
-    LOG_RETENTION_COUNT,
-    Committed,
-    JoinToken,
-    PutMode,
-    Snapshot,
-)
-from lockd.domain.resources import Kind, ReplicatedResource, User
-from lockd.store import rules, sqlite_ops
-
-T = TypeVar("T")
+from lockd.domain.ports import LOG_RETENTION_AGE, LOG_RETENTION_COUNT
+from lockd.store import sqlite_ops
+from lockd.store.ops_store import OpsStore
 
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds to wait for another connection's write lock
 
 
-class SqliteStore:
+class SqliteStore(OpsStore):
     """The Store port on one SQLite file.
 
     `connection_factory` is a sqlite3.Connection subclass for the connection (tests use
     one to inject IO faults); `busy_timeout` bounds the wait for a lock held by another
     process, after which the operation fails as unavailable.
     """
+
+    OPS: ClassVar[ModuleType] = sqlite_ops
 
     def __init__(
         self,
@@ -56,15 +50,12 @@ class SqliteStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
-        rules.check_retention(retention_age, retention_count)
+        super().__init__(retention_age, retention_count)
         self._path = path
-        self._retention_age = retention_age
-        self._retention_count = retention_count
         self._busy_timeout = busy_timeout
         self._factory = connection_factory
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._healthy = False
 
     @property
     def type(self) -> str:
@@ -73,10 +64,6 @@ class SqliteStore:
     @property
     def path(self) -> Path:
         return self._path
-
-    @property
-    def healthy(self) -> bool:
-        return self._healthy
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -115,14 +102,14 @@ class SqliteStore:
         finally:
             executor.shutdown(wait=False)  # the thread is idle now; don't block the loop
 
-    async def _call(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `operation(conn)` on the worker thread and keep `healthy` up to date."""
+    async def _run(self, operation: Callable[..., Any], *args: Any) -> Any:
+        """Run `operation(conn, *args)` on the worker thread and keep `healthy` up to date."""
         executor, conn = self._executor, self._conn
         if executor is None or conn is None:
             raise UnavailableError("store unavailable: store is not open")
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(executor, operation, conn)
+            result = await loop.run_in_executor(executor, functools.partial(operation, conn, *args))
         except sqlite3.Error as error:
             self._healthy = False
             raise UnavailableError(f"store unavailable: {error}") from error
@@ -132,62 +119,3 @@ class SqliteStore:
             raise
         self._healthy = True
         return result
-
-    async def check(self) -> bool:
-        try:
-            await self._call(sqlite_ops.ping)
-        except UnavailableError:
-            self._healthy = False
-        return self._healthy
-
-    async def snapshot(self) -> Snapshot:
-        return await self._call(sqlite_ops.snapshot)
-
-    async def events_since(self, revision: int, limit: int) -> list[Event]:
-        rules.check_events_args(revision, limit)
-        return await self._call(lambda conn: sqlite_ops.events_since(conn, revision, limit))
-
-    async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
-        rules.require_aware(now)
-        return await self._call(lambda conn: sqlite_ops.put(conn, resource, mode, now))
-
-    async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
-        rules.check_replicated_kind(kind)
-        rules.require_aware(now)
-        return await self._call(lambda conn: sqlite_ops.delete(conn, kind, name, now))
-
-    async def expire_due(self, now: datetime) -> list[Event]:
-        rules.require_aware(now)
-        return await self._call(lambda conn: sqlite_ops.expire_due(conn, now))
-
-    async def compact(self, now: datetime) -> int:
-        rules.require_aware(now)
-        age, count = self._retention_age, self._retention_count
-        return await self._call(lambda conn: sqlite_ops.compact(conn, now, age, count))
-
-    async def get_user(self, name: str) -> User | None:
-        return await self._call(lambda conn: sqlite_ops.get_user(conn, name))
-
-    async def list_users(self) -> list[User]:
-        return await self._call(sqlite_ops.list_users)
-
-    async def put_user(self, user: User, mode: PutMode) -> bool:
-        return await self._call(lambda conn: sqlite_ops.put_user(conn, user, mode))
-
-    async def delete_user(self, name: str) -> None:
-        await self._call(lambda conn: sqlite_ops.delete_user(conn, name))
-
-    async def put_token(self, token: JoinToken) -> None:
-        rules.check_token(token)
-        await self._call(lambda conn: sqlite_ops.put_token(conn, token))
-
-    async def list_tokens(self, now: datetime) -> list[JoinToken]:
-        rules.require_aware(now)
-        return await self._call(lambda conn: sqlite_ops.list_tokens(conn, now))
-
-    async def delete_token(self, digest: str) -> None:
-        await self._call(lambda conn: sqlite_ops.delete_token(conn, digest))
-
-    async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
-        rules.require_aware(now)
-        return await self._call(lambda conn: sqlite_ops.consume_token(conn, digest, kind, now))
