@@ -3,8 +3,8 @@ real worker process sharing its port) over a real SQLite file and loopback gRPC.
 
 Agents whose connections the kernel gave to different processes receive the same
 revisions in order, acks on demand reach the auth server from both, calls landing on the
-worker are forwarded, and a worker killed with SIGKILL is noticed and replaced while its
-agents resume elsewhere without a snapshot.
+worker are forwarded as the caller of the TLS certificate, and a worker killed with
+SIGKILL is noticed and replaced while its agents resume elsewhere without a snapshot.
 """
 
 from __future__ import annotations
@@ -12,12 +12,20 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 
+from lockd.domain.errors import UnavailableError
+from lockd.obs.audit import AuditEvent
+from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
+from lockd.runtime.call_forwarder import FORWARDED_CERT
+from lockd.store import SqliteStore
 from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
+from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from tests.api.conftest import Running, Servers
 from tests.api.helpers import (
     Follower,
@@ -29,7 +37,8 @@ from tests.api.helpers import (
     lock_pb_of,
     start_following,
 )
-from tests.support import eventually
+from tests.security.helpers import CLUSTER_NAME, SecureCluster, UserIdentity
+from tests.support import eventually, free_port
 
 # Enough connections that both processes get some: each new one lands on the worker
 # with probability 1/2, so 64 leave one process without any with odds of 2^-63.
@@ -149,3 +158,98 @@ async def test_a_killed_worker_is_noticed_replaced_and_its_agent_resumes_elsewhe
 
 async def _replaced(pids: list[int], dead: int) -> bool:
     return len(pids) == 1 and dead not in pids
+
+
+class WorkerCluster(SecureCluster):
+    """A TLS auth server on SQLite with one watch worker."""
+
+    async def start(self) -> AuthApp:
+        settings = AuthServerSettings(
+            cluster_name=CLUSTER_NAME,
+            listen_addr="127.0.0.1:0",
+            admin_socket=self.admin_socket,
+            shutdown_grace=1.0,
+            tls=TlsSettings(ca_dir=self.ca_dir, join_listen_addr="127.0.0.1:0"),
+            watch_workers=2,
+        )
+        self.app = await AuthApp.start(settings, self._store_factory(), self.clock, self.audit)
+        return self.app
+
+
+async def worker_connection(cluster: SecureCluster, user: UserIdentity) -> grpc.aio.Channel:
+    """A channel of `user` whose connection the worker serves (its watch stream says)."""
+    workers = cluster.running.workers
+    assert workers is not None
+    for index in range(MAX_CONNECTIONS):
+        channel = cluster.channel(user.credentials(), f"localhost:{cluster.running.port}")
+        watch = await WatchClient.open(channel, agent_id=f"{user.name}-{index}")
+        await watch.read_kind("snapshot_begin")
+        if workers.serving(watch.agent_id) == 1:
+            return channel
+        watch.cancel()
+    raise AssertionError(f"{MAX_CONNECTIONS} connections, none on the worker")
+
+
+async def test_calls_on_a_worker_connection_are_forwarded_as_the_certificates_user(
+    tmp_path: Path, socket_dir: Path
+) -> None:
+    """Over mTLS, calls arriving at the worker reach the auth server as the user of the
+    client certificate: the locksmith creates, the auditor is refused even when it sends
+    the locksmith's certificate as forwarding metadata; a worker's own refusal of a
+    locked user's stream is in the auth server's audit trail with the caller's address."""
+    cluster = WorkerCluster(tmp_path, socket_dir, lambda: SqliteStore(tmp_path / "lockd.db"))
+    await cluster.start()
+    try:
+        await cluster.seed_roles()
+        locksmith = await cluster.user("smith", ("locksmith",))
+        auditor = await cluster.user("ada", ("auditor",))
+        smith_channel = await worker_connection(cluster, locksmith)
+        ada_channel = await worker_connection(cluster, auditor)
+        forged = ((FORWARDED_CERT, locksmith.cert_pem),)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await LockServiceStub(ada_channel).CreateLock(
+                lock_pb.CreateLockRequest(lock=lock_pb_of("by-ada", user="eve")), metadata=forged
+            )
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+        created = await LockServiceStub(smith_channel).CreateLock(
+            lock_pb.CreateLockRequest(lock=lock_pb_of("on-ada", user="ada"))
+        )
+        assert created.lock.created_by == "smith"
+        before = len(cluster.audit.of("access.denied"))
+
+        async def watch_refused() -> bool:
+            watch = await WatchClient.open(ada_channel, agent_id="ada-again")
+            try:
+                await watch.read()
+            except grpc.aio.AioRpcError as error:
+                return error.code() is grpc.StatusCode.PERMISSION_DENIED
+            watch.cancel()
+            return False  # the worker has not applied the lock yet
+
+        await eventually(watch_refused, what="the worker to refuse the locked user's stream")
+
+        async def audited() -> list[AuditEvent]:
+            return cluster.audit.of("access.denied")[before:]
+
+        denied = (await eventually(audited, what="the worker's refusal in the audit trail"))[-1]
+        assert denied.fields["user"] == "ada"
+        assert str(denied.fields["source"]).startswith("ipv")
+    finally:
+        await cluster.stop()
+
+
+async def test_a_port_held_by_a_server_with_workers_is_refused_to_any_other_server(
+    servers: Servers,
+) -> None:
+    """The shared port stays this server's: another server on it, with workers or
+    without, fails to start with the taken-port message instead of sharing it."""
+    port = free_port()
+    await servers.start(watch_workers=2, listen_addr=f"127.0.0.1:{port}")
+    for workers in (2, 1):
+        with pytest.raises(UnavailableError, match="in use"):
+            await servers.start(
+                db=servers.db_path(f"other-{workers}"),
+                watch_workers=workers,
+                listen_addr=f"127.0.0.1:{port}",
+            )

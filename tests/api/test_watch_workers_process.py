@@ -1,0 +1,125 @@
+"""A real `lockd auth` with `watch_workers: 2`: agents, `lockctl lock --wait`, SIGKILL.
+
+The daemon (plaintext on loopback, SQLite) starts one worker process on its port; four
+real agents (`AgentApp`) connect and land on either process; `lockctl lock --wait`
+confirms a lock through all of them; SIGKILL of the daemon leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.helpers import Cluster
+from tests.e2e.test_single_writer import Processes, text, until_serving
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+LOCKCTL = Path(sys.executable).with_name("lockctl")
+AGENTS = 4
+GONE_WITHIN = 30.0
+
+
+@pytest.fixture
+def processes(tmp_path: Path, socket_dir: Path) -> Iterator[Processes]:
+    manager = Processes(tmp_path, socket_dir)
+    try:
+        yield manager
+    finally:
+        manager.kill_all()
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Cluster]:
+    manager = Cluster(tmp_path, socket_dir)
+    try:
+        yield manager
+    finally:
+        await manager.close()
+
+
+def children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's wait is missing
+
+
+async def test_lock_wait_confirms_through_workers_and_sigkill_leaves_no_worker(
+    processes: Processes, nodes: Cluster, tmp_path: Path
+) -> None:
+    """lockctl lock --wait returns confirmed by every agent, whichever process serves
+    it; after SIGKILL of the daemon its worker process exits by itself."""
+    port = free_port()
+    data_dir = tmp_path / "auth"
+    admin_socket = processes.sockets / "workers-admin.sock"
+    config = tmp_path / "auth.yaml"
+    config.write_text(
+        f"""\
+cluster_name: workers.lockd
+data_dir: {data_dir}
+log: {{format: json}}
+auth_service:
+  enabled: true
+  insecure: true
+  listen_addr: 127.0.0.1:{port}
+  admin_socket: {admin_socket}
+  metrics_addr: ""
+  heartbeat_interval: 1s
+  watch_workers: 2
+""",
+        encoding="utf-8",
+    )
+    daemon, stderr = processes.spawn("auth", config)
+    await until_serving(daemon, admin_socket, stderr)
+    (worker,) = children(daemon.pid)
+    try:
+        await _lock_wait_then_sigkill(daemon.pid, worker, port, config, nodes, stderr)
+    finally:
+        if alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
+async def _lock_wait_then_sigkill(
+    daemon: int, worker: int, port: int, config: Path, nodes: Cluster, stderr: Path
+) -> None:
+    address = f"127.0.0.1:{port}"
+    for index in range(AGENTS):
+        await nodes.start_agent(
+            addresses=(address,), server_id=f"node-{index}", name=f"agent-{index}"
+        )
+    wait = await asyncio.create_subprocess_exec(
+        str(LOCKCTL),
+        "-c",
+        str(config),
+        "lock",
+        "--user=mallory",
+        "--message=workers",
+        "--wait=30s",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await wait.communicate()
+    assert wait.returncode == 0, (out + err).decode()
+    assert f"lock applied by {AGENTS}/{AGENTS} agents" in err.decode(), (out + err).decode()
+
+    os.kill(daemon, signal.SIGKILL)
+    deadline = time.monotonic() + GONE_WITHIN
+    while alive(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived: {text(stderr)}"
+        await asyncio.sleep(0.1)
