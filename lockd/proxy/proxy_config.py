@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,6 +50,7 @@ class UpstreamConfig:
     server_name: str = ""  # the name its certificate must carry (default: the host)
     database_user: str = ""  # postgres: the user the proxy logs in as
     database: str = ""  # postgres: fixed database ("" = the one the client asks for)
+    password: str = field(default="", repr=False)  # postgres: from password_file, for SCRAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ _UPSTREAM = (
     "server_name",
     "database_user",
     "database",
+    "password_file",
 )
 
 
@@ -213,7 +215,7 @@ def _upstream(value: object, prefix: str, base: Path, protocol: str) -> Upstream
     if protocol == "postgres" and not user:
         raise config_error(key_path(prefix, "database_user"), "is required for postgres")
     if protocol != "postgres":
-        for key in ("database_user", "database"):
+        for key in ("database_user", "database", "password_file"):
             if key in section:
                 raise config_error(key_path(prefix, key), "only applies to postgres listeners")
     return UpstreamConfig(
@@ -224,7 +226,25 @@ def _upstream(value: object, prefix: str, base: Path, protocol: str) -> Upstream
         server_name=read_string(section, "server_name", prefix, ""),
         database_user=user,
         database=read_string(section, "database", prefix, ""),
+        password=_password(section, prefix, base),
     )
+
+
+def _password(section: Mapping[str, object], prefix: str, base: Path) -> str:
+    """The first line of `password_file` ("" without one). Read once, here, at start."""
+    path = _optional_path(section, "password_file", prefix, base)
+    if path is None:
+        return ""
+    where = key_path(prefix, "password_file")
+    try:
+        if path.stat().st_mode & 0o077:
+            raise config_error(where, f"{path} must be private to its owner (chmod 600)")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise config_error(where, f"cannot read {path}: {error}") from None
+    if not lines or not lines[0]:
+        raise config_error(where, f"{path} holds no password on its first line")
+    return lines[0]
 
 
 def _optional_path(section: Mapping[str, object], key: str, prefix: str, base: Path) -> Path | None:

@@ -3,8 +3,9 @@
 The proxy reaches its upstream over TCP (optionally TLS, verified against `ca_file`) or
 a Unix socket. For PostgreSQL it then logs in itself, as the listener's configured
 `database_user`: the client proved who it is with its certificate, so the upstream
-server must let that user in without a password (`trust` on a Unix socket, or `cert`
-authentication with the proxy's certificate). Everything the upstream sends from
+server lets that user in without a password (`trust` on a Unix socket, or `cert`
+authentication with the proxy's certificate) or with the password of
+`upstream.password_file` by SCRAM-SHA-256 (`pg_scram`). Everything the upstream sends from
 AuthenticationOk to ReadyForQuery is handed back, to be forwarded to the client, but its
 BackendKeyData: the client gets a cancel key of the proxy's instead.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from lockd.domain.addresses import parse_host_port
 from lockd.domain.errors import UnavailableError, ValidationError
-from lockd.proxy import pg_wire
+from lockd.proxy import pg_scram, pg_wire
 from lockd.proxy.proxy_config import UpstreamConfig
 from lockd.proxy.relay import Stream, bound_writes
 
@@ -110,16 +111,17 @@ async def postgres_login(
     await stream.writer.drain()
     forwarded = bytearray()
     authenticated = False
+    scram: pg_scram.ScramClient | None = None
     while len(forwarded) <= MAX_LOGIN_BYTES:
         kind, body = await _read_message(stream)
         if kind == b"R" and not authenticated:
             code = pg_wire.authentication_code(body)
             if code != pg_wire.AUTH_OK:
-                raise UnavailableError(
-                    f"the upstream asks for a password (authentication method {code}) for "
-                    f'user "{config.database_user}"; let that user in with trust (Unix '
-                    "socket) or cert authentication"
-                )
+                # The exchange is the proxy's own; the client sees only AuthenticationOk.
+                scram = await _authenticate(stream, code, body, config, scram)
+                continue
+            if scram is not None:
+                raise UnavailableError("the upstream accepted the login before SCRAM ended")
             authenticated = True
         elif kind == pg_wire.BACKEND_KEY_DATA:
             body = client_key(body)
@@ -127,6 +129,41 @@ async def postgres_login(
         if kind == pg_wire.READY_FOR_QUERY:
             return bytes(forwarded)
     raise UnavailableError("the upstream sent too much before it was ready for queries")
+
+
+async def _authenticate(
+    stream: Stream,
+    code: int,
+    body: bytes,
+    config: UpstreamConfig,
+    scram: pg_scram.ScramClient | None,
+) -> pg_scram.ScramClient | None:
+    """Answer one authentication request; the SCRAM exchange still under way, if any."""
+    if code == pg_scram.AUTH_SASL and config.password:
+        if pg_scram.MECHANISM not in pg_scram.mechanisms(body):
+            offered = ", ".join(pg_scram.mechanisms(body))
+            raise UnavailableError(f"the upstream offers no SCRAM-SHA-256 (only {offered})")
+        scram = pg_scram.ScramClient(config.password)
+        answer = scram.initial_response()
+    elif code == pg_scram.AUTH_SASL_CONTINUE and scram is not None:
+        answer = scram.final_response(body[4:])
+    elif code == pg_scram.AUTH_SASL_FINAL and scram is not None:
+        scram.verify(body[4:])
+        return None  # AuthenticationOk comes next
+    elif config.password:
+        raise UnavailableError(
+            f"the upstream asks for authentication method {code} for user "
+            f'"{config.database_user}"; the proxy speaks SCRAM-SHA-256 only'
+        )
+    else:
+        raise UnavailableError(
+            f"the upstream asks for a password (authentication method {code}) for user "
+            f'"{config.database_user}"; set upstream.password_file, or let that user in '
+            "with trust (Unix socket) or cert authentication"
+        )
+    stream.writer.write(answer)
+    await stream.writer.drain()
+    return scram
 
 
 async def _read_message(stream: Stream) -> tuple[bytes, bytes]:

@@ -80,3 +80,26 @@ def test_tls_and_listeners_are_required() -> None:
         parse_proxy_config({**minimal(), "tls": None}, BASE)
     with pytest.raises(ValidationError, match="listeners: must be a non-empty list"):
         parse_proxy_config({**minimal(), "listeners": []}, BASE)
+
+
+def test_the_upstream_password_is_read_from_a_private_file(tmp_path: Path) -> None:
+    """password_file's first line (relative to the config's directory), kept out of the
+    config's repr; a file others may read, an empty one or a missing one is refused."""
+    secret = tmp_path / "pg.pass"
+    secret.write_text("s3cret\nignored\n")
+    secret.chmod(0o600)
+    upstream = {"address": "db:5432", "database_user": "app", "password_file": "pg.pass"}
+    (listener,) = parse_proxy_config(minimal(upstream=upstream), tmp_path).listeners
+    assert listener.upstream.password == "s3cret"
+    assert "s3cret" not in repr(listener)
+    where = "listeners[0].upstream.password_file: "
+    secret.chmod(0o640)
+    with pytest.raises(ValidationError, match=re.escape(where) + ".*must be private"):
+        parse_proxy_config(minimal(upstream=upstream), tmp_path)
+    secret.write_text("\n")
+    secret.chmod(0o600)
+    with pytest.raises(ValidationError, match=re.escape(where) + ".*holds no password"):
+        parse_proxy_config(minimal(upstream=upstream), tmp_path)
+    missing = {**upstream, "password_file": "absent"}
+    with pytest.raises(ValidationError, match=re.escape(where) + "cannot read"):
+        parse_proxy_config(minimal(upstream=missing), tmp_path)
