@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lockd.bench.authproc import AuthServer, start_postgres
 from lockd.bench.procs import Reaper, cpu_seconds, interrupted, rss_bytes
@@ -18,6 +19,7 @@ class Common:
 
     store: str = "sqlite"
     heartbeat: str = "5s"
+    watch_workers: int = 1  # processes serving WatchLocks (auth_service.watch_workers)
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -91,12 +93,30 @@ async def start_auth(reaper: Reaper, common: Common, seed: int = 0) -> AuthServe
     if common.store == "postgres":
         postgres = await asyncio.to_thread(start_postgres)
     auth = AuthServer(reaper, common.store, common.heartbeat, postgres)
+    if common.watch_workers != 1:
+        await asyncio.to_thread(_serve_watch_from, auth, common.watch_workers)
     if seed and common.store == "sqlite":
         await asyncio.to_thread(auth.seed_sqlite, seed)
     await auth.start()
     if seed and common.store != "sqlite":
         await auth.seed_rpc(seed)
     return auth
+
+
+def _serve_watch_from(auth: AuthServer, workers: int) -> None:
+    """Set auth_service.watch_workers in the config `auth` wrote (it has no key for it)."""
+    text = auth.config.read_text(encoding="utf-8")
+    keyed = text.replace("auth_service:\n", f"auth_service:\n  watch_workers: {workers}\n", 1)
+    auth.config.write_text(keyed, encoding="utf-8")
+
+
+def server_pids(auth: AuthServer) -> list[int]:
+    """The `lockd auth` process and its watch workers."""
+    try:
+        children = Path(f"/proc/{auth.pid}/task/{auth.pid}/children").read_text().split()
+    except FileNotFoundError:
+        children = []
+    return [auth.pid, *map(int, children)]
 
 
 async def settle(seconds: float = 1.0) -> None:

@@ -1,6 +1,8 @@
 """`propagation` and `baseline`: how fast one lock reaches every agent.
 
-propagation: N real agents (K worker processes) watch a real `lockd auth`; M locks are
+propagation: N real agents (K worker processes) watch a real `lockd auth` (serving
+WatchLocks from `watch_workers` processes: `--watch-workers 1,2,4` runs once per count,
+the server's CPU and RSS summed over its processes); M locks are
 created one at a time over the admin socket. For each, the time from the CreateLock call
 to the moment its revision was applied by the first and by the last agent, and (real
 agents) `confirmed`: from CreateLock's return until the cluster status shows every agent
@@ -34,6 +36,7 @@ from lockd.bench.scenarios.common import (
     applied,
     close_workers,
     connect_and_sync,
+    server_pids,
     settle,
     split,
     start_auth,
@@ -73,12 +76,13 @@ class Publisher(Protocol):
 
 
 async def _measure(
-    publish: Publisher, workers: list[Worker], params: FanOutParams, server_pid: int
+    publish: Publisher, workers: list[Worker], params: FanOutParams, server_pids: list[int]
 ) -> dict[str, Value]:
-    """Publish warmup + M items one at a time; first/last-applied latencies and CPU."""
+    """Publish warmup + M items one at a time; first/last-applied latencies and CPU (of
+    every server process: lockd's watch workers count)."""
     first: list[float] = []
     last: list[float] = []
-    cpu_before = total_cpu([server_pid])
+    cpu_before = total_cpu(server_pids)
     workers_cpu_before = total_cpu([worker.pid for worker in workers])
     for index in range(params.warmup + params.locks):
         start = time.monotonic()
@@ -88,7 +92,7 @@ async def _measure(
             first.append(min(float(event["first"]) for event in events) - start)
             last.append(max(float(event["last"]) for event in events) - start)
         await asyncio.sleep(params.pause())
-    cpu = total_cpu([server_pid]) - cpu_before
+    cpu = total_cpu(server_pids) - cpu_before
     workers_cpu = total_cpu([worker.pid for worker in workers]) - workers_cpu_before
     return {
         **latency_summary("last", last),
@@ -108,6 +112,8 @@ def _params(params: FanOutParams, common: Common | None) -> dict[str, Value]:
     if common is not None:
         values["store"] = common.store
         values["light"] = params.light
+        if common.watch_workers != 1:  # the default run's parameters stay as they were
+            values["watch_workers"] = common.watch_workers
     return values
 
 
@@ -116,13 +122,14 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
     auth = await start_auth(reaper, common)
     workers: list[Worker] = []
     try:
-        idle_rss = auth.rss()
+        pids = server_pids(auth)
+        idle_rss = total_rss(pids)
         sizes = split(params.agents, params.procs)
         role = "light-agents" if params.light else "agents"
         workers = await start_workers(reaper, role, sizes, ["--auth", auth.address], "a")
         started, synced = await connect_and_sync(workers, params.agents)
         await settle()
-        streams_rss = auth.rss()
+        streams_rss = total_rss(pids)
         client = auth.admin()
         revision = (await client.status()).revision
         for worker in workers:
@@ -149,14 +156,14 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
                 confirming.append((index, asyncio.create_task(confirmed(committed, since))))
             return committed
 
-        figures = await _measure(create, workers, params, auth.pid)
+        figures = await _measure(create, workers, params, pids)
         result.update(figures)
         waits = [await task for index, task in confirming if index >= params.warmup]
         if waits:
             result.update(latency_summary("confirmed", waits))
         result.add(
             sync_all_s=round(max(synced) - started, 2),
-            server_rss_mb=mb(auth.rss()),
+            server_rss_mb=mb(total_rss(pids)),
             server_rss_idle_mb=mb(idle_rss),
             rss_per_stream_kb=round((streams_rss - idle_rss) / 1024 / max(1, params.agents), 1),
             agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
@@ -189,7 +196,7 @@ async def _watch_and_measure(
         if track_from is not None:
             for worker in workers:
                 await worker.call("track", from_rev=track_from)
-        figures = await _measure(publish, workers, params, server_pid)
+        figures = await _measure(publish, workers, params, [server_pid])
         figures.update(
             sync_all_s=round(max(synced) - started, 2),
             server_rss_mb=mb(total_rss([server_pid])),
