@@ -1,10 +1,14 @@
-"""A throwaway OpenSSH server with `lockd ssh-session` as its ForceCommand.
+"""A throwaway OpenSSH server enforced by lockd, as docs/ssh.md sets it up.
 
 Used by `lockd bench ssh` and by the tests of tests/ssh: the system's `sshd` binary, run
 as root in the foreground (`-D`) from a config in a directory of its own (host key, the
 SSH user CA in TrustedUserCAKeys, an authorized_keys file for plain keys) on a free
-127.0.0.1 port. Nothing in /etc changes; only sshd's privilege separation directory
-(/run/sshd) is created when it is missing, as Debian's own unit does.
+127.0.0.1 port. `guarded` (the default): `lockd ssh-session guard` runs next to it and
+sshd asks it through AuthorizedPrincipalsCommand / AuthorizedKeysCommand, with
+`lockd ssh-session --guarded` as the ForceCommand; otherwise the hook alone
+(`lockd ssh-session` as the ForceCommand). Nothing in /etc changes; only sshd's
+privilege separation directory (/run/sshd) is created when it is missing, as Debian's
+own unit does.
 """
 
 from __future__ import annotations
@@ -81,8 +85,10 @@ class ThrowawaySSHD:
     directory: Path
     ca: SSHUserCA
     hook_config: Path  # the config `lockd ssh-session --config` reads
+    guarded: bool = True
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    guard: subprocess.Popen[bytes] | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -92,27 +98,80 @@ class ThrowawaySSHD:
     def log(self) -> Path:
         return self.directory / "sshd.log"
 
+    @property
+    def guard_socket(self) -> Path:
+        return self.directory / "guard.sock"
+
+    @property
+    def guard_log(self) -> Path:
+        return self.directory / "guard.log"
+
+    def enforcement_lines(self) -> str:
+        """The sshd_config lines that put lockd in charge (docs/ssh.md)."""
+        if not self.guarded:
+            return (
+                f"AuthorizedKeysFile {self.directory / 'authorized_keys'}\n"
+                f"ForceCommand {LOCKD} ssh-session --config {self.hook_config}\n"
+            )
+        ask = f"{LOCKD} ssh-session %s --socket {self.guard_socket} %%u %%t %%k"
+        # AuthorizedPrincipalsCommand first: sshd 9.2 ignores it after AuthorizedKeysCommand.
+        return (
+            f"AuthorizedPrincipalsCommand {ask % 'auth-principals'}\n"
+            "AuthorizedPrincipalsCommandUser root\n"
+            f"AuthorizedKeysCommand {ask % 'auth-keys'}\n"
+            "AuthorizedKeysCommandUser root\n"
+            "AuthorizedKeysFile none\n"
+            f"ForceCommand {LOCKD} ssh-session --guarded\n"
+        )
+
+    def start_guard(self) -> None:
+        with self.guard_log.open("ab") as log:
+            self.guard = subprocess.Popen(
+                [
+                    LOCKD,
+                    "ssh-session",
+                    "guard",
+                    "--config",
+                    str(self.hook_config),
+                    "--listen",
+                    str(self.guard_socket),
+                    "--authorized-keys",
+                    str(self.directory / "authorized_keys"),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.guard_socket.exists():
+            if self.guard.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"lockd ssh-session guard did not start: {self.guard_text()}")
+            time.sleep(0.05)
+
+    def guard_text(self) -> str:
+        return self.guard_log.read_text(errors="replace") if self.guard_log.exists() else ""
+
     def start(self) -> None:
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         keygen(self.directory / "host_key")
         self.ca_file.write_bytes(self.ca.public_line + b"\n")
         (self.directory / "authorized_keys").touch()
         self.port = free_port()
+        if self.guarded:
+            self.start_guard()
         config = self.directory / "sshd_config"
         config.write_text(
             f"Port {self.port}\n"
             "ListenAddress 127.0.0.1\n"
             f"HostKey {self.directory / 'host_key'}\n"
             f"PidFile {self.directory / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {self.directory / 'authorized_keys'}\n"
             f"TrustedUserCAKeys {self.ca_file}\n"
-            "PermitRootLogin yes\n"
+            + self.enforcement_lines()
+            + "PermitRootLogin yes\n"
             "StrictModes no\n"  # the directory lives under the world-writable /tmp
             "UsePAM no\n"
             "PasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\n"
             "ExposeAuthInfo yes\n"
-            f"ForceCommand {LOCKD} ssh-session --config {self.hook_config}\n"
             f"Subsystem sftp {SFTP_SERVER}\n"
             "AllowTcpForwarding yes\n"
             "MaxStartups 500\n"  # many clients connecting at once (the benchmark)
@@ -177,14 +236,20 @@ class ThrowawaySSHD:
         sshd leaves its connections running, and a run that failed halfway may have left
         sessions open."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        for pid in _under(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        if process is not None and process.poll() is None:
+            for pid in _under(process.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            _terminate(process)
+        guard, self.guard = self.guard, None
+        if guard is not None and guard.poll() is None:
+            _terminate(guard)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)

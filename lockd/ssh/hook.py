@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import socket
 import sys
-import termios
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,18 +37,21 @@ from lockd.client import (
 from lockd.config.model import SSHHookConfig
 from lockd.domain.errors import LockdError, UnavailableError
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
-from lockd.ssh import processes
+from lockd.ssh import notice, processes
 from lockd.ssh.session_identity import SSHSession, session_of
-from lockd.ssh.user_program import UserProgram, login_entry, requested_program, start
+from lockd.ssh.user_program import (
+    FORWARDED_SIGNALS,
+    IGNORED_SIGNALS,
+    UserProgram,
+    exit_status,
+    login_entry,
+    requested_program,
+    start,
+)
 
 SIDECAR_NAME = "lockd ssh-session"  # how the agent's audit names this sidecar
 EXIT_REFUSED = 1
 EXIT_TERMINATED = 255  # what ssh itself exits with when the connection is lost
-DRAIN_TIMEOUT = 0.5  # seconds the termination notice may take to leave
-DRAIN_GRACE = 0.01  # then this long for sshd to put it on the wire
-FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
-# Terminal signals are the program's business (it shares the hook's process group).
-IGNORED_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,20 +63,12 @@ class HookSettings:
 def refuse(reason: str, detail: str = "") -> int:
     """Refuse the session: say why, then end the connection too, so that nothing of it
     (a port forward, another multiplexed session) outlives the refusal."""
-    say(reason)
+    notice.say(reason)
     if detail:
         with contextlib.suppress(OSError):
             os.write(2, f"lockd: {detail}\n".encode())
     _end_connection()
     return EXIT_REFUSED
-
-
-def say(text: str) -> None:
-    """One line for the user: their terminal with a PTY, the client's stderr otherwise."""
-    prefix = "\r\n" if os.isatty(2) else ""
-    newline = "\r\n" if os.isatty(2) else "\n"
-    with contextlib.suppress(OSError):  # the client may be gone already
-        os.write(2, f"{prefix}ERROR: {text}{newline}".encode())
 
 
 async def run(settings: HookSettings) -> int:
@@ -177,7 +169,7 @@ class Supervisor:
             either: list[asyncio.Future[Any]] = [exited, ended]
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if exited.done():
-                return _exit_status(child.wait())
+                return exit_status(child.wait())
             # A lock, or (strict sessions) a view or agent that cannot be trusted now.
             return self.terminate(ended.result().reason)
         finally:
@@ -191,8 +183,9 @@ class Supervisor:
         # Frozen first: nothing prints over the notice, nothing forks away.
         frozen = processes.freeze_tree(me)
         _take_terminal()
-        say(reason)
+        notice.say(reason)
         processes.kill_tree(me, frozen)
+        processes.reap_orphans()
         _end_connection()
         # Done: exit at once rather than tear Python and gRPC down, which would compete
         # for the CPU with the connection's own teardown (many sessions end together).
@@ -207,7 +200,7 @@ def _set_once(future: asyncio.Future[None]) -> None:
 
 def _end_connection() -> None:
     """Once what was written has left, end the connection's sshd process (if any)."""
-    _drain(2)
+    notice.drain(2)
     sshd = processes.connection_process()
     if sshd is not None:
         processes.end_connection(sshd)
@@ -216,10 +209,6 @@ def _end_connection() -> None:
 def _forward(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-
-
-def _exit_status(code: int) -> int:
-    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
 
 
 def _take_terminal() -> None:
@@ -234,21 +223,3 @@ def _take_terminal() -> None:
             os.tcsetpgrp(2, os.getpgrp())
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTTOU})
-
-
-def _unsent(fd: int) -> int:
-    """Bytes written to `fd` that its reader (sshd) has not taken yet."""
-    for request in (termios.TIOCOUTQ, termios.FIONREAD):  # terminals and sockets; pipes
-        try:
-            buffer = fcntl.ioctl(fd, request, b"\0\0\0\0")
-        except OSError:
-            continue
-        return int.from_bytes(buffer, sys.byteorder)
-    return 0
-
-
-def _drain(fd: int) -> None:
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while _unsent(fd) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    time.sleep(DRAIN_GRACE)

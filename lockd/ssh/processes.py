@@ -37,7 +37,7 @@ def become_subreaper() -> None:
         raise OSError(errno, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(errno)}")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     found: list[int] = []
     try:
         tasks = list((PROC / str(pid) / "task").iterdir())
@@ -54,11 +54,11 @@ def _children(pid: int) -> list[int]:
 def descendants(pid: int) -> list[int]:
     """Every descendant of `pid`, parents before their children."""
     found: list[int] = []
-    pending = _children(pid)
+    pending = children(pid)
     while pending:
         child = pending.pop()
         found.append(child)
-        pending.extend(_children(child))
+        pending.extend(children(child))
     return found
 
 
@@ -86,8 +86,8 @@ def freeze_tree(pid: int) -> set[int]:
 def kill_tree(pid: int, frozen: set[int]) -> None:
     """SIGKILL the `frozen` descendants of `pid`, and any that still turns up.
 
-    No waiting for them to die: SIGKILL cannot be caught or blocked, and the exited
-    children are reaped here or, after the hook exits, by init.
+    No waiting for them to die: SIGKILL cannot be caught or blocked. Exited children of
+    the caller are its to reap (`reap_orphans`).
     """
     _signal_all(list(frozen), signal.SIGKILL)
     killed = set(frozen)
@@ -97,7 +97,6 @@ def kill_tree(pid: int, frozen: set[int]) -> None:
             break
         _signal_all(new, signal.SIGKILL)
         killed.update(new)
-    reap_orphans()
 
 
 def reap_orphans() -> None:
@@ -111,7 +110,7 @@ def reap_orphans() -> None:
             return
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     try:
         text = (PROC / str(pid) / "stat").read_text()
     except OSError:
@@ -121,7 +120,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def parent_of(pid: int) -> int:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return int(fields[1]) if fields else 0
 
 
@@ -132,7 +131,7 @@ def _ancestors(pid: int) -> Iterator[int]:
         current = parent_of(current)
 
 
-def _command_name(pid: int) -> str:
+def command_name(pid: int) -> str:
     try:
         return (PROC / str(pid) / "comm").read_text().strip()
     except OSError:
@@ -142,7 +141,7 @@ def _command_name(pid: int) -> str:
 def connection_process(pid: int | None = None) -> int | None:
     """The per-connection sshd process serving `pid` (default: this process), if any."""
     for ancestor in _ancestors(os.getpid() if pid is None else pid):
-        if _command_name(ancestor) in SSHD_NAMES:
+        if command_name(ancestor) in SSHD_NAMES:
             try:
                 command_line = (PROC / str(ancestor) / "cmdline").read_bytes()
             except OSError:

@@ -65,19 +65,32 @@ def session_of(
     address = remote_address(environment.get("SSH_CONNECTION", ""))
     certificates = certificate_lines(_auth_info(environment))
     if certificates:
-        trusted = _trusted_keys(trusted_ca_file)
         # With several publickey steps (AuthenticationMethods), the last one counts.
-        named = verified_identity(load_certificate(certificates[-1]), trusted, login, now)
-        identity = Identity(
-            user=named.user,
-            roles=named.roles,
-            login=login,
-            mfa_device=named.mfa_device,
-            device=named.device,
-        )
+        identity = certificate_identity(login, certificates[-1], trusted_ca_file, now)
         return SSHSession(identity, address, "certificate")
-    user = logins.get(login, "")
-    return SSHSession(Identity(user=user, login=login), address, "mapping" if user else "login")
+    identity = mapped_identity(login, logins)
+    return SSHSession(identity, address, "mapping" if identity.user else "login")
+
+
+def certificate_identity(
+    login: str, certificate: bytes, trusted_ca_file: Path, now: datetime
+) -> Identity:
+    """Who an OpenSSH certificate line (`type base64`) says the session is; raises
+    UnauthenticatedError unless the cluster's SSH user CA signed it for `login`."""
+    trusted = _trusted_keys(trusted_ca_file)
+    named = verified_identity(load_certificate(certificate), trusted, login, now)
+    return Identity(
+        user=named.user,
+        roles=named.roles,
+        login=login,
+        mfa_device=named.mfa_device,
+        device=named.device,
+    )
+
+
+def mapped_identity(login: str, logins: Mapping[str, str]) -> Identity:
+    """A plain key's session: the lockd user the login maps to, if any."""
+    return Identity(user=logins.get(login, ""), login=login)
 
 
 def _auth_info(environment: Mapping[str, str]) -> str:

@@ -6,15 +6,26 @@ scp and rsync run one), the subsystem's configured command (`Subsystem sftp
 /usr/lib/openssh/sftp-server`: `internal-sftp` cannot be used, it exists only inside
 sshd), or nothing for a login shell. The hook runs the same with the login's shell:
 `shell -c COMMAND`, or the shell as a login shell (`-bash`) in the PTY sshd allocated.
+
+`run_in_tree` is the whole hook under `lockd ssh-session guard` (`--guarded`): the guard
+checked the connection and ends it; the hook only keeps the session's processes in its
+tree (a child subreaper), so that the guard finds and kills them all.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from lockd.ssh import processes
+
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
+# Terminal signals are the program's business (it shares the hook's process group).
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +57,28 @@ def start(program: UserProgram) -> subprocess.Popen[bytes]:
     reach the program while the hook ignores them.
     """
     return subprocess.Popen(list(program.argv), executable=program.executable)
+
+
+def run_in_tree(program: UserProgram) -> int:
+    """Run the program as a child of this subreaper; its exit status (128 + N for a
+    signal, as shells say)."""
+    processes.become_subreaper()
+    child = start(program)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            return  # it exited meanwhile
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    for signum in IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    code = child.wait()
+    processes.reap_orphans()
+    return exit_status(code)
+
+
+def exit_status(code: int) -> int:
+    return 128 - code if code < 0 else code

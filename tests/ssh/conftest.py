@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from lockd.bench.sshd import why_no_sshd
-from lockd.client import AuthClient
+from lockd.client import AgentClient, AuthClient
 from tests.cli.helpers import AuthServer, reset
 from tests.ssh.helpers import Node, start_cluster, start_node
+from tests.support import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +42,21 @@ def node(auth: AuthServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture
-async def admin(auth: AuthServer) -> AsyncIterator[AuthClient]:
-    """An admin client on the auth server's admin socket; every lock is gone afterwards."""
+async def admin(auth: AuthServer, node: Node) -> AsyncIterator[AuthClient]:
+    """An admin client on the auth server's admin socket; afterwards every lock is gone,
+    also from the node agent's view (else the next test's login could still be refused)."""
     async with AuthClient.connect(f"unix:{auth.admin_socket}") as client:
         try:
             yield client
         finally:
             for lock in await client.list_locks():
                 await client.delete_lock(lock.name)
+            async with AgentClient.connect(node.socket) as agent:
+
+                async def no_lock_left() -> bool:
+                    return (await agent.status()).locks_in_force == 0
+
+                await eventually(no_lock_left, what="no lock in force on the node")
 
 
 @pytest.fixture(scope="module", autouse=True)
