@@ -66,11 +66,13 @@ class AuthServer:
         store: str,
         heartbeat: str = "5s",
         postgres: PostgresServer | None = None,
+        name: str = "auth",
     ) -> None:
+        """`name`: its directory in the run's (replicas on one database need one each)."""
         self._reaper = reaper
         self.store = store
         self.postgres = postgres  # the store's server when store is "postgres"
-        self.directory = reaper.workdir / "auth"
+        self.directory = reaper.workdir / name
         self.directory.mkdir()
         self.admin_socket = self.directory / "admin.sock"
         self.db_path = self.directory / "lockd.db"

@@ -20,6 +20,7 @@ from lockd.bench.scenarios.check import CheckParams, check
 from lockd.bench.scenarios.check_under_load import LoadParams, check_under_load
 from lockd.bench.scenarios.common import Common
 from lockd.bench.scenarios.create_latency import CreateParams, create
+from lockd.bench.scenarios.failover import FailoverParams, failover
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, etcd, propagation
 from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
@@ -127,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     command = scenario("create", "durable CreateLock latency, one call at a time")
     command.add_argument("--locks", type=int, default=200, help="locks created")
     command.add_argument("--warmup", type=int, default=10, help="unmeasured creates first")
+    command.add_argument(
+        "--replicas", type=int, default=1, help="auth replicas (2+: --store postgres)"
+    )
+
+    command = scenario("failover", "SIGKILL the leading replica: agents SYNCED on a survivor")
+    command.add_argument("--agents", type=int, default=100, help="agents (streams)")
+    command.add_argument("--procs", type=int, default=2, help="agent worker processes")
+    command.add_argument("--replicas", type=int, default=2, help="auth replicas (2+)")
 
     command = scenario("reconnect", "auth server restart: time until every agent is SYNCED")
     command.add_argument("--agents", type=int, default=100, help="agents (streams)")
@@ -196,7 +205,15 @@ async def _check_under_load(reaper: Reaper, args: argparse.Namespace) -> list[Re
 
 
 async def _create(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
-    return [await create(reaper, CreateParams(args.locks, args.warmup), _common(args))]
+    params = CreateParams(args.locks, args.warmup, args.replicas)
+    return [await create(reaper, params, _common(args))]
+
+
+async def _failover(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    if args.store != "postgres":
+        raise ValueError("failover needs --store postgres (a store replicas share)")
+    params = FailoverParams(args.agents, args.procs, args.replicas)
+    return [await failover(reaper, params, _common(args))]
 
 
 async def _resync(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
@@ -215,6 +232,7 @@ RUNNERS: dict[str, Runner] = {
     "check-under-load": _check_under_load,
     "proxy": _proxy,
     "create": _create,
+    "failover": _failover,
     "reconnect": _resync,
     "snapshot": _resync,
 }

@@ -152,7 +152,8 @@ class TimedRuntime(AgentRuntime):
 
 
 class AgentFleet:
-    """N real watching agents on one auth server."""
+    """N real watching agents on one auth server (`address`), or on several: a
+    comma-separated list, tried in its order (the agents' `auth_servers`)."""
 
     def __init__(self, address: str, count: int, prefix: str) -> None:
         self.address = address
@@ -169,7 +170,9 @@ class AgentFleet:
             view = LocalView(ViewSettings(agent_id))
             runtime = TimedRuntime(view, clock, self.metrics, self.probe)
             settings = WatchClientSettings(
-                agent_id=agent_id, auth_servers=(self.address,), channel_options=OWN_CONNECTION
+                agent_id=agent_id,
+                auth_servers=tuple(self.address.split(",")),
+                channel_options=OWN_CONNECTION,
             )
             watcher = WatchClient(runtime, settings)
             self._tasks.append(asyncio.create_task(watcher.run_forever()))

@@ -36,7 +36,9 @@ class Role(Protocol):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lockd.bench.worker")
     parser.add_argument("role")
-    parser.add_argument("--auth", default="", help="auth server address host:port")
+    parser.add_argument(
+        "--auth", default="", help="auth server host:port (agents: a,b,... to list several)"
+    )
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--prefix", default="bench")
     parser.add_argument("--dir", type=Path, default=Path("."))

@@ -2,7 +2,8 @@
 
 Each call goes over the admin socket and returns once the lock is durable (SQLite: WAL
 with synchronous=FULL, so an fsync per commit) and handed to the replication hub. No
-agents are connected: this is the write path alone.
+agents are connected: this is the write path alone. With `replicas` > 1 (PostgreSQL),
+the calls go to the first replica while the others run and tail the shared log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 from lockd.bench.procs import Reaper
 from lockd.bench.report import Result, latency_summary
-from lockd.bench.scenarios.common import Common, start_auth
+from lockd.bench.scenarios.common import Common
+from lockd.bench.scenarios.replica_set import close_replicas, start_replicas
 from lockd.domain.lock import Lock, LockTarget
 
 
@@ -20,11 +22,15 @@ from lockd.domain.lock import Lock, LockTarget
 class CreateParams:
     locks: int = 200
     warmup: int = 10
+    replicas: int = 1
 
 
 async def create(reaper: Reaper, params: CreateParams, common: Common) -> Result:
     result = Result("create", {"locks": params.locks, "store": common.store})
-    auth = await start_auth(reaper, common)
+    if params.replicas > 1:
+        result.params["replicas"] = params.replicas
+    replicas = await start_replicas(reaper, common, params.replicas)
+    auth = replicas[0]
     try:
         client = auth.admin()
         latencies = []
@@ -46,5 +52,5 @@ async def create(reaper: Reaper, params: CreateParams, common: Common) -> Result
             server_cpu_ms_per_create=round(cpu * 1000 / max(1, params.locks), 3),
         )
     finally:
-        await auth.close()
+        await close_replicas(replicas)
     return result
