@@ -210,8 +210,10 @@ class WatchWorkers:
         if self._stopping:
             return
         self.deaths += 1
-        _log.error(
-            "watch worker died; its agents reconnect to the processes still listening",
+        # Status 0: it was stopped (SIGTERM, e.g. to the whole service's process group).
+        report = _log.warning if code == 0 else _log.error
+        report(
+            "watch worker ended; its agents reconnect to the processes still listening",
             worker=worker.index,
             pid=worker.process.pid,
             exit_status=code,
