@@ -52,7 +52,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _under(root: int) -> list[int]:
+def processes_under(root: int) -> list[int]:
     """The processes whose parent chain reaches `root` (one pass over /proc)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -237,7 +237,7 @@ class ThrowawaySSHD:
         sessions open."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            for pid in _under(process.pid):
+            for pid in processes_under(process.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             _terminate(process)

@@ -1,5 +1,6 @@
-"""Fixtures of the SSH suite: a real `lockd auth`, a node (real `lockd agent` and sshd with
-`lockd ssh-session` as ForceCommand), and an admin client. Skipped, with the reason,
+"""Fixtures of the SSH suite: a real `lockd auth` and a node (real `lockd agent`, sshd and
+`lockd ssh-session guard`), shared by the modules that lock in one cluster (each lock
+is deleted after its test), and an admin client. Skipped, with the reason,
 where OpenSSH or root is missing."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 
 from lockd.bench.sshd import why_no_sshd
 from lockd.client import AgentClient, AuthClient
-from tests.cli.helpers import AuthServer, reset
+from tests.cli.helpers import AuthServer
 from tests.ssh.helpers import Node, start_cluster, start_node
 from tests.support import eventually
 
@@ -23,7 +24,7 @@ if _missing is not None:
 MAPPED_USER = "bob"  # agent_service.ssh.logins maps the login root to this lockd user
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
     server = start_cluster(tmp_path_factory.mktemp("ssh"))
     try:
@@ -32,7 +33,7 @@ def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
         server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def node(auth: AuthServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     started = start_node(tmp_path_factory.mktemp("node"), auth, logins={"root": MAPPED_USER})
     try:
@@ -57,8 +58,3 @@ async def admin(auth: AuthServer, node: Node) -> AsyncIterator[AuthClient]:
                     return (await agent.status()).locks_in_force == 0
 
                 await eventually(no_lock_left, what="no lock in force on the node")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def clean_cluster(auth: AuthServer) -> None:
-    reset(auth)

@@ -17,13 +17,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lockd.bench.sshd import LOCKD, LOGIN, ThrowawaySSHD
+from lockd.bench.sshd import LOCKD, LOGIN, ThrowawaySSHD, processes_under
+from lockd.client import AuthClient
+from lockd.domain.lock import Lock, LockTarget
 from lockd.pki import new_key
 from lockd.pki_openssh import SSHUserCA, SSHUserIdentity
 from tests.cli.helpers import AuthServer, start_auth_server
+from tests.support import eventually
 
 SSH = shutil.which("ssh") or "/usr/bin/ssh"
 START_TIMEOUT = 20.0
+MESSAGE = "Suspicious activity."
+ALICE = SSHUserIdentity("alice", ("dev",), mfa_device="mfa-7", device="laptop-3")
 
 
 @dataclass
@@ -127,10 +132,13 @@ def start_node(
     auth: AuthServer,
     max_staleness: str = "5m",
     logins: dict[str, str] | None = None,
+    guarded: bool = True,
 ) -> Node:
+    """A node as docs/ssh.md sets it up: with the guard, or (`guarded=False`) the
+    ForceCommand hook alone."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = SSHUserCA.derived_from(new_key(), "lockctl.test")
-    sshd = ThrowawaySSHD(directory, ca, directory / "agent.yaml")
+    sshd = ThrowawaySSHD(directory, ca, directory / "agent.yaml", guarded=guarded)
     node = Node(directory, auth, sshd, str(uuid.uuid4()), max_staleness, logins=logins or {})
     try:
         node.start_agent()
@@ -171,3 +179,38 @@ def sleeping_now(duration: str) -> list[int]:
         if argv[:2] == [b"sleep", duration.encode()] and state not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+def lock_message(target: LockTarget) -> str:
+    return f"ERROR: {Lock('x', target, message=MESSAGE).in_force_message()}"
+
+
+async def lock(admin: AuthClient, target: LockTarget) -> str:
+    name = str(uuid.uuid4())
+    await admin.create_lock(Lock(name, target, message=MESSAGE))
+    return name
+
+
+async def running(name: str, count: int) -> None:
+    async def enough() -> bool:
+        return len(await sleeping(name)) >= count
+
+    await eventually(enough, what=f"{count} x {name}")
+
+
+async def gone(name: str) -> None:
+    async def none_left() -> bool:
+        return not await sleeping(name)
+
+    await eventually(none_left, what=f"no process {name} left")
+
+
+async def no_connection_left(node: Node) -> None:
+    """Nothing of any connection is left: the listening sshd has no child."""
+    process = node.sshd.process
+    assert process is not None
+
+    async def none() -> bool:
+        return not await asyncio.to_thread(processes_under, process.pid)
+
+    await eventually(none, what="no process of any SSH connection left")

@@ -8,22 +8,27 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from lockd.bench.sshd import LOCKD, LOGIN
 from lockd.client import AuthClient
-from lockd.domain.lock import Lock, LockTarget
-from lockd.pki_openssh import SSHUserIdentity
+from lockd.domain.lock import LockTarget
 from tests.cli.helpers import AuthServer, lockctl
 from tests.ssh.conftest import MAPPED_USER
-from tests.ssh.helpers import Node, marker, sleeping
+from tests.ssh.helpers import (
+    ALICE,
+    MESSAGE,
+    Node,
+    gone,
+    lock,
+    lock_message,
+    marker,
+    running,
+)
 from tests.support import eventually, free_port
 
-MESSAGE = "Suspicious activity."
-ALICE = SSHUserIdentity("alice", ("dev",), mfa_device="mfa-7", device="laptop-3")
 DAEMONS = "setsid sleep {m} & (sleep {m} &) ; nohup sleep {m} >/dev/null 2>&1 &"
 
 
@@ -37,30 +42,6 @@ def target_for(kind: str, node: Node) -> LockTarget:
         "device": "laptop-3",
     }
     return LockTarget(**{kind: values[kind]})
-
-
-def lock_message(target: LockTarget) -> str:
-    return f"ERROR: {Lock('x', target, message=MESSAGE).in_force_message()}"
-
-
-async def lock(admin: AuthClient, target: LockTarget) -> str:
-    name = str(uuid.uuid4())
-    await admin.create_lock(Lock(name, target, message=MESSAGE))
-    return name
-
-
-async def running(name: str, count: int) -> None:
-    async def enough() -> bool:
-        return len(await sleeping(name)) >= count
-
-    await eventually(enough, what=f"{count} x {name}")
-
-
-async def gone(name: str) -> None:
-    async def none_left() -> bool:
-        return not await sleeping(name)
-
-    await eventually(none_left, what=f"no process {name} left")
 
 
 @pytest.mark.parametrize("kind", ["user", "role", "login", "server_id", "mfa_device", "device"])
