@@ -13,13 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.agent.conftest import cluster  # noqa: F401 (the fixture)
 from tests.agent.helpers import Cluster
-from tests.e2e.test_single_writer import Processes, text, until_serving
+from tests.e2e.test_single_writer import Processes, processes, text, until_serving  # noqa: F401
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow
@@ -27,24 +27,6 @@ pytestmark = pytest.mark.slow
 LOCKCTL = Path(sys.executable).with_name("lockctl")
 AGENTS = 4
 GONE_WITHIN = 30.0
-
-
-@pytest.fixture
-def processes(tmp_path: Path, socket_dir: Path) -> Iterator[Processes]:
-    manager = Processes(tmp_path, socket_dir)
-    try:
-        yield manager
-    finally:
-        manager.kill_all()
-
-
-@pytest.fixture
-async def nodes(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Cluster]:
-    manager = Cluster(tmp_path, socket_dir)
-    try:
-        yield manager
-    finally:
-        await manager.close()
 
 
 def children(pid: int) -> list[int]:
@@ -61,7 +43,9 @@ def alive(pid: int) -> bool:
 
 
 async def test_lock_wait_confirms_through_workers_and_sigkill_leaves_no_worker(
-    processes: Processes, nodes: Cluster, tmp_path: Path
+    processes: Processes,  # noqa: F811 (the fixture)
+    cluster: Cluster,  # noqa: F811 (the fixture)
+    tmp_path: Path,
 ) -> None:
     """lockctl lock --wait returns confirmed by every agent, whichever process serves
     it; after SIGKILL of the daemon its worker process exits by itself."""
@@ -89,7 +73,7 @@ auth_service:
     await until_serving(daemon, admin_socket, stderr)
     (worker,) = children(daemon.pid)
     try:
-        await _lock_wait_then_sigkill(daemon.pid, worker, port, config, nodes, stderr)
+        await _lock_wait_then_sigkill(daemon.pid, worker, port, config, cluster, stderr)
     finally:
         if alive(worker):
             os.kill(worker, signal.SIGKILL)
