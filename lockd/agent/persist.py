@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import ValidationError
 from lockd.domain.events import ReplicatedState
-from lockd.domain.resources import ClusterAuthPreference, User
+from lockd.domain.lock_table import LockTable
+from lockd.domain.resources import ClusterAuthPreference, ReplicatedResource, User
 from lockd.durable_files import write_durably
 
 FORMAT = "lockd-view/1"
@@ -32,30 +34,23 @@ class ViewOwner:
 
 
 class ViewWriter:
-    """Saves the view to one file, re-encoding only what changed since its last save.
+    """Saves the view to one file: the canonical payload `_canonical` would give (the
+    loader checks the same SHA-256), assembled one resource at a time.
 
-    Each resource's canonical JSON is kept (by identity: resources are immutable) and
-    the file is assembled from those pieces, so a save with 100k locks costs a join,
-    a hash and a write instead of encoding every lock twice. The file is exactly what
-    `_canonical` would give (the loader checks the same SHA-256).
+    Locks are decoded and encoded one by one (an agent's LockTable holds them
+    compactly), so a save never holds a second, decoded copy of 100k locks. Saves are
+    rare — after a snapshot and when the journal is compacted (lockd.agent.journal).
     """
 
     def __init__(self, path: Path, owner: ViewOwner) -> None:
         self.path = path
         self.owner = owner
-        self._pieces: dict[int, tuple[object, bytes]] = {}
 
     def save(self, state: ReplicatedState) -> None:
-        pieces: dict[int, tuple[object, bytes]] = {}
-        known = self._pieces
-        encoded = []
-        for resource in state.resources():
-            entry = known.get(id(resource))
-            if entry is None or entry[0] is not resource:
-                entry = (resource, _canonical(encode_resource(resource)))
-            pieces[id(resource)] = entry
-            encoded.append(entry[1])
-        self._pieces = pieces
+        locks = state.locks
+        encoded = [_canonical(encode_resource(state.cluster_auth_preference))]
+        encoded.extend(_canonical(encode_resource(role)) for role in state.roles.values())
+        encoded.extend(_canonical(encode_resource(locks[name])) for name in locks)
         # The canonical payload (keys sorted): cluster, epoch, resources, revision, server_id.
         body = b"".join(
             (
@@ -136,12 +131,19 @@ def _state(payload: dict[str, Any], path: Path) -> ReplicatedState:
         raise ValidationError(f"{path} has a bad epoch or revision")
     if not isinstance(resources, list):
         raise ValidationError(f"{path} has no resource list")
-    decoded = [decode_resource(item) for item in resources]
-    if any(isinstance(resource, User) for resource in decoded):
-        raise ValidationError(f"{path} holds users, which are not replicated")
-    replicated = [r for r in decoded if not isinstance(r, User)]
-    state = ReplicatedState.from_resources(epoch, revision, replicated)
-    if not any(isinstance(r, ClusterAuthPreference) for r in replicated):
+    kinds: set[type] = set()
+
+    def replicated() -> Iterator[ReplicatedResource]:
+        for item in resources:
+            resource = decode_resource(item)
+            if isinstance(resource, User):
+                raise ValidationError(f"{path} holds users, which are not replicated")
+            kinds.add(type(resource))
+            yield resource
+
+    # Straight into the agent's compact table, one resource at a time.
+    state = ReplicatedState.from_resources(epoch, revision, replicated(), LockTable())
+    if ClusterAuthPreference not in kinds:
         raise ValidationError(f"{path} has no cluster auth preference")
     return state
 

@@ -180,22 +180,22 @@ class AgentRuntime:
 
     # -- replication ---------------------------------------------------------------------
 
-    def on_snapshot(
-        self, epoch: str, revision: int, resources: Sequence[ReplicatedResource]
-    ) -> None:
-        ended = self.view.apply_snapshot(
-            epoch, revision, resources, self.clock.monotonic(), self.clock.now()
-        )
-        self._carry_out(ended)
+    def on_snapshot_begin(self, epoch: str, revision: int) -> None:
+        self.view.begin_snapshot(epoch, revision)
+
+    def on_snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> None:
+        """Apply one chunk as it arrives (no copy of the whole snapshot is buffered)."""
+        self._carry_out(self.view.add_to_snapshot(resources, self.clock.now()))
+
+    def on_snapshot_end(self, epoch: str, revision: int, count: int) -> None:
+        self.view.end_snapshot(epoch, revision, count, self.clock.monotonic())
         for listener in self._listeners:
             listener.snapshot_applied()
         self._after_change()
 
     def on_events(self, epoch: str, first: int, last: int, events: Sequence[Event]) -> None:
-        ended = self.view.apply_events(
-            epoch, first, last, events, self.clock.monotonic(), self.clock.now()
-        )
         now = self.clock.now()
+        ended = self.view.apply_events(epoch, first, last, events, self.clock.monotonic(), now)
         for event in events:
             if isinstance(event.resource, Lock) and event.resource.created_at is not None:
                 delay = (now - event.resource.created_at).total_seconds()
@@ -220,14 +220,15 @@ class AgentRuntime:
     # -- timers ----------------------------------------------------------------------------
 
     def tick(self) -> None:
-        self._carry_out(self.view.tick(self.clock.monotonic(), self.clock.now()))
+        now = self.clock.monotonic()
+        self._carry_out(self.view.tick(now, self.clock.now()))
+        # The age is a gauge scraped every few seconds: set here, not per message.
+        age = self.view.age(now)
+        self.metrics.view_age_seconds.set(age if age is not None else 0.0)
         self._refresh_state()
 
     def _refresh_state(self) -> None:
-        now = self.clock.monotonic()
-        state = self.view.sync_state(now)
-        age = self.view.age(now)
-        self.metrics.view_age_seconds.set(age if age is not None else 0.0)
+        state = self.view.sync_state(self.clock.monotonic())
         if state is not self._state:
             _log.info("view state changed", old=self._state.value, new=state.value)
             self._state = state

@@ -25,6 +25,7 @@ import structlog
 from lockd.agent.journal import Recovery, ViewJournal, encode_events
 from lockd.agent.mode_file import MODES_FILE_NAME, modes_of, save_modes
 from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.lock_table import LockTable
 from lockd.domain.resources import Kind
 from lockd.domain.view import AssumedModes, LocalView, Termination
 
@@ -53,11 +54,13 @@ _Item = _Records | _Base | _Modes
 
 
 def copy_state(state: ReplicatedState) -> ReplicatedState:
-    """A shallow copy (resources are immutable) that later changes do not touch."""
+    """A shallow copy (resources are immutable) that later changes do not touch; the
+    locks stay compact (a LockTable copies its records, it does not decode them)."""
+    locks = state.locks
     return ReplicatedState(
         state.epoch,
         state.revision,
-        dict(state.locks),
+        locks.copy() if isinstance(locks, LockTable) else dict(locks),
         dict(state.roles),
         state.cluster_auth_preference,
     )

@@ -103,7 +103,7 @@ class AgentServicer:
             freshness_age=convert.duration_to_pb(
                 convert.timedelta_seconds(age if age is not None else 0.0)
             ),
-            locks_in_force=len(view.locks.in_force(runtime.clock.now())),
+            locks_in_force=view.locks.count_in_force(runtime.clock.now()),
             sessions=view.session_count,
             cluster_locking_mode=convert.MODE_TO_PB[
                 view.state.cluster_auth_preference.locking_mode

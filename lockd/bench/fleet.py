@@ -35,7 +35,6 @@ from lockd.bench.wire import ChildWire, Message
 from lockd.client.agent_watcher import CHANNEL_OPTIONS, WatchClient, WatchClientSettings
 from lockd.domain.events import Event
 from lockd.domain.ports import Clock, SystemClock
-from lockd.domain.resources import ReplicatedResource
 from lockd.domain.view import LocalView, SyncState, ViewSettings
 from lockd.obs.audit import AuditEvent
 from lockd.obs.metrics import AgentMetrics
@@ -113,11 +112,9 @@ class TimedRuntime(AgentRuntime):
         self._ever_synced = False
         self._mark: float | None = None
 
-    def on_snapshot(
-        self, epoch: str, revision: int, resources: Sequence[ReplicatedResource]
-    ) -> None:
+    def on_snapshot_end(self, epoch: str, revision: int, count: int) -> None:
         old = self.view.state.revision
-        super().on_snapshot(epoch, revision, resources)
+        super().on_snapshot_end(epoch, revision, count)
         self._probe.snapshots += 1
         self._after(old)
 

@@ -38,7 +38,6 @@ from lockd.config import audit_path, parse_config
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.ports import SystemClock
-from lockd.domain.resources import ReplicatedResource
 from lockd.obs.audit_writer import open_audit_sink
 from lockd.runtime.agent_app import AgentApp
 from lockd.runtime.builders import start_agent
@@ -54,11 +53,9 @@ class HostRuntime(AgentRuntime):
         super().on_events(epoch, first, last, events)
         ChildWire.emit("events", first=first, last=last, arrived=arrived, done=time.monotonic())
 
-    def on_snapshot(
-        self, epoch: str, revision: int, resources: Sequence[ReplicatedResource]
-    ) -> None:
-        super().on_snapshot(epoch, revision, resources)
-        ChildWire.emit("snapshot", revision=revision, count=len(resources), at=time.monotonic())
+    def on_snapshot_end(self, epoch: str, revision: int, count: int) -> None:
+        super().on_snapshot_end(epoch, revision, count)
+        ChildWire.emit("snapshot", revision=revision, count=count, at=time.monotonic())
 
 
 class AgentHost:

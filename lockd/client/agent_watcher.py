@@ -2,9 +2,9 @@
 
 Tries the configured auth servers in turn, reconnecting with exponential backoff and
 full jitter (honouring a Reset's retry_after, starting over after a healthy period).
-Snapshots are buffered and applied atomically at SnapshotEnd; event batches and
-heartbeats go straight to the runtime, whose view refuses gaps and older state — on such
-a refusal the stream is dropped and resumed from the applied revision.
+Snapshot chunks, event batches and heartbeats go straight to the runtime (a snapshot is
+applied chunk by chunk and completed at SnapshotEnd), whose view refuses gaps and older
+state — on such a refusal the stream is dropped and resumed from the applied revision.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from lockd.agent.runtime import AgentRuntime
 from lockd.client.watch_liveness import StreamSilence
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
-from lockd.domain.resources import ReplicatedResource
 from lockd.domain.view import ViewMismatch
 from lockd.v1 import watch_service_pb2 as pb
 from lockd.v1 import watch_service_pb2_grpc as watch_grpc
@@ -179,7 +178,6 @@ class WatchClient:
         """Feed every response to the runtime. Acks go out from the acker task, so
         reading never waits for an ack's write."""
         runtime = self._runtime
-        pending: list[ReplicatedResource] | None = None
         first = True
         while True:
             response = await call.read()
@@ -200,22 +198,18 @@ class WatchClient:
                 if response.ack_request.epoch == runtime.view.state.epoch:
                     self._want(response.ack_request.revision)
             elif kind == "snapshot_begin":
-                pending = []
+                begin = response.snapshot_begin
+                runtime.on_snapshot_begin(begin.epoch, begin.revision)
             elif kind == "snapshot_chunk":
-                if pending is None:
-                    raise ViewMismatch("snapshot chunk without SnapshotBegin")
-                pending.extend(
-                    convert.resource_from_pb(r) for r in response.snapshot_chunk.resources
-                )
+                # Applied as it arrives: the view never holds a second copy.
+                chunk = response.snapshot_chunk.resources
+                runtime.on_snapshot_chunk([convert.resource_from_pb(r) for r in chunk])
             elif kind == "snapshot_end":
                 end = response.snapshot_end
-                if pending is None or len(pending) != end.count:
-                    raise ViewMismatch("snapshot ended with a different count than it sent")
                 held = runtime.view.state.epoch  # "" = an empty view's first fill
-                runtime.on_snapshot(end.epoch, end.revision, pending)
+                runtime.on_snapshot_end(end.epoch, end.revision, end.count)
                 if held:
                     self._count_resync("epoch_changed" if end.epoch != held else "too_old")
-                pending = None
                 self._want(end.revision)  # the server learns at once that we synced
             elif kind == "reset":
                 reset = response.reset

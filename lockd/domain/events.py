@@ -8,7 +8,7 @@ state those events build; the auth server and the agents both fold events into i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -60,7 +60,8 @@ class ReplicatedState:
 
     epoch: str = ""
     revision: int = 0
-    locks: dict[str, Lock] = field(default_factory=dict)
+    # A dict on the auth server; the agent's compact lockd.domain.lock_table.LockTable.
+    locks: MutableMapping[str, Lock] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
     cluster_auth_preference: ClusterAuthPreference = field(default_factory=ClusterAuthPreference)
 
@@ -79,9 +80,14 @@ class ReplicatedState:
 
     @classmethod
     def from_resources(
-        cls, epoch: str, revision: int, resources: Iterable[ReplicatedResource]
+        cls,
+        epoch: str,
+        revision: int,
+        resources: Iterable[ReplicatedResource],
+        locks: MutableMapping[str, Lock] | None = None,
     ) -> ReplicatedState:
-        state = cls(epoch=epoch, revision=revision)
+        """The state of `resources`; its locks filed into `locks` (default a new dict)."""
+        state = cls(epoch=epoch, revision=revision, locks={} if locks is None else locks)
         for resource in resources:
             _put(state, resource)
         return state

@@ -18,17 +18,17 @@ and never confirmed counts as unreliable.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from lockd.domain.errors import PreconditionError
-from lockd.domain.events import Event, ReplicatedState, apply_change
+from lockd.domain.events import Event, EventType, ReplicatedState, apply_change
 from lockd.domain.identity import Identity
-from lockd.domain.index import LockIndex
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock, TargetPair
+from lockd.domain.lock_table import LockTable
 from lockd.domain.modes import LockingMode, resolve_mode
-from lockd.domain.resources import Kind, ReplicatedResource
+from lockd.domain.resources import ClusterAuthPreference, Kind, ReplicatedResource, Role
 from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord, SessionRegistry
 
 
@@ -86,6 +86,18 @@ class ViewSettings:
     locking_floor: LockingMode = LockingMode.BEST_EFFORT
 
 
+@dataclass(slots=True)
+class _Incoming:
+    """A snapshot being applied: where it leads, and what it has named so far."""
+
+    epoch: str
+    revision: int
+    count: int = 0
+    locks: set[str] = field(default_factory=set)
+    roles: set[str] = field(default_factory=set)
+    preference: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class AssumedModes:
     """The cluster's modes as the agent assumes them while it holds no view that says
@@ -106,7 +118,9 @@ class LocalView:
         self.state = state if state is not None else ReplicatedState()
         # Replaced by the cluster's own modes at the first snapshot.
         self.assumed = assumed
-        self.locks = LockIndex(self.state.locks.values())
+        # The locks, compact and indexed; the state holds this very table.
+        self.locks = _table_of(self.state)
+        self._incoming: _Incoming | None = None
         self.heartbeat_interval = settings.heartbeat_interval.total_seconds()
         self.fresh_at: float | None = None
         self.connected = False
@@ -145,6 +159,8 @@ class LocalView:
 
     def set_connected(self, connected: bool) -> None:
         self.connected = connected
+        if not connected:
+            self.abandon_snapshot()  # a snapshot never continues on another stream
 
     # -- replication -----------------------------------------------------------------
 
@@ -157,20 +173,76 @@ class LocalView:
         wall: datetime,
     ) -> list[Termination]:
         """Swap in a complete state at (epoch, revision); end sessions newly locked."""
+        self.begin_snapshot(epoch, revision)
+        resources = list(resources)
+        ended = self.add_to_snapshot(resources, wall)
+        return ended + self.end_snapshot(epoch, revision, len(resources), now)
+
+    def begin_snapshot(self, epoch: str, revision: int) -> None:
+        """A snapshot at (epoch, revision) starts; its chunks follow (`add_to_snapshot`).
+
+        Chunks are applied in place, as they arrive, so no second copy of the view is
+        ever built; `end_snapshot` then drops what the snapshot did not name. Between
+        chunks the view holds every lock of the old view or of the snapshot (a changed
+        lock in its new version): never fewer locks than either state, so a decision
+        taken meanwhile refuses at least what both would.
+        """
         if epoch == self.state.epoch and revision < self.state.revision:
             raise ViewMismatch(
                 f"snapshot at revision {revision} is older than the applied {self.state.revision}"
             )
-        new_state = ReplicatedState.from_resources(epoch, revision, resources)
-        old_locks = self.state.locks
-        self.state = new_state
+        self._incoming = _Incoming(epoch, revision)
+
+    def add_to_snapshot(
+        self, resources: Iterable[ReplicatedResource], wall: datetime
+    ) -> list[Termination]:
+        """Apply one chunk of the snapshot; end sessions that a new or changed lock hits."""
+        incoming = self._incoming
+        if incoming is None:
+            raise ViewMismatch("snapshot chunk without SnapshotBegin")
+        changed: list[Lock] = []
+        state = self.state
+        for resource in resources:
+            incoming.count += 1
+            if isinstance(resource, Lock):
+                incoming.locks.add(resource.name)
+                if self.locks.put(resource):
+                    changed.append(resource)
+            elif isinstance(resource, Role):
+                incoming.roles.add(resource.name)
+                state.roles[resource.name] = resource
+            else:
+                incoming.preference = True
+                state.cluster_auth_preference = resource
+        return self._terminate_hits(changed, wall)
+
+    def end_snapshot(self, epoch: str, revision: int, count: int, now: float) -> list[Termination]:
+        """The snapshot is complete: drop what it did not name and take its revision.
+
+        Raises ViewMismatch if it is not the snapshot that began or its count differs.
+        """
+        incoming, self._incoming = self._incoming, None
+        if incoming is None or (incoming.epoch, incoming.revision) != (epoch, revision):
+            raise ViewMismatch(f"snapshot end {epoch}/{revision} does not match its begin")
+        if incoming.count != count:
+            raise ViewMismatch("snapshot ended with a different count than it sent")
+        state = self.state
+        for name in [name for name in self.locks if name not in incoming.locks]:
+            self.locks.remove(name)
+        for name in [name for name in state.roles if name not in incoming.roles]:
+            del state.roles[name]
+        if not incoming.preference:  # the server always sends it; the default otherwise
+            state.cluster_auth_preference = ClusterAuthPreference()
+        state.epoch, state.revision = epoch, revision
         self.assumed = None  # the snapshot says the cluster's modes
-        self.locks = LockIndex(new_state.locks.values())
         self._mark_fresh(now, healthy=True)
-        if not self.sessions:  # nothing to end: skip comparing every lock
-            return []
-        fresh = [lock for name, lock in new_state.locks.items() if old_locks.get(name) != lock]
-        return self._terminate_hits(fresh, wall)
+        return []
+
+    def abandon_snapshot(self) -> None:
+        """The stream ended inside a snapshot. The view keeps what was applied (every old
+        lock, and the snapshot's newer versions) at its old revision: resuming from
+        there replays what changed, and a new snapshot drops what is gone."""
+        self._incoming = None
 
     def apply_events(
         self,
@@ -182,29 +254,32 @@ class LocalView:
         wall: datetime,
     ) -> list[Termination]:
         """Apply one contiguous batch; a gap or another epoch raises ViewMismatch."""
-        if epoch != self.state.epoch:
-            raise ViewMismatch(f"events of epoch {epoch}, view is at epoch {self.state.epoch}")
-        if to_revision <= self.state.revision:
+        state = self.state
+        if epoch != state.epoch:
+            raise ViewMismatch(f"events of epoch {epoch}, view is at epoch {state.epoch}")
+        if to_revision <= state.revision:
             return []  # already applied (a duplicate after resume): never go back
-        if from_revision != self.state.revision + 1 or not _contiguous(
+        if from_revision != state.revision + 1 or not _contiguous(
             events, from_revision, to_revision
         ):
             raise ViewMismatch(
-                f"events {from_revision}..{to_revision} do not follow revision "
-                f"{self.state.revision}"
+                f"events {from_revision}..{to_revision} do not follow revision {state.revision}"
             )
         put_locks: list[Lock] = []
+        locks = self.locks
         for event in events:
-            apply_change(self.state, event)
-            if event.kind is Kind.LOCK:
-                if isinstance(event.resource, Lock):
-                    self.locks.put(event.resource)
-                    put_locks.append(event.resource)
-                else:
-                    self.locks.remove(event.name)
-        self.state.revision = to_revision
+            if event.kind is not Kind.LOCK:
+                apply_change(state, event)
+            elif event.type is not EventType.PUT:
+                locks.remove(event.name)
+            elif isinstance(event.resource, Lock):
+                locks.put(event.resource)
+                put_locks.append(event.resource)
+            else:
+                apply_change(state, event)  # refuses a PUT that carries no lock
+        state.revision = to_revision
         self._mark_fresh(now, healthy=True)
-        return self._terminate_hits(put_locks, wall)
+        return self._terminate_hits(put_locks, wall) if self.sessions else []
 
     def heartbeat(
         self, epoch: str, revision: int, healthy: bool, interval: float, now: float
@@ -298,8 +373,13 @@ class LocalView:
 
     def _terminate_hits(self, locks: Iterable[Lock], wall: datetime) -> list[Termination]:
         ended: list[Termination] = []
+        if not self.sessions:
+            return ended
         for lock in locks:
             if not lock.in_force(wall):
+                continue
+            hit = self.sessions.hit_by(lock.target)
+            if not hit:
                 continue
             cause = (
                 TerminationCause.SERVER_LOCK
@@ -307,7 +387,7 @@ class LocalView:
                 else TerminationCause.LOCK
             )
             reason = lock.in_force_message()
-            for record in self.sessions.hit_by(lock.target):
+            for record in hit:
                 ended.append(self._terminate(record, reason, lock.name, cause))
         return ended
 
@@ -326,9 +406,18 @@ class LocalView:
         )
 
 
+def _table_of(state: ReplicatedState) -> LockTable:
+    """The state's locks as a LockTable (converting a plain dict, e.g. a loaded view)."""
+    if not isinstance(state.locks, LockTable):
+        state.locks = LockTable(state.locks.values())
+    return state.locks
+
+
 def _contiguous(events: Sequence[Event], first: int, last: int) -> bool:
     """One event per revision, exactly `first..last`: a batch that claims revisions it
     does not carry would otherwise advance the view past changes it never saw."""
-    return len(events) == last - first + 1 and all(
-        event.revision == first + offset for offset, event in enumerate(events)
-    )
+    if len(events) != last - first + 1:
+        return False
+    if len(events) == 1:
+        return events[0].revision == first
+    return all(event.revision == first + offset for offset, event in enumerate(events))

@@ -434,6 +434,46 @@ def test_a_resync_snapshot_terminates_only_for_new_or_changed_locks() -> None:
     assert [t.session_id for t in view.apply_snapshot(EPOCH, 4, changed, T + 2, WALL)] == ["a1"]
 
 
+def test_a_snapshot_applied_chunk_by_chunk_refuses_what_either_view_refuses_until_it_ends() -> None:
+    """Chunks go into the view as they arrive: until SnapshotEnd it holds the old locks
+    and the snapshot's (a session a new lock hits ends at once), at the old revision;
+    the end drops what the snapshot did not name and takes its revision."""
+    carol = Identity(user="carol")
+    view = synced_view(lock("l1", user="alice"), lock("l2", user="bob"), revision=3)
+    view.open_session("c1", carol, T, WALL)
+    view.begin_snapshot(EPOCH, 7)
+    assert view.add_to_snapshot([ClusterAuthPreference(), lock("l2", user="bob")], WALL) == []
+    ended = view.add_to_snapshot([lock("l3", user="carol", message="new")], WALL)
+    assert [t.session_id for t in ended] == ["c1"]
+    assert view.state.revision == 3
+    assert not any(view.decide(who, T, WALL).allowed for who in (ALICE, BOB, carol))
+    assert view.end_snapshot(EPOCH, 7, 3, T + 1) == []
+    assert (view.state.revision, sorted(view.locks)) == (7, ["l2", "l3"])
+    assert view.decide(ALICE, T + 1, WALL).allowed
+
+
+def test_a_snapshot_is_refused_unless_it_ends_as_it_began_with_its_count() -> None:
+    """An end of another revision or count, a chunk without a begin, or one after the
+    stream dropped (the snapshot is abandoned) is a mismatch; the view keeps its
+    revision and every lock it held."""
+    view = synced_view(lock("l1", user="alice"), revision=3)
+    with pytest.raises(ViewMismatch):
+        view.add_to_snapshot([ClusterAuthPreference()], WALL)
+    view.begin_snapshot(EPOCH, 5)
+    view.add_to_snapshot([ClusterAuthPreference(), lock("l2", user="bob")], WALL)
+    with pytest.raises(ViewMismatch):
+        view.end_snapshot(EPOCH, 6, 2, T)
+    view.begin_snapshot(EPOCH, 5)
+    view.add_to_snapshot([ClusterAuthPreference()], WALL)
+    with pytest.raises(ViewMismatch):
+        view.end_snapshot(EPOCH, 5, 2, T)
+    view.begin_snapshot(EPOCH, 5)
+    view.set_connected(False)
+    with pytest.raises(ViewMismatch):
+        view.add_to_snapshot([ClusterAuthPreference()], WALL)
+    assert (view.state.revision, sorted(view.locks)) == (3, ["l1", "l2"])
+
+
 # -- property: no session slips past a lock ------------------------------------------------
 
 USERS = ("alice", "bob")

@@ -1,0 +1,234 @@
+"""The agent's locks, stored compactly and indexed by their target pairs.
+
+An agent holds every lock of the cluster (100k and more), so a lock here is not a
+`Lock` object graph (~1 KB with its target, strings, timestamps and index entries) but
+one `bytes` record — its message, creator, times and target pairs joined by NUL, in
+UTF-8 — filed under its name, and its name filed under a hash of each of its
+`(field, value)` pairs (~270 bytes a lock in all, dict slots included). A `Lock`
+is decoded from the record only when somebody needs one: a lookup that hits, a read
+by name, a save. `LockTable` is a `MutableMapping[str, Lock]` by name (it is the
+agent's `ReplicatedState.locks`) and answers the index questions of
+`lockd.domain.index.LockIndex` (which the auth server keeps for its own locks).
+
+NUL cannot occur in a valid lock's name, target values or message (the text rule,
+lockd.domain.lock); a lock whose creator contains one, or whose times are not in UTC,
+is kept as its `Lock` object instead — rare, and always exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+
+from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget, TargetPair
+
+_SEP = "\x00"
+# One character per target field in records and index keys (TARGET_FIELDS order).
+_CODE = {field: chr(ord("a") + index) for index, field in enumerate(TARGET_FIELDS)}
+_FIELD = {code: field for field, code in _CODE.items()}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# Index keys below 2**60 are 32-byte ints (a full 64-bit hash takes 48 bytes).
+_KEY_MASK = (1 << 60) - 1
+
+Record = bytes | Lock
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    """Microseconds since 1970 in hex ("" for None); None when not exactly UTC."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is not UTC:
+        return None
+    return format((moment - _EPOCH) // _MICROSECOND, "x")
+
+
+def _moment(text: str) -> datetime | None:
+    return None if not text else _EPOCH + timedelta(microseconds=int(text, 16))
+
+
+def encode(lock: Lock) -> Record:
+    """The compact record of `lock` (the lock itself when it cannot be one exactly)."""
+    expires, created = _stamp(lock.expires), _stamp(lock.created_at)
+    if expires is None or created is None or _SEP in lock.created_by:
+        return lock
+    parts = [lock.message, lock.created_by, expires, created]
+    for field, value in lock.target.pairs():
+        parts.append(_CODE[field])
+        parts.append(value)
+    return _SEP.join(parts).encode()
+
+
+def decode(name: str, record: Record) -> Lock:
+    """The lock `encode` made `record` of."""
+    if isinstance(record, Lock):
+        return record
+    message, created_by, expires, created, *pairs = record.decode().split(_SEP)
+    target = LockTarget(**{_FIELD[pairs[i]]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    return Lock(name, target, message, _moment(expires), _moment(created), created_by)
+
+
+def _key(code: str, value: str) -> int:
+    """The index key of a pair: a hash of it, which is a smaller object than the pair
+    (or its text); two pairs may share one, so lookups check the lock's target."""
+    return hash(code + value) & _KEY_MASK
+
+
+def _lock_keys(lock: Lock) -> list[int]:
+    """The index keys of a lock, one per target pair."""
+    return [_key(_CODE[field], value) for field, value in lock.target.pairs()]
+
+
+def _keys(record: Record) -> list[int]:
+    """The index keys of a record (those of the lock it was made of)."""
+    if isinstance(record, Lock):
+        return _lock_keys(record)
+    pairs = record.decode().split(_SEP)[4:]
+    return [_key(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
+
+
+class LockTable(MutableMapping[str, Lock]):
+    """Locks by name, each also filed under its target pairs, compactly."""
+
+    __slots__ = ("_expiring", "_index", "_records")
+
+    def __init__(self, locks: Iterable[Lock] = ()) -> None:
+        self._records: dict[str, Record] = {}
+        # Index key → the one name filed there, or the set of them.
+        self._index: dict[int, str | set[str]] = {}
+        self._expiring: dict[str, datetime] = {}  # the few locks that expire
+        for lock in locks:
+            self.put(lock)
+
+    # -- the mapping -----------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Lock:
+        return decode(name, self._records[name])
+
+    def __setitem__(self, name: str, lock: Lock) -> None:
+        if name != lock.name:
+            raise KeyError(f"lock {lock.name!r} filed as {name!r}")
+        self.put(lock)
+
+    def __delitem__(self, name: str) -> None:
+        if self.remove(name) is None:
+            raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def pop(self, name: str, *default: Lock | None) -> Lock | None:  # type: ignore[override]
+        """Remove `name`; its lock (decoded), or `default` when there was none."""
+        record = self.remove(name)
+        if record is None:
+            if default:
+                return default[0]
+            raise KeyError(name)
+        return decode(name, record)
+
+    def clear(self) -> None:
+        self._records.clear()
+        self._index.clear()
+        self._expiring.clear()
+
+    # -- changes ---------------------------------------------------------------------
+
+    def put(self, lock: Lock) -> bool:
+        """Insert or replace `lock`; whether anything changed (an equal lock: no)."""
+        name = lock.name
+        record = encode(lock)
+        old = self._records.get(name)
+        if old is not None:
+            if old == record:
+                return False
+            self.remove(name)
+        self._records[name] = record
+        index = self._index
+        for key in _lock_keys(lock):
+            filed = index.get(key)
+            if filed is None:
+                index[key] = name
+            elif isinstance(filed, set):
+                filed.add(name)
+            elif filed != name:
+                index[key] = {filed, name}
+        if lock.expires is not None:
+            self._expiring[name] = lock.expires
+        return True
+
+    def remove(self, name: str) -> Record | None:
+        """Remove and return the record under `name`, if any."""
+        record = self._records.pop(name, None)
+        if record is None:
+            return None
+        index = self._index
+        for key in _keys(record):
+            filed = index.get(key)
+            if isinstance(filed, set):
+                filed.discard(name)
+                if len(filed) == 1:
+                    index[key] = next(iter(filed))
+            elif filed == name:
+                del index[key]
+        self._expiring.pop(name, None)
+        return record
+
+    def copy(self) -> LockTable:
+        """An independent table with the same locks (records are shared: immutable)."""
+        twin = LockTable()
+        twin._records = dict(self._records)
+        twin._index = {k: set(v) if isinstance(v, set) else v for k, v in self._index.items()}
+        twin._expiring = dict(self._expiring)
+        return twin
+
+    def record(self, name: str) -> Record | None:
+        """The stored record (compare two tables' locks without decoding them)."""
+        return self._records.get(name)
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def _matching(self, pair: TargetPair, now: datetime) -> Iterator[Lock]:
+        """The locks in force at `now` whose target has `pair`."""
+        field, value = pair
+        filed = self._index.get(_key(_CODE[field], value))
+        if filed is None:
+            return
+        expiring = self._expiring
+        for name in (filed,) if isinstance(filed, str) else sorted(filed):
+            expires = expiring.get(name)
+            if expires is not None and not now < expires:
+                continue
+            lock = decode(name, self._records[name])
+            if getattr(lock.target, field) == value:  # not another pair of the same key
+                yield lock
+
+    def first_hit(self, query_targets: Iterable[TargetPair], now: datetime) -> Lock | None:
+        """Some lock in force at `now` that a query target matches, or None."""
+        for pair in query_targets:
+            for lock in self._matching(pair, now):
+                return lock
+        return None
+
+    def hits(self, query_targets: Iterable[TargetPair], now: datetime) -> list[Lock]:
+        """Every lock in force at `now` that a query target matches, sorted by name."""
+        found = {lock.name: lock for pair in query_targets for lock in self._matching(pair, now)}
+        return [found[name] for name in sorted(found)]
+
+    def in_force(self, now: datetime) -> list[Lock]:
+        """Every lock in force at `now` (decodes them all: for listings)."""
+        return [
+            lock
+            for lock in map(decode, self._records, self._records.values())
+            if lock.in_force(now)
+        ]
+
+    def count_in_force(self, now: datetime) -> int:
+        """How many locks are in force at `now`, without decoding any."""
+        expired = sum(1 for expires in self._expiring.values() if not now < expires)
+        return len(self._records) - expired
