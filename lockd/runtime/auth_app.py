@@ -19,8 +19,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,35 +28,24 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from lockd import __version__
-from lockd.api.cluster_servicer import ClusterServicer
-from lockd.api.handler import CallerResolver, admin_caller, with_source
-from lockd.api.identity_servicer import IdentityServicer
-from lockd.api.interceptors import server_interceptors
-from lockd.api.lock_servicer import LockServicer
-from lockd.api.server_tls import anonymous_caller, server_credentials, server_identity, tls_caller
-from lockd.api.token_servicer import TokenServicer
 from lockd.api.watch_servicer import ProtoWatchEncoder, WatchHandler
 from lockd.auth import background
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.auth_service import AuthService, ClusterInfo
-from lockd.auth.certificates import DEFAULT_AGENT_CERT_TTL, IdentityService
+from lockd.auth.certificates import DEFAULT_AGENT_CERT_TTL
 from lockd.auth.hub import ReplicationHub
-from lockd.auth.replica_set import ReplicaSet
 from lockd.auth.timed_store import TimedStore
 from lockd.auth.watch_stream import WatchSettings
-from lockd.domain.addresses import split_host_port
-from lockd.domain.errors import UnavailableError, ValidationError
+from lockd.domain.errors import ValidationError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, Store
 from lockd.lifetime import StopOnExit, cancel_and_wait
 from lockd.obs.audit import AuditSink
 from lockd.obs.metrics import AuthMetrics, GrpcServerMetrics
-from lockd.pki import ClusterCA
-from lockd.runtime.call_forwarder import forwarded_caller
-from lockd.runtime.fanout_pool import WatchWorkers, claim_port
-from lockd.runtime.fanout_worker import WorkerSpec
-from lockd.runtime.grpc_servers import SERVER_OPTIONS, SHARED_PORT_OPTIONS, HealthReporter
+from lockd.runtime.auth_listeners import Listeners, ServerBuilder, worker_spec
+from lockd.runtime.fanout_pool import WatchWorkers
+from lockd.runtime.grpc_servers import HealthReporter
 from lockd.runtime.replication import Replication
 from lockd.runtime.unix_socket import OwnedSocket
 from lockd.store import SqliteStore
@@ -68,14 +56,8 @@ from lockd.v1 import (
     token_service_pb2,
     watch_service_pb2,
 )
-from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
-from lockd.v1 import identity_service_pb2_grpc as identity_grpc
-from lockd.v1 import lock_service_pb2_grpc as lock_grpc
-from lockd.v1 import token_service_pb2_grpc as token_grpc
 
 _log = structlog.get_logger("lockd.auth")
-
-FORWARD_SOCKET = "forward.sock"
 
 SERVICE_NAMES = (
     lock_service_pb2.DESCRIPTOR.services_by_name["LockService"].full_name,
@@ -120,21 +102,6 @@ class TlsSettings:
     agent_cert_ttl: timedelta = DEFAULT_AGENT_CERT_TTL
 
 
-@dataclass(frozen=True, slots=True)
-class _Listeners:
-    """The gRPC servers of one auth server, built but not started."""
-
-    servers: list[grpc.aio.Server]
-    port: int
-    join_port: int = 0
-    ca: ClusterCA | None = None
-    admin_socket: OwnedSocket | None = None
-    # The server's TLS key and certificate chain (PEM), for the watch workers.
-    tls_identity: tuple[bytes, bytes] | None = None
-    # The private directory of the socket watch workers forward calls to.
-    forward_dir: Path | None = None
-
-
 class AuthApp(StopOnExit):
     """A started auth server. Build it with `AuthApp.start()`; never half-built."""
 
@@ -148,7 +115,7 @@ class AuthApp(StopOnExit):
         agents: AgentRegistry,
         metrics: AuthMetrics,
         health_reporter: HealthReporter,
-        listeners: _Listeners,
+        listeners: Listeners,
         replication: Replication,
         tasks: list[asyncio.Task[None]],
         workers: WatchWorkers | None = None,
@@ -198,7 +165,7 @@ class AuthApp(StopOnExit):
         )
         await timed.open()
         started: list[grpc.aio.Server] = []
-        listeners: _Listeners | None = None
+        listeners: Listeners | None = None
         workers: WatchWorkers | None = None
         try:
             snapshot = await timed.snapshot()
@@ -218,7 +185,7 @@ class AuthApp(StopOnExit):
                 await service.create_preset_roles()  # a fresh store only
             await service.apply_static_locking_mode()
             watch = WatchHandler(hub, timed, agents, clock, settings.watch, metrics, service)
-            builder = _ServerBuilder(
+            builder = ServerBuilder(
                 service, watch, replication.replicas, health_reporter, grpc_metrics
             )
             admin = None
@@ -238,7 +205,7 @@ class AuthApp(StopOnExit):
             if listeners.forward_dir is not None:
                 assert isinstance(store, SqliteStore)  # checked above
                 workers = WatchWorkers(
-                    _worker_spec(settings, store.path, listeners, listeners.forward_dir),
+                    worker_spec(settings, store.path, listeners, listeners.forward_dir),
                     settings.watch_workers - 1,
                     agents,
                     audit,
@@ -309,164 +276,3 @@ class AuthApp(StopOnExit):
         if self._forward_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self._forward_dir, True)
         _log.info("auth server stopped")
-
-
-class _ServerBuilder:
-    """Builds the auth server's gRPC servers: the main port, the join port, the admin socket."""
-
-    def __init__(
-        self,
-        service: AuthService,
-        watch: WatchHandler,
-        replicas: ReplicaSet,
-        health_reporter: HealthReporter,
-        grpc_metrics: GrpcServerMetrics | None,
-    ) -> None:
-        self._service = service
-        self._replicas = replicas
-        self._watch = watch
-        self._health = health_reporter
-        self._interceptors = server_interceptors(grpc_metrics)
-
-    def listeners(
-        self,
-        settings: AuthServerSettings,
-        clock: Clock,
-        admin: OwnedSocket | None,
-        forward_dir: Path | None,
-    ) -> _Listeners:
-        """The servers; with `forward_dir` (watch workers), the auth port is shared with
-        them and a server on `forward_dir`/forward.sock takes the calls they forward."""
-        tls = settings.tls
-        if forward_dir is not None:
-            claim_port(*split_host_port(settings.listen_addr))
-        if tls is None:
-            _log.warning(
-                "serving plaintext gRPC without authentication (insecure dev mode)",
-                listen_addr=settings.listen_addr,
-            )
-            main = self._server(admin_caller, None, "", shared=forward_dir is not None)
-            port = bind(settings.listen_addr, lambda: main.add_insecure_port(settings.listen_addr))
-            listeners = _Listeners([main], port)
-            identity = None
-        else:
-            listeners, identity = self._tls_listeners(settings, tls, clock, forward_dir)
-        pin = "" if listeners.ca is None else listeners.ca.pin
-        if admin is not None:
-            listeners.servers.append(self._admin_server(admin, identity, pin))
-            listeners = replace(listeners, admin_socket=admin)
-        if forward_dir is not None:
-            forwarded = forwarded_caller(clock, tls is not None)
-            server = self._server(forwarded, identity, pin, source_from_peer=False)
-            address = f"unix:{forward_dir / FORWARD_SOCKET}"
-            bind(address, lambda: server.add_insecure_port(address))
-            listeners.servers.append(server)
-            listeners = replace(listeners, forward_dir=forward_dir)
-        return listeners
-
-    def _tls_listeners(
-        self,
-        settings: AuthServerSettings,
-        tls: TlsSettings,
-        clock: Clock,
-        forward_dir: Path | None,
-    ) -> tuple[_Listeners, IdentityService]:
-        now = clock.now()
-        ca = ClusterCA.load_or_create(tls.ca_dir, settings.cluster_name, now)
-        identity = IdentityService(ca, self._service, tls.agent_cert_ttl)
-        host, _ = split_host_port(settings.listen_addr)
-        key, cert = server_identity(ca, (host, *tls.hosts), now)
-        main = self._server(tls_caller(clock), identity, ca.pin, shared=forward_dir is not None)
-        main_credentials = server_credentials(key, cert, ca.cert_pem, require_client_cert=True)
-        port = bind(
-            settings.listen_addr,
-            lambda: main.add_secure_port(settings.listen_addr, main_credentials),
-        )
-        join = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors)
-        identity_grpc.add_IdentityServiceServicer_to_server(
-            IdentityServicer(identity, anonymous_caller), join
-        )
-        join_credentials = server_credentials(key, cert, ca.cert_pem, require_client_cert=False)
-        join_port = bind(
-            tls.join_listen_addr,
-            lambda: join.add_secure_port(tls.join_listen_addr, join_credentials),
-        )
-        listeners = _Listeners([main, join], port, join_port, ca, tls_identity=(key, cert))
-        return listeners, identity
-
-    def _admin_server(
-        self, owned: OwnedSocket, identity: IdentityService | None, ca_pin: str
-    ) -> grpc.aio.Server:
-        server = self._server(admin_caller, identity, ca_pin)
-        address = f"unix:{owned.path}"
-        bind(address, lambda: server.add_insecure_port(address))
-        return server
-
-    def _server(
-        self,
-        caller_of: CallerResolver,
-        identity: IdentityService | None,
-        ca_pin: str,
-        *,
-        shared: bool = False,
-        source_from_peer: bool = True,
-    ) -> grpc.aio.Server:
-        """A server of every service; `shared`: its port is shared with the watch workers;
-        `source_from_peer`: the caller's source is the peer (`caller_of` does not set it)."""
-        if source_from_peer:
-            caller_of = with_source(caller_of)  # the audit trail names where changes came from
-        options = SHARED_PORT_OPTIONS if shared else SERVER_OPTIONS
-        server = grpc.aio.server(options=options, interceptors=self._interceptors)
-        lock_grpc.add_LockServiceServicer_to_server(LockServicer(self._service, caller_of), server)
-        cluster_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(self._service, self._replicas, caller_of, ca_pin), server
-        )
-        if identity is not None:
-            identity_grpc.add_IdentityServiceServicer_to_server(
-                IdentityServicer(identity, caller_of), server
-            )
-            token_grpc.add_TokenServiceServicer_to_server(
-                TokenServicer(identity, caller_of), server
-            )
-        server.add_generic_rpc_handlers((self._watch.rpc_handler(caller_of),))
-        self._health.add_to(server)
-        return server
-
-
-def _worker_spec(
-    settings: AuthServerSettings, db_path: Path, listeners: _Listeners, forward_dir: Path
-) -> WorkerSpec:
-    watch, mode = settings.watch, settings.static_locking_mode
-    key, cert = listeners.tls_identity or (b"", b"")
-    return WorkerSpec(
-        index=0,
-        db_path=str(db_path),
-        host=split_host_port(settings.listen_addr)[0],
-        port=listeners.port,
-        forward_socket=str(forward_dir / FORWARD_SOCKET),
-        cluster_name=settings.cluster_name,
-        static_locking_mode=None if mode is None else mode.value,
-        heartbeat_seconds=watch.heartbeat_interval.total_seconds(),
-        slow_consumer_seconds=watch.slow_consumer_after.total_seconds(),
-        retry_after_seconds=watch.retry_after.total_seconds(),
-        snapshot_bytes_in_flight=watch.snapshot_bytes_in_flight,
-        ring_capacity=settings.ring_capacity,
-        shutdown_grace=settings.shutdown_grace,
-        log_format=settings.log_format,
-        log_level=settings.log_level,
-        tls_key=key.decode(),
-        tls_cert=cert.decode(),
-        tls_ca="" if listeners.ca is None else listeners.ca.cert_pem.decode(),
-    )
-
-
-def bind(address: str, add_port: Callable[[], int]) -> int:
-    """`add_port()`, with grpc's bind failure (a taken port) as a clear error."""
-    try:
-        return add_port()
-    except RuntimeError:
-        # grpc says only "Failed to bind to address ...; set GRPC_VERBOSITY=debug".
-        raise UnavailableError(
-            f"cannot listen on {address}: the address is in use or not available "
-            "(is another process listening there?)"
-        ) from None
