@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from lockd.auth.replica_set import AckRelay
 from lockd.domain.ports import PutMode
 from lockd.domain.replicas import AgentPresence, Leases, ReplicaDirectory, ReplicaRecord, SharedLog
 from tests.contract.helpers import T0, lock
@@ -15,8 +16,9 @@ from tests.support import WAIT, eventually
 
 
 async def test_the_store_implements_the_replica_ports(open_replica: OpenReplica) -> None:
-    """PostgresStore is a SharedLog, Leases and ReplicaDirectory."""
+    """PostgresStore is a SharedLog, Leases, ReplicaDirectory and AckRelay."""
     store = await open_replica()
+    assert isinstance(store, AckRelay)
     assert isinstance(store, SharedLog)
     assert isinstance(store, Leases)
     assert isinstance(store, ReplicaDirectory)
@@ -34,6 +36,26 @@ async def test_a_commit_on_one_replica_wakes_the_other(open_replica: OpenReplica
     await a.put(lock("x"), PutMode.CREATE, T0)
     await asyncio.wait_for(waiting, WAIT)
     assert [event.name for event in await b.events_since(0, 10)] == ["x"]
+
+
+async def test_an_ack_request_reaches_every_replica_and_a_malformed_one_is_ignored(
+    open_replica: OpenReplica, postgres_db: PostgresDatabase
+) -> None:
+    """A's request_acks(epoch, revision) reaches the handlers of B (and A itself); a
+    NOTIFY on the channel that is not `epoch:revision` reaches nobody."""
+    a, b = await open_replica(), await open_replica()
+    heard: dict[str, list[tuple[str, int]]] = {"a": [], "b": []}
+    a.on_ack_request(lambda epoch, revision: heard["a"].append((epoch, revision)))
+    b.on_ack_request(lambda epoch, revision: heard["b"].append((epoch, revision)))
+    await eventually(lambda: a.listening and b.listening, what="both listeners")
+    await asyncio.to_thread(
+        postgres_db.server.psql,
+        "SELECT pg_notify('lockd_ack_request', 'no revision')",
+        postgres_db.name,
+    )
+    await a.request_acks("e1", 7)
+    await eventually(lambda: heard["a"] and heard["b"], what="the request on both")
+    assert heard == {"a": [("e1", 7)], "b": [("e1", 7)]}
 
 
 async def test_waiting_without_commits_returns_after_at_most(open_replica: OpenReplica) -> None:
