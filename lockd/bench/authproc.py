@@ -67,6 +67,7 @@ class AuthServer:
         heartbeat: str = "5s",
         postgres: PostgresServer | None = None,
         name: str = "auth",
+        watch_workers: int = 1,
     ) -> None:
         """`name`: its directory in the run's (replicas on one database need one each)."""
         self._reaper = reaper
@@ -95,6 +96,7 @@ auth_service:
   admin_socket: {self.admin_socket}
   metrics_addr: ""
   heartbeat_interval: {heartbeat}
+  watch_workers: {watch_workers}
   storage:
     type: {store}
     path: {self.db_path}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--light",
                 action="store_true",
                 help="minimal clients instead of real agents (the auth server's share alone)",
+            )
+            command.add_argument(
+                "--watch-workers",
+                type=_counts,
+                default=(1,),
+                metavar="N[,N...]",
+                help="auth_service.watch_workers: one run per count, e.g. 1,2,4 (default 1)",
             )
             command.add_argument(
                 "--peer",
@@ -167,13 +175,28 @@ async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     if args.peer == "etcd":
         peer = await etcd(reaper, params)
         results.append(peer)
-    ours = await propagation(reaper, params, _common(args))
-    if floor is not None:
-        compare(ours, floor)
-    if peer is not None:
-        compare(ours, peer, "etcd")
-    results.append(ours)
+    for count in args.watch_workers:
+        common = dataclasses.replace(_common(args), watch_workers=count)
+        ours = await propagation(reaper, params, common)
+        if floor is not None:
+            compare(ours, floor)
+        if peer is not None:
+            compare(ours, peer, "etcd")
+        results.append(ours)
     return results
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    """`1,2,4`: different whole numbers from 1 to 64."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of whole numbers: {text!r}") from None
+    if not all(1 <= count <= 64 for count in counts):
+        raise argparse.ArgumentTypeError(f"each count must be from 1 to 64: {text!r}")
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"a count is given twice: {text!r}")
+    return counts
 
 
 async def _terminate(reaper: Reaper, args: argparse.Namespace) -> list[Result]:

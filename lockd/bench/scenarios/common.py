@@ -92,22 +92,15 @@ async def start_auth(reaper: Reaper, common: Common, seed: int = 0) -> AuthServe
     postgres = None
     if common.store == "postgres":
         postgres = await asyncio.to_thread(start_postgres)
-    auth = AuthServer(reaper, common.store, common.heartbeat, postgres)
-    if common.watch_workers != 1:
-        await asyncio.to_thread(_serve_watch_from, auth, common.watch_workers)
+    # One directory per worker count: `--watch-workers 1,2,4` starts three servers in a run.
+    name = "auth" if common.watch_workers == 1 else f"auth-{common.watch_workers}-workers"
+    auth = AuthServer(reaper, common.store, common.heartbeat, postgres, name, common.watch_workers)
     if seed and common.store == "sqlite":
         await asyncio.to_thread(auth.seed_sqlite, seed)
     await auth.start()
     if seed and common.store != "sqlite":
         await auth.seed_rpc(seed)
     return auth
-
-
-def _serve_watch_from(auth: AuthServer, workers: int) -> None:
-    """Set auth_service.watch_workers in the config `auth` wrote (it has no key for it)."""
-    text = auth.config.read_text(encoding="utf-8")
-    keyed = text.replace("auth_service:\n", f"auth_service:\n  watch_workers: {workers}\n", 1)
-    auth.config.write_text(keyed, encoding="utf-8")
 
 
 def server_pids(auth: AuthServer) -> list[int]:
