@@ -27,8 +27,8 @@ from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
 from lockd.domain.resources import ReplicatedResource
-from lockd.domain.sessions import SessionMetadata
-from lockd.domain.view import SyncState, TerminationCause
+from lockd.domain.sessions import NO_METADATA, SessionMetadata
+from lockd.domain.view import Decision, SyncState, TerminationCause
 from lockd.v1 import agent_service_pb2 as pb
 from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.wire import convert
@@ -40,6 +40,7 @@ from lockd.wire.session_convert import (
 from lockd.wire.status_table import status_for
 
 MAX_SIDECAR_NAME = 128
+NO_IDENTITY = Identity()
 
 
 class ProtoSidecarEncoder:
@@ -61,18 +62,18 @@ class ProtoSidecarEncoder:
     def registered(
         self, request_id: int, revision: int, results: Sequence[RegistrationResult]
     ) -> bytes:
-        answer = pb.SessionsRegistered(
-            request_id=request_id,
-            revision=revision,
-            results=[
-                pb.SessionResult(session_id=result.session_id, error=result.error)
-                if result.decision is None
-                else pb.SessionResult(
-                    session_id=result.session_id, decision=decision_to_pb(result.decision)
-                )
-                for result in results
-            ],
-        )
+        answer = pb.SessionsRegistered(request_id=request_id, revision=revision)
+        add = answer.results.add
+        decisions: dict[Decision, bytes] = {}  # each distinct decision encoded once
+        for result in results:
+            decision = result.decision
+            if decision is None:
+                add(session_id=result.session_id, error=result.error)
+                continue
+            encoded = decisions.get(decision)
+            if encoded is None:
+                encoded = decisions[decision] = decision_to_pb(decision).SerializeToString()
+            add(session_id=result.session_id).decision.MergeFromString(encoded)
         return pb.AgentMessage(registered=answer).SerializeToString()
 
     def terminated(
@@ -135,26 +136,34 @@ def _parse(payload: bytes) -> pb.SidecarMessage:
 
 def registrations_from_pb(message: pb.RegisterSessions) -> list[Registration]:
     """Each registration; one that cannot be converted carries the error (it then fails
-    alone, and the rest of the batch is registered)."""
+    alone, and the rest of the batch is registered).
+
+    The sessions of a batch mostly share their identity and metadata: each distinct one
+    (by its bytes) is converted once, and the equal registrations share the result.
+    """
     if len(message.sessions) > MAX_BATCH:
         raise ValidationError(
             f"RegisterSessions carries {len(message.sessions)} sessions; at most {MAX_BATCH} "
             "per message"
         )
+    converted: dict[tuple[bytes, bytes], tuple[Identity, SessionMetadata] | str] = {}
     parsed: list[Registration] = []
     for session in message.sessions:
-        try:
-            parsed.append(
-                Registration(
-                    session.session_id,
+        key = (session.identity.SerializeToString(), session.metadata.SerializeToString())
+        fields = converted.get(key)
+        if fields is None:
+            try:
+                fields = (
                     convert.identity_from_pb(session.identity),
                     metadata_from_pb(session.metadata),
                 )
-            )
-        except LockdError as error:
-            parsed.append(
-                Registration(session.session_id, Identity(), SessionMetadata(), str(error))
-            )
+            except LockdError as error:
+                fields = str(error)
+            converted[key] = fields
+        if isinstance(fields, str):
+            parsed.append(Registration(session.session_id, NO_IDENTITY, NO_METADATA, fields))
+        else:
+            parsed.append(Registration(session.session_id, *fields))
     return parsed
 
 

@@ -29,10 +29,9 @@ from typing import Any
 import grpc
 import structlog
 
-from lockd.client.session_handle import Session, SessionRequest, SessionTermination
+from lockd.client.session_handle import Registering, Session, SessionRequest, SessionTermination
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import LockdError, PreconditionError, UnavailableError
-from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.domain.modes import LockingMode
 from lockd.domain.resources import ReplicatedResource
@@ -40,7 +39,6 @@ from lockd.domain.sessions import SessionMetadata
 from lockd.domain.view import Decision, ViewMismatch
 from lockd.domain.view_copy import ViewCopy
 from lockd.v1 import agent_service_pb2 as pb
-from lockd.v1 import resources_pb2 as pb_resources
 from lockd.wire import convert
 from lockd.wire.session_convert import CAUSE_FROM_PB, decision_from_pb, metadata_to_pb
 from lockd.wire.status_table import error_for
@@ -105,6 +103,8 @@ class SessionChannel:
             self._task = None
         for session in [*self._sessions.values(), *self._registering.values()]:
             session._forget()
+            if session.registering is not None:
+                session.registering.done.cancel()
         self._sessions.clear()
         self._registering.clear()
 
@@ -126,20 +126,20 @@ class SessionChannel:
             duplicate = taken[0] if taken else next(sid for sid in ids if ids.count(sid) > 1)
             raise PreconditionError(f'session "{duplicate}" is already registered')
         now = datetime.now(UTC)  # one stamp per batch: equal metadata encodes once
+        stamped: dict[int, SessionMetadata] = {}  # by id(): each distinct object once
+        registering = Registering(len(requests))
         sessions = []
         for session_id, request in zip(ids, requests, strict=True):
             metadata = request.metadata
             if metadata.started_at is None:
-                metadata = SessionMetadata(
-                    metadata.protocol, metadata.remote_address, metadata.target_resource, now
-                )
-            session = Session(self, session_id, request.identity, metadata)
+                metadata = stamped.get(id(request.metadata)) or _stamped(metadata, now)
+                stamped[id(request.metadata)] = metadata
+            session = Session(self, session_id, request.identity, metadata, registering)
             self._registering[session_id] = session
-            self._to_register.append(session)
             sessions.append(session)
+        self._to_register += sessions
         self._schedule_flush()
-        for session in sessions:
-            session.decision = await session._decided
+        await registering.done
         return sessions
 
     def unregister(self, sessions: Sequence[Session]) -> None:
@@ -188,24 +188,21 @@ class SessionChannel:
                     await call.write(message)  # a failure shows in the read loop
 
     def _register_message(self, batch: Sequence[Session]) -> pb.SidecarMessage:
-        # Sessions of one batch often share an identity or metadata: encode each once.
-        identities: dict[Identity, pb_resources.Identity] = {}
-        metadatas: dict[SessionMetadata, pb.SessionMetadata] = {}
-        registrations = []
+        # Sessions of one batch mostly share their identity and metadata objects: each
+        # distinct pair is encoded once, and merged into each registration as bytes
+        # (much cheaper than building nested messages per session).
+        encoded: dict[tuple[int, int], bytes] = {}
+        message = pb.RegisterSessions(request_id=next(self._request_ids))
+        add = message.sessions.add
         for session in batch:
-            identity = identities.get(session.identity)
-            if identity is None:
-                identity = identities[session.identity] = convert.identity_to_pb(session.identity)
-            metadata = metadatas.get(session.metadata)
-            if metadata is None:
-                metadata = metadatas[session.metadata] = metadata_to_pb(session.metadata)
-            registrations.append(
-                pb.SessionRegistration(
-                    session_id=session.session_id, identity=identity, metadata=metadata
-                )
-            )
-        request_id = next(self._request_ids)
-        message = pb.RegisterSessions(request_id=request_id, sessions=registrations)
+            key = (id(session.identity), id(session.metadata))
+            shared = encoded.get(key)
+            if shared is None:
+                shared = encoded[key] = pb.SessionRegistration(
+                    identity=convert.identity_to_pb(session.identity),
+                    metadata=metadata_to_pb(session.metadata),
+                ).SerializeToString()
+            add(session_id=session.session_id).MergeFromString(shared)
         return pb.SidecarMessage(register=message)
 
     # -- the stream -----------------------------------------------------------------
@@ -297,26 +294,32 @@ class SessionChannel:
                     self.copy.report(state, reliable_for, clock_now()[0])
 
     def _on_registered(self, answer: pb.SessionsRegistered) -> None:
+        decisions: dict[bytes, Decision] = {}  # equal decisions are read once
         for result in answer.results:
             session = self._registering.pop(result.session_id, None)
             if session is None:
                 continue
             if not result.HasField("decision"):
-                session.decision = Decision(False, session.decision.mode, result.error)
-                self._settle(session, session.decision)
+                self._settle(session, Decision(False, session.decision.mode, result.error))
                 continue
-            decision = decision_from_pb(result.decision)
+            raw = result.decision.SerializeToString()
+            decision = decisions.get(raw)
+            if decision is None:
+                decision = decisions[raw] = decision_from_pb(result.decision)
             if decision.allowed:
                 self._sessions[session.session_id] = session
             self._settle(session, decision)
 
     def _settle(self, session: Session, decision: Decision) -> None:
-        if not session._decided.done():
-            session._decided.set_result(decision)
+        registering = session.registering
+        if registering is not None:  # its first decision: the caller reads it
+            session.decision, session.registering = decision, None
+            registering.decided()
             return
         # A session registered again after a reconnect: refused now means ended.
-        session.decision = decision if decision.allowed else session.decision
-        if not decision.allowed:
+        if decision.allowed:
+            session.decision = decision
+        else:
             cause = "lock" if decision.lock_name else "strict_stale"
             session._end(SessionTermination(decision.reason, decision.lock_name, cause))
 
@@ -344,9 +347,9 @@ class SessionChannel:
             return
         lost = SessionTermination(STRICT_LOCKOUT_MESSAGE, "", AGENT_UNAVAILABLE)
         for session_id, session in list(self._registering.items()):
-            if not session._decided.done():  # a first registration: its caller decides
+            if session.registering is not None:  # a first registration: its caller decides
                 del self._registering[session_id]
-                session._decided.set_exception(
+                session.registering.fail(
                     UnavailableError(f"the agent is unavailable: {self.last_error}")
                 )
         self._to_register = [s for s in self._to_register if s.session_id in self._registering]
@@ -359,6 +362,12 @@ class SessionChannel:
         self._sessions.update(self._registering)
         self._registering.clear()
         self._to_register.clear()
+
+
+def _stamped(metadata: SessionMetadata, now: datetime) -> SessionMetadata:
+    return SessionMetadata(
+        metadata.protocol, metadata.remote_address, metadata.target_resource, now
+    )
 
 
 def _random_id() -> str:

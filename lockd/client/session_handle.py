@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import structlog
+
 from lockd.domain.errors import AccessDeniedError
 from lockd.domain.identity import Identity
 from lockd.domain.modes import LockingMode
@@ -19,6 +21,9 @@ from lockd.domain.view import Decision
 
 if TYPE_CHECKING:
     from lockd.client.session_channel import SessionChannel
+
+_log = structlog.get_logger("lockd.client.sidecar")
+NOT_REGISTERED = Decision(False, LockingMode.BEST_EFFORT, "not registered yet")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +54,49 @@ class SessionRequest:
     session_id: str = ""
 
 
+class Registering:
+    """The sessions of one `register` call waiting for their decisions: one future for
+    the whole call, not one per session."""
+
+    __slots__ = ("done", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not count:
+            self.done.set_result(None)
+
+    def decided(self) -> None:
+        self.remaining -= 1
+        if not self.remaining and not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, error: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
+
+
 class Session:
     """A session registered on the channel (or refused: see `decision.allowed`).
 
     `await session.terminated()` returns once the agent ends it; `on_terminated(callback)`
     and `async for termination in session` are alternatives. `close()` unregisters it.
+    A session holds no future of its own until one is awaited (thousands of sessions
+    per channel), and `on_terminated` callbacks run as the termination is read.
     """
+
+    __slots__ = (
+        "_callbacks",
+        "_channel",
+        "_ended",
+        "_forgotten",
+        "_termination",
+        "decision",
+        "identity",
+        "metadata",
+        "registering",
+        "session_id",
+    )
 
     def __init__(
         self,
@@ -62,15 +104,19 @@ class Session:
         session_id: str,
         identity: Identity,
         metadata: SessionMetadata,
+        registering: Registering | None = None,
     ) -> None:
         self._channel = channel
         self.session_id = session_id
         self.identity = identity
         self.metadata = metadata
-        loop = asyncio.get_running_loop()
-        self.decision: Decision = Decision(False, LockingMode.BEST_EFFORT, "not registered yet")
-        self._decided: asyncio.Future[Decision] = loop.create_future()
-        self._ended: asyncio.Future[SessionTermination] = loop.create_future()
+        self.decision: Decision = NOT_REGISTERED
+        # The call waiting for the first decision; None once decided.
+        self.registering = registering
+        self._termination: SessionTermination | None = None
+        self._ended: asyncio.Future[SessionTermination] | None = None
+        self._callbacks: list[Callable[[SessionTermination], None]] = []
+        self._forgotten = False
 
     @property
     def strict(self) -> bool:
@@ -78,19 +124,24 @@ class Session:
 
     async def terminated(self) -> SessionTermination:
         """Wait until the agent (or the loss of a strict session's agent) ends it."""
+        if self._termination is not None:
+            return self._termination
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
+            if self._forgotten:
+                self._ended.cancel()
         return await asyncio.shield(self._ended)
 
     def is_terminated(self) -> bool:
-        return self._ended.done() and not self._ended.cancelled()
+        return self._termination is not None
 
     def on_terminated(self, callback: Callable[[SessionTermination], None]) -> None:
-        """Call `callback` with the termination when it arrives."""
-
-        def deliver(future: asyncio.Future[SessionTermination]) -> None:
-            if not future.cancelled():
-                callback(future.result())
-
-        self._ended.add_done_callback(deliver)
+        """Call `callback` with the termination when it arrives (at once, from the event
+        loop, if it already has)."""
+        if self._termination is not None:
+            asyncio.get_running_loop().call_soon(callback, self._termination)
+        elif not self._forgotten:
+            self._callbacks.append(callback)
 
     async def __aiter__(self) -> AsyncIterator[SessionTermination]:
         yield await self.terminated()
@@ -100,11 +151,24 @@ class Session:
         self._channel.unregister([self])
 
     def _end(self, termination: SessionTermination) -> None:
-        if not self._ended.done():
+        if self._termination is not None or self._forgotten:
+            return
+        self._termination = termination
+        if self._ended is not None and not self._ended.done():
             self._ended.set_result(termination)
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(termination)
+            except Exception as error:  # one callback must not stop the channel's reader
+                # No traceback: formatting one reads source files, on the event loop.
+                _log.error(
+                    "an on_terminated callback failed", session=self.session_id, error=repr(error)
+                )
 
     def _forget(self) -> None:
-        if not self._ended.done():
+        """Unregistered or the client closed: nothing will end it any more."""
+        self._forgotten = True
+        self._callbacks.clear()
+        if self._ended is not None and not self._ended.done():
             self._ended.cancel()
-        if not self._decided.done():
-            self._decided.cancel()

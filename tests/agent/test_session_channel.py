@@ -255,3 +255,24 @@ async def test_a_batch_with_a_repeated_or_live_id_is_refused_whole(cluster: Clus
         await client.open_sessions([SessionRequest(BOB, SSH, "z"), SessionRequest(BOB, SSH, "y")])
     assert live.decision.allowed
     assert (await agent.status()).sessions == 1
+
+
+async def test_a_failing_termination_callback_stops_no_other_session(cluster: Cluster) -> None:
+    """An on_terminated callback that raises is logged; the other sessions ended by the
+    same message still get theirs, and awaiting terminated() still works."""
+    auth = await cluster.start_auth()
+    agent = await cluster.start_agent(persist=False)
+    first, second = await agent.client.open_sessions(
+        [SessionRequest(ALICE, SSH, "a-1"), SessionRequest(ALICE, SSH, "a-2")]
+    )
+    delivered: list[str] = []
+
+    def fail(_: object) -> None:
+        raise RuntimeError("a sidecar bug")
+
+    first.on_terminated(fail)
+    second.on_terminated(lambda termination: delivered.append(termination.lock_name))
+    await auth.client().create_lock(user_lock("l1"))
+    assert (await terminated_within(first))[1] == "l1"
+    assert (await terminated_within(second))[1] == "l1"
+    assert delivered == ["l1"]

@@ -77,8 +77,9 @@ async def events_until(agent: Worker, revision: int) -> Message:
 class Target(Protocol):
     """What the sidecars' sessions are registered with, and how a round strikes them."""
 
-    async def strike(self, round_: int) -> tuple[float, float]:
-        """Hit the victim's sessions; (when it was asked for, when the event arrived)."""
+    async def strike(self, round_: int) -> tuple[float, float, float | None]:
+        """Hit the victim's sessions: when it was asked for, when the event arrived, and
+        when the agent's synchronous step for it (apply, terminate, queue) ended."""
         ...
 
     async def clear(self, round_: int) -> None:
@@ -93,11 +94,12 @@ class AgentTarget:
         self._client = auth.admin()
         self._agent = agent
 
-    async def strike(self, round_: int) -> tuple[float, float]:
+    async def strike(self, round_: int) -> tuple[float, float, float | None]:
         started = time.monotonic()
         lock = Lock(f"terminate-{round_}", LockTarget(user=VICTIM))
         _, revision = await self._client.create_lock(lock)
-        return started, float((await events_until(self._agent, revision))["arrived"])
+        event = await events_until(self._agent, revision)
+        return started, float(event["arrived"]), float(event["done"])
 
     async def clear(self, round_: int) -> None:
         removed = await self._client.delete_lock(f"terminate-{round_}")
@@ -110,9 +112,9 @@ class BareTarget:
     def __init__(self, server: Worker) -> None:
         self._server = server
 
-    async def strike(self, round_: int) -> tuple[float, float]:
+    async def strike(self, round_: int) -> tuple[float, float, float | None]:
         started = time.monotonic()
-        return started, float((await self._server.call("terminate"))["arrived"])
+        return started, float((await self._server.call("terminate"))["arrived"]), None
 
     async def clear(self, round_: int) -> None:
         pass
@@ -124,8 +126,11 @@ async def _rounds(
     each: list[float] = []
     last: list[float] = []
     from_create: list[float] = []
+    steps: list[float] = []
     for round_ in range(rounds):
-        started, arrived = await target.strike(round_)
+        started, arrived, stepped = await target.strike(round_)
+        if stepped is not None:
+            steps.append(stepped - arrived)
         reports = await asyncio.gather(
             *(worker.event("terminated", ROUND_TIMEOUT) for worker in hit)
         )
@@ -140,6 +145,7 @@ async def _rounds(
         **latency_summary("session", each),
         **latency_summary("all", last),
         **latency_summary("create_to_all", from_create),
+        **(latency_summary("agent_step", steps) if steps else {}),
     }
 
 
