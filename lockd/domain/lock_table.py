@@ -47,13 +47,14 @@ def _moment(text: str) -> datetime | None:
     return None if not text else _EPOCH + timedelta(microseconds=int(text, 16))
 
 
-def encode(lock: Lock) -> Record:
-    """The compact record of `lock` (the lock itself when it cannot be one exactly)."""
+def encode(lock: Lock, pairs: tuple[TargetPair, ...] | None = None) -> Record:
+    """The compact record of `lock` (the lock itself when it cannot be one exactly);
+    `pairs` are its target's pairs when the caller has them already."""
     expires, created = _stamp(lock.expires), _stamp(lock.created_at)
     if expires is None or created is None or _SEP in lock.created_by:
         return lock
     parts = [lock.message, lock.created_by, expires, created]
-    for field, value in lock.target.pairs():
+    for field, value in lock.target.pairs() if pairs is None else pairs:
         parts.append(_CODE[field])
         parts.append(value)
     return _SEP.join(parts).encode()
@@ -74,15 +75,14 @@ def _key(code: str, value: str) -> int:
     return hash(code + value) & _KEY_MASK
 
 
-def _lock_keys(lock: Lock) -> list[int]:
-    """The index keys of a lock, one per target pair."""
-    return [_key(_CODE[field], value) for field, value in lock.target.pairs()]
+def _pair_keys(pairs: Iterable[TargetPair]) -> list[int]:
+    return [_key(_CODE[field], value) for field, value in pairs]
 
 
 def _keys(record: Record) -> list[int]:
-    """The index keys of a record (those of the lock it was made of)."""
+    """The index keys of a record, one per target pair of the lock it was made of."""
     if isinstance(record, Lock):
-        return _lock_keys(record)
+        return _pair_keys(record.target.pairs())
     pairs = record.decode().split(_SEP)[4:]
     return [_key(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
 
@@ -142,7 +142,8 @@ class LockTable(MutableMapping[str, Lock]):
     def put(self, lock: Lock) -> bool:
         """Insert or replace `lock`; whether anything changed (an equal lock: no)."""
         name = lock.name
-        record = encode(lock)
+        pairs = lock.target.pairs()
+        record = encode(lock, pairs)
         old = self._records.get(name)
         if old is not None:
             if old == record:
@@ -150,7 +151,7 @@ class LockTable(MutableMapping[str, Lock]):
             self.remove(name)
         self._records[name] = record
         index = self._index
-        for key in _lock_keys(lock):
+        for key in _pair_keys(pairs):
             filed = index.get(key)
             if filed is None:
                 index[key] = name

@@ -21,11 +21,13 @@ from lockd.domain.backoff import Backoff
 from lockd.domain.events import Event
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.resources import ClusterAuthPreference, ReplicatedResource
 from lockd.domain.view import LocalView, ViewSettings
 from lockd.obs.audit import MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
 from lockd.testing import FakeClock
 from lockd.v1 import watch_service_pb2 as pb
+from lockd.wire import convert
 from tests.agent.fake_auth import Connection, FakeFactory, hold_open
 from tests.agent.helpers import CLUSTER, Cluster, terminated_within
 from tests.support import eventually
@@ -81,6 +83,48 @@ async def test_a_gap_makes_the_agent_resume_and_terminate_exactly_once(
     await agent.recorded("session.terminated", 1)
     await agent.wait_metric("lockd_agent_terminations_total", 1, reason="lock")
     assert agent.metric("lockd_agent_resyncs_total", reason="gap") == 1
+
+
+async def test_snapshot_chunks_are_enforced_as_they_arrive(
+    cluster: Cluster, fake: FakeFactory
+) -> None:
+    """A snapshot of a new history whose SnapshotEnd is still to come: the lock in its
+    first chunk already ends the session it hits and refuses new ones, the view stays
+    at its old revision, and the end completes it."""
+    chunk_sent, session_open, finish = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def script(connection: Connection) -> None:
+        await connection.snapshot(EPOCH, 1)
+        await connection.heartbeat(EPOCH, 1, interval=3600.0)  # no silence timeout meanwhile
+        await session_open.wait()
+        resources: list[ReplicatedResource] = [ClusterAuthPreference(), ALICE_LOCK]
+        begin = pb.SnapshotBegin(epoch="new-epoch", revision=7, count=2)
+        await connection.send(pb.WatchLocksResponse(snapshot_begin=begin))
+        chunk = pb.SnapshotChunk(resources=[convert.resource_to_pb(r) for r in resources])
+        await connection.send(pb.WatchLocksResponse(snapshot_chunk=chunk))
+        chunk_sent.set()
+        await finish.wait()
+        end = pb.SnapshotEnd(epoch="new-epoch", revision=7, count=2)
+        await connection.send(pb.WatchLocksResponse(snapshot_end=end))
+        await connection.heartbeats_forever("new-epoch", 7)
+
+    server = await fake([script])
+    agent = await cluster.start_agent(addresses=(server.address,), wait_synced=False)
+    await agent.wait_revision(1)
+    session = await agent.open(ALICE)
+    session_open.set()
+    assert await terminated_within(session) == (
+        'lock targeting User:"alice" is in force: gap test',
+        "l-alice",
+    )
+    assert chunk_sent.is_set()
+    status = await agent.status()
+    assert (status.epoch, status.revision) == (EPOCH, 1)
+    with pytest.raises(SessionDenied):
+        await agent.open(ALICE)
+    finish.set()
+    status = await agent.wait_revision(7)
+    assert (status.epoch, status.locks_in_force) == ("new-epoch", 1)
 
 
 async def test_an_older_snapshot_of_the_same_epoch_is_never_accepted(

@@ -110,18 +110,17 @@ async def snapshot(reaper: Reaper, params: ResyncParams, common: Common) -> Resu
         cpu_before = auth.cpu()
         started, synced = await connect_and_sync(workers, params.agents)
         cpu = auth.cpu() - cpu_before
+        grown = total_rss([worker.pid for worker in workers]) - idle_rss
         result.update(latency_summary("synced", [at - started for at in synced]))
         result.add(
             all_synced_s=round(max(synced) - started, 2),
             server_cpu_s=round(cpu, 2),
             server_rss_mb=mb(auth.rss()),
             agents_rss_mb=mb(total_rss([worker.pid for worker in workers])),
-            rss_per_agent_kb=round(
-                (total_rss([worker.pid for worker in workers]) - idle_rss)
-                / 1024
-                / max(1, params.agents),
-                1,
-            ),
+            rss_per_agent_kb=round(grown / 1024 / max(1, params.agents), 1),
+            # What a lock costs an agent (its streams and channels included: run with
+            # many locks and few agents to read the locks' share).
+            rss_per_lock_b=round(grown / max(1, params.agents * params.locks)),
             agents_cpu_s=round(total_cpu([worker.pid for worker in workers]), 2),
         )
     finally:
