@@ -210,6 +210,7 @@ class AuthApp(StopOnExit):
                     agents,
                     audit,
                     clock,
+                    metrics,
                 )
                 await workers.start()
                 hub.on_batch.append(workers.publish)

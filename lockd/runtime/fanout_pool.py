@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import structlog
+from prometheus_client import Counter
 
 from lockd.auth.agents import AgentRegistry
 from lockd.domain.errors import UnavailableError
@@ -33,6 +34,7 @@ from lockd.domain.events import Event
 from lockd.domain.ports import Clock
 from lockd.domain.timeparse import parse_rfc3339
 from lockd.obs.audit import AuditEvent, AuditSink
+from lockd.obs.metrics import AuthMetrics
 from lockd.runtime.fanout_worker import WorkerSpec
 from lockd.runtime.worker_channel import ChannelClosed, ControlChannel, Message
 
@@ -68,6 +70,8 @@ class _Worker:
     # The worker's stream tokens -> the auth server's registry tokens.
     tokens: dict[int, int] = field(default_factory=dict)
     agents: dict[int, str] = field(default_factory=dict)
+    # Its last reported fan-out totals (lockd.runtime.fanout_worker.WORKER_METRICS).
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 class WatchWorkers:
@@ -78,8 +82,10 @@ class WatchWorkers:
         agents: AgentRegistry,
         audit: AuditSink,
         clock: Clock,
+        metrics: AuthMetrics,
     ) -> None:
         self._spec = spec
+        self._metrics = metrics
         self._count = count
         self._agents = agents
         self._audit = audit
@@ -189,6 +195,8 @@ class WatchWorkers:
             agent_id, token = message["lock_out"]
             agents.lock_out(agent_id, worker.tokens.pop(token, 0))
             worker.agents.pop(token, None)
+        elif "metrics" in message:
+            self._add_metrics(worker, message["metrics"])
         elif "audit" in message:
             record = message["audit"]
             self._audit.emit(
@@ -201,8 +209,32 @@ class WatchWorkers:
                 )
             )
 
+    def _add_metrics(self, worker: _Worker, totals: dict[str, float]) -> None:
+        """Add what the worker counted since its last report to the server's metrics."""
+        for key, total in totals.items():
+            delta = total - worker.metrics.get(key, 0.0)
+            worker.metrics[key] = total
+            if key == "lockd_watch_streams":
+                self._metrics.watch_streams.inc(delta)
+            elif delta > 0:
+                self._counter(key).inc(delta)
+
+    def _counter(self, key: str) -> Counter:
+        metrics = self._metrics
+        name, _, reason = key.partition(":")
+        if reason:
+            return metrics.resets_total.labels(reason=reason)
+        counters = {
+            "lockd_events_sent_total": metrics.events_sent_total,
+            "lockd_event_batches_sent_total": metrics.event_batches_sent_total,
+            "lockd_snapshots_sent_total": metrics.snapshots_sent_total,
+        }
+        return counters[name]
+
     async def _ended(self, worker: _Worker) -> None:
         self._workers.pop(worker.index, None)
+        # Its streams are gone with it.
+        self._metrics.watch_streams.dec(worker.metrics.get("lockd_watch_streams", 0.0))
         for token, agent_id in worker.agents.items():
             self._agents.disconnect(agent_id, worker.tokens.get(token, 0))
         await worker.channel.close()

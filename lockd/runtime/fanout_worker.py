@@ -42,7 +42,7 @@ from lockd.api.server_tls import server_credentials, tls_caller
 from lockd.api.watch_servicer import ProtoWatchEncoder, WatchHandler
 from lockd.auth.agents import AgentRegistry
 from lockd.auth.auth_service import AuthService, ClusterInfo
-from lockd.auth.hub import ReplicationHub
+from lockd.auth.hub import ReplicationHub, ResetReason
 from lockd.auth.log_tailer import LogTailer
 from lockd.auth.watch_stream import WatchSettings
 from lockd.domain.addresses import join_host_port
@@ -51,6 +51,7 @@ from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, SystemClock
 from lockd.domain.timeparse import format_rfc3339
+from lockd.lifetime import cancel_and_wait
 from lockd.obs.audit import AuditEvent
 from lockd.obs.logging import configure_logging
 from lockd.obs.metrics import AuthMetrics
@@ -61,6 +62,18 @@ from lockd.store import SqliteStore
 
 _log = structlog.get_logger("lockd.auth.worker")
 
+METRICS_INTERVAL = 1.0
+# What a worker reports of its fan-out: key -> (sample name, labels) in its AuthMetrics.
+WORKER_METRICS: dict[str, tuple[str, dict[str, str]]] = {
+    "lockd_watch_streams": ("lockd_watch_streams", {}),
+    "lockd_events_sent_total": ("lockd_events_sent_total", {}),
+    "lockd_event_batches_sent_total": ("lockd_event_batches_sent_total", {}),
+    "lockd_snapshots_sent_total": ("lockd_snapshots_sent_total", {}),
+    **{
+        f"lockd_resets_total:{reason.value}": ("lockd_resets_total", {"reason": reason.value})
+        for reason in ResetReason
+    },
+}
 # Forwarded calls carry whatever the auth server answers: no size limit of their own.
 FORWARD_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
@@ -246,8 +259,8 @@ async def _serve_store(
     mode = None if spec.static_locking_mode is None else LockingMode(spec.static_locking_mode)
     cluster = ClusterInfo(spec.cluster_name, __version__, mode)
     service = AuthService(store, hub, agents, clock, RelayedAudit(channel), cluster)
-    metrics = AuthMetrics(CollectorRegistry())
-    watch = WatchHandler(hub, store, agents, clock, settings, metrics, service)
+    registry = CollectorRegistry()
+    watch = WatchHandler(hub, store, agents, clock, settings, AuthMetrics(registry), service)
     await tailer.catch_up()
     forward = grpc.aio.insecure_channel(f"unix:{spec.forward_socket}", options=FORWARD_OPTIONS)
     server = grpc.aio.server(options=SHARED_PORT_OPTIONS, interceptors=server_interceptors(None))
@@ -267,6 +280,7 @@ async def _serve_store(
         server.add_insecure_port(address)
     await server.start()
     tail = asyncio.create_task(tailer.run_forever())
+    reports = asyncio.create_task(_report_metrics(channel, registry))
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     channel.send({"ready": os.getpid()})
@@ -275,12 +289,25 @@ async def _serve_store(
         await _follow_channel(channel, log, agents, stop)
     finally:
         hub.close()  # Reset(shutdown) to every stream
-        tail.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await tail
+        await cancel_and_wait((tail, reports))
         await server.stop(spec.shutdown_grace)
         await forward.close()
         _log.info("watch worker stopped", worker=spec.index)
+
+
+async def _report_metrics(channel: ControlChannel, registry: CollectorRegistry) -> None:
+    """Every `METRICS_INTERVAL`, this worker's fan-out totals for the auth server's
+    /metrics (it adds them to its own: lockd.runtime.fanout_pool)."""
+    while True:
+        await asyncio.sleep(METRICS_INTERVAL)
+        totals = {
+            key: registry.get_sample_value(name, labels) or 0.0
+            for key, (name, labels) in WORKER_METRICS.items()
+        }
+        try:
+            channel.send({"metrics": totals})
+        except ChannelClosed:
+            return  # the control loop sees the end and stops the worker
 
 
 async def _follow_channel(

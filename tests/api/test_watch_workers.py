@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import Counter, Gauge
 
 from lockd.domain.errors import UnavailableError
 from lockd.obs.audit import AuditEvent
@@ -113,6 +114,15 @@ async def test_agents_on_the_server_and_on_a_worker_get_every_revision_in_order(
 
     await eventually(both_acked, what="both agents' acks at the auth server")
 
+    # The worker's fan-out is in the auth server's metrics: both open streams, and the
+    # events sent to both (8 revisions each).
+    metrics = server.app.metrics
+
+    def counted() -> bool:
+        return sample(metrics.watch_streams) == 2 and sample(metrics.events_sent_total) >= 16
+
+    await eventually(counted, what="the worker's streams and events in the server's metrics")
+
 
 async def test_a_killed_worker_is_noticed_replaced_and_its_agent_resumes_elsewhere(
     servers: Servers,
@@ -154,6 +164,12 @@ async def test_a_killed_worker_is_noticed_replaced_and_its_agent_resumes_elsewhe
     assert [e.name for e in events] == ["after-the-death"]
     assert all(r.WhichOneof("message") != "snapshot_begin" for r in resumed.received)
     assert [e.name for e in await spread.on_server.until(later)] == ["after-the-death"]
+
+
+def sample(metric: Gauge | Counter) -> float:
+    """The value of an unlabelled gauge or counter."""
+    (family,) = metric.collect()
+    return next(s.value for s in family.samples if not s.name.endswith("_created"))
 
 
 async def _replaced(pids: list[int], dead: int) -> bool:
