@@ -206,6 +206,21 @@ def test_create(tmp_path: Path) -> None:
     assert result["params"] == {"locks": 5, "store": "sqlite"}
 
 
+def test_proxy(tmp_path: Path) -> None:
+    """proxy closes PostgreSQL connections through `lockd proxy` with a lock, relays a COPY,
+    and reports each figure with the load it was taken at."""
+    from lockd.bench.pgserver import prerequisite_problem
+
+    missing = prerequisite_problem()
+    if missing is not None:
+        pytest.skip(missing)
+    args = ("--connections", "3", "--rounds", "1", "--copy-mb", "1", "--copy-runs", "1")
+    (result,) = bench(tmp_path, "proxy", *args)
+    latency = tuple(f"lock_to_closed_{key}" for key in LATENCY)
+    copy = ("copy_direct_mib_per_s", "copy_proxy_mib_per_s", "copy_proxy_vs_direct")
+    check_fields(result, "proxy", (*latency, "proxy_rss_mb", "load_1m", *copy))
+
+
 def test_reconnect(tmp_path: Path) -> None:
     """reconnect reports the share of agents that resumed without a snapshot, between 0 and 1."""
     (result,) = bench(tmp_path, "reconnect", "--agents", "4", "--procs", "1")

@@ -282,7 +282,11 @@ async def proxy(reaper: Reaper, params: ProxyParams, common: Common) -> Result:
         for index in range(params.rounds):
             latencies.extend(await _round(stack, auth, params.connections, index))
         result.update(latency_summary("lock_to_closed", latencies))
-        result.add(proxy_rss_mb=mb(rss_bytes(stack.proxy_pid)))
+        # The machine's 1-minute load average as the rounds end: figures from a loaded
+        # box are only comparable with their load next to them.
+        result.add(
+            proxy_rss_mb=mb(rss_bytes(stack.proxy_pid)), load_1m=round(os.getloadavg()[0], 2)
+        )
         assert stack.postgres is not None
         direct = await asyncpg.connect(stack.postgres.dsn(), timeout=60)
         through = await stack.connect("bench")
