@@ -234,6 +234,18 @@ def test_snapshot(tmp_path: Path) -> None:
     check_fields(result, "snapshot")
 
 
+def test_ssh(tmp_path: Path) -> None:
+    """ssh ends real OpenSSH sessions under the guard with a lock and reports each figure."""
+    from lockd.bench.sshd import why_no_sshd
+
+    missing = why_no_sshd()
+    if missing is not None:
+        pytest.skip(missing)
+    (result,) = bench(tmp_path, "ssh", "--sessions", "2", "--rounds", "1")
+    latencies = ("guard_kill", "guard_end", "lock_to_disconnect", "create_to_last_disconnect")
+    check_fields(result, "ssh", tuple(f"{name}_{key}" for name in latencies for key in LATENCY))
+
+
 def test_table_output(tmp_path: Path) -> None:
     """Without --json the bench prints a readable table headed by the scenario and its params."""
     done = subprocess.run(
