@@ -20,9 +20,10 @@ SIGTERM: it cleans up (utmp, the PTY) and exits, and the connection's TCP socket
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+import ctypes
 import os
 import signal
+import socket
 from dataclasses import dataclass
 
 from lockd.domain.addresses import join_host_port
@@ -38,6 +39,8 @@ from lockd.ssh.processes import (
 )
 
 AUTH_COMMAND_MARK = b"\0ssh-session\0auth-"  # in the argv of `lockd ssh-session auth-…`
+SYS_PIDFD_GETFD = 438  # the same number on every Linux architecture
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,39 +135,36 @@ def kill_monitor(monitor: Monitor) -> None:
 
 
 def remote_address(monitor: Monitor) -> str:
-    """The client's `ip:port`, from the monitor's TCP socket (sshd 9.2 passes no %C to
-    the auth commands); "" when it cannot be told."""
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for fd in (PROC / str(monitor.pid) / "fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-    for table, width in (("tcp", 8), ("tcp6", 32)):
-        try:
-            lines = (PROC / str(monitor.pid) / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[9] in inodes:
-                return _address(fields[2], width)
+    """The client's `ip:port`: the peer of the monitor's TCP socket, duplicated into this
+    process with pidfd_getfd (sshd 9.2 passes no %C to the auth commands); "" when it
+    cannot be told."""
+    try:
+        pidfd = os.pidfd_open(monitor.pid)
+    except OSError:
+        return ""
+    try:
+        for fd in _socket_fds(monitor.pid):
+            copy = _LIBC.syscall(SYS_PIDFD_GETFD, pidfd, fd, 0)
+            if copy < 0:
+                continue
+            with socket.socket(fileno=copy) as peer:
+                if peer.family in (socket.AF_INET, socket.AF_INET6):
+                    with contextlib.suppress(OSError):
+                        host, port = peer.getpeername()[:2]
+                        return join_host_port(host.removeprefix("::ffff:"), port)
+    finally:
+        os.close(pidfd)
     return ""
 
 
-def _address(field: str, width: int) -> str:
-    """/proc/net/tcp{,6} `HEXIP:HEXPORT` (the IP in host-order 32-bit words)."""
-    ip_hex, port_hex = field.split(":")
-    words = [bytes.fromhex(ip_hex[i : i + 8])[::-1] for i in range(0, width, 8)]
-    raw = b"".join(words)
-    if width == 8:
-        host = ".".join(str(b) for b in raw)
-    elif raw[:12] == b"\0" * 10 + b"\xff\xff":
-        host = ".".join(str(b) for b in raw[12:])  # an IPv4 client on a v6 socket
-    else:
-        host = str(ipaddress.IPv6Address(raw))
-    return join_host_port(host, int(port_hex, 16))
+def _socket_fds(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for fd in (PROC / str(pid) / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).startswith("socket:"):
+                    found.append(int(fd.name))
+    return found
 
 
 def _uid(pid: int) -> int:

@@ -89,7 +89,10 @@ class Tracked:
     identity: Identity | None = None
     session: Session | None = None
     refused: str = ""  # the reason, while the connection is refused
-    ending: asyncio.Task[None] | None = None
+    ending: bool = False
+    reason: str = ""  # why it is being ended
+    ending_since: float = 0.0  # loop time the guard learnt it must end the connection
+    killed_at: float = 0.0  # loop time its processes were killed
     watcher: asyncio.Task[None] | None = None
     gone: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -100,6 +103,8 @@ class Guard:
         self.agent = agent
         self.connections: dict[str, Tracked] = {}
         self._ids = itertools.count(1)
+        self._pending: list[Tracked] = []  # to end in the next batch
+        self._batches: set[asyncio.Task[None]] = set()
         self._host = socket.gethostname()
 
     # -- the auth commands ----------------------------------------------------------
@@ -238,32 +243,49 @@ class Guard:
     # -- ending connections ---------------------------------------------------------
 
     def end(self, tracked: Tracked, reason: str) -> None:
-        """End the connection with `reason` (once)."""
-        if tracked.ending is None and not tracked.gone.is_set():
-            tracked.ending = asyncio.ensure_future(self._end(tracked, reason))
+        """End the connection with `reason` (once). Every connection one lock hits (one
+        SessionsTerminated: its callbacks run in one go) is ended in one batch."""
+        if tracked.ending or tracked.gone.is_set():
+            return
+        tracked.ending = True
+        tracked.reason = reason
+        tracked.ending_since = asyncio.get_running_loop().time()
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._start_batch)
+        self._pending.append(tracked)
 
-    async def _end(self, tracked: Tracked, reason: str) -> None:
-        monitor = tracked.monitor
-        server, frozen = connection.freeze(monitor)
-        outputs = [
-            fd
-            for leader in connection.session_leaders(monitor)
-            if (fd := notice.open_stderr(leader)) is not None
-        ]
+    def _start_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._end_batch(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _end_batch(self, batch: list[Tracked]) -> None:
+        """Stop them all, write every message, wait until sshd took them (one poll for
+        all), then kill them all."""
+        stopped = [(tracked, *connection.freeze(tracked.monitor)) for tracked in batch]
+        outputs = []
         try:
-            for fd in outputs:
-                notice.say(reason, fd)
+            for tracked in batch:
+                for leader in connection.session_leaders(tracked.monitor):
+                    fd = notice.open_stderr(leader)
+                    if fd is not None:
+                        outputs.append(fd)
+                        notice.say(tracked.reason, fd)
             await notice.drained(outputs)
         finally:
             for fd in outputs:
                 os.close(fd)
-        connection.kill(monitor, server, frozen)
-        try:
-            async with asyncio.timeout(MONITOR_EXIT):
-                await tracked.gone.wait()
-        except TimeoutError:
-            _log.warning("sshd monitor did not exit: killed", pid=monitor.pid)
-            connection.kill_monitor(monitor)
+        for tracked, server, frozen in stopped:
+            connection.kill(tracked.monitor, server, frozen)
+            tracked.killed_at = asyncio.get_running_loop().time()
+        waits = [asyncio.ensure_future(tracked.gone.wait()) for tracked in batch]
+        await asyncio.wait(waits, timeout=MONITOR_EXIT)
+        for tracked, wait in zip(batch, waits, strict=True):
+            if not wait.done():
+                wait.cancel()
+                _log.warning("sshd monitor did not exit: killed", pid=tracked.monitor.pid)
+                connection.kill_monitor(tracked.monitor)
 
     async def _refused(self, tracked: Tracked) -> None:
         """A refused connection: end it as soon as it opens a session (the message goes
@@ -288,6 +310,13 @@ class Guard:
         os.close(tracked.pidfd)
         tracked.gone.set()
         self.connections.pop(tracked.monitor.key, None)
+        if tracked.ending:  # `lockd bench ssh` reads this line
+            _log.info(
+                "connection ended",
+                monitor=tracked.monitor.pid,
+                took_ms=round((loop.time() - tracked.ending_since) * 1000, 3),
+                killed_ms=round((tracked.killed_at - tracked.ending_since) * 1000, 3),
+            )
         if tracked.watcher is not None:
             tracked.watcher.cancel()
         if tracked.session is not None and not tracked.session.is_terminated():

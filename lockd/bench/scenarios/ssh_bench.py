@@ -1,9 +1,18 @@
-"""`ssh`: real OpenSSH sessions under `lockd ssh-session`, ended by a lock.
+"""`ssh`: real OpenSSH sessions under `lockd ssh-session guard`, ended by a lock.
 
 Real processes: `lockd auth`, `lockd agent`, a throwaway sshd (`lockd.bench.sshd`, as
-root) whose ForceCommand is `lockd ssh-session`, and `--sessions` real `ssh` clients per
+root) with `lockd ssh-session guard` next to it (its auth commands and the `--guarded`
+ForceCommand, as docs/ssh.md sets them up), and `--sessions` real `ssh` clients per
 round, each running a long `sleep` under one user's certificate. Each round creates a
 lock on that user and measures, for every session:
+
+- **guard_end**: the guard learning of the termination (the agent's SessionsTerminated
+  read off its channel) → the connection's sshd monitor gone: stopping the session's
+  processes, the message written and read by sshd, the kills, sshd's exit. From the
+  guard's log ("connection ended", took_ms). Together with the agent's apply and
+  send (about a millisecond, `lockd bench terminate`), this is "lock event at the
+  agent → the connection ended". **guard_kill** is the part up to the kills sent
+  (killed_ms): what the guard itself spends; the rest is sshd exiting.
 
 - **lock → disconnect**: CreateLock called → each `ssh` client exiting because its
   connection was closed. An upper bound of "lock event at the agent → connection
@@ -16,14 +25,16 @@ lock on that user and measures, for every session:
 - **CreateLock → last disconnect**: CreateLock called → the last client of the round
   exiting.
 
-Sessions start in batches (sshd's MaxStartups, and each session's hook is a Python
-process); the round waits until the agent counts them all as registered and every
-session's `sleep` runs (so the lock never lands while a shell is still starting).
+Sessions start in batches (sshd's MaxStartups, and each login runs Python processes: the
+auth commands and the hook); the round waits until the agent counts them all as
+registered (the guard registers each connection) and every session's `sleep` runs (so
+the lock never lands while a shell is still starting).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -52,13 +63,14 @@ class SSHParams:
     rounds: int = 3
 
 
-def _agent_config(directory: Path, auth_address: str, ca_file: Path) -> Path:
-    config = directory / "agent.yaml"
+def _agent_config(directory: Path, auth_address: str, ca_file: Path, name: str) -> Path:
+    """The agent's config; the guard reads a copy of it that logs at info (`guard_end`)."""
+    config = directory / f"{name}.yaml"
     config.write_text(
         f"""\
 cluster_name: bench.lockd
 data_dir: {directory / "agent"}
-log: {{format: json, level: warning}}
+log: {{format: json, level: {"info" if name == "guard" else "warning"}}}
 audit: {{sink: {directory / "audit.log"}}}
 agent_service:
   enabled: true
@@ -132,6 +144,19 @@ async def _exit_time(process: asyncio.subprocess.Process) -> float:
     return time.time()
 
 
+def _guard_ends(log: Path, field: str) -> list[float]:
+    """A duration of the guard's "connection ended" records, in seconds."""
+    ends = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # not a log record (a traceback line, say)
+        if isinstance(record, dict) and record.get("event") == "connection ended":
+            ends.append(float(record[field]) / 1000)
+    return ends
+
+
 async def ssh(reaper: Reaper, params: SSHParams, common: Common) -> Result:
     missing = why_no_sshd()
     if missing is not None:
@@ -143,8 +168,9 @@ async def ssh(reaper: Reaper, params: SSHParams, common: Common) -> Result:
     sshd: ThrowawaySSHD | None = None
     try:
         ca = SSHUserCA.derived_from(new_key(), "bench.lockd")
-        sshd = ThrowawaySSHD(directory, ca, directory / "agent.yaml")
-        _agent_config(directory, auth.address, sshd.ca_file)
+        sshd = ThrowawaySSHD(directory, ca, directory / "guard.yaml")
+        _agent_config(directory, auth.address, sshd.ca_file, "agent")
+        _agent_config(directory, auth.address, sshd.ca_file, "guard")
         with (directory / "agent.log").open("wb") as log:
             launch = [sys.executable, "-m", "lockd.bench.launch", "lockd", "agent"]
             reaper.popen(
@@ -181,9 +207,13 @@ async def ssh(reaper: Reaper, params: SSHParams, common: Common) -> Result:
             last.append(max(ended) - created)
             await auth.admin().delete_lock(name)
             await _until(socket, lambda status: status.sessions == 0, "no session", END_TIMEOUT)
+        result.update(latency_summary("guard_kill", _guard_ends(sshd.guard_log, "killed_ms")))
+        result.update(latency_summary("guard_end", _guard_ends(sshd.guard_log, "took_ms")))
         result.update(latency_summary("lock_to_disconnect", after_lock))
         result.update(latency_summary("create_to_last_disconnect", last))
         result.notes.append(
+            "guard_kill: the guard reading the termination -> the connection's processes "
+            "killed (message delivered); guard_end: -> the connection's sshd gone; "
             "lock_to_disconnect: CreateLock called -> each ssh client exiting; "
             "create_to_last_disconnect: CreateLock called -> the round's last client exiting"
         )
