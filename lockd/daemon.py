@@ -142,7 +142,11 @@ def _recover(config: Config, name: str) -> int:
     finally:
         audit.close()
         held.release()
-    print(f'lock "{name}" has been deleted (revision {revision}); start the auth server again')
+    # A PostgreSQL store is shared by running replicas: they apply the delete at once.
+    restart = (
+        "; start the auth server again" if config.auth_service.storage.type == "sqlite" else ""
+    )
+    print(f'lock "{name}" has been deleted (revision {revision}){restart}')
     return 0
 
 

@@ -41,6 +41,7 @@ AGENT_STATES = ("syncing", "synced", "degraded", "stale")
 # to its revision, or a new store history.
 RESYNC_REASONS = ("gap", "too_old", "epoch_changed")
 TERMINATION_REASONS = ("lock", "strict_stale", "server_lock")
+SIDECAR_CHANNEL_END_REASONS = ("closed", "gone", "invalid", "slow_consumer", "shutdown")
 ACCESS_DECISIONS = ("allowed", "denied")
 ACCESS_MODES: tuple[str, ...] = tuple(mode.value for mode in LockingMode)
 
@@ -197,6 +198,14 @@ class AgentMetrics:
         self.sidecar_channels = Gauge(
             "lockd_agent_sidecar_channels", "Open sidecar session channels.", registry=registry
         )
+        self.sidecar_channels_ended_total = Counter(
+            "lockd_agent_sidecar_channels_ended",
+            "Sidecar channels that ended, by reason: closed (the sidecar half-closed), gone "
+            "(its stream broke), invalid (bad input), slow_consumer (it stopped reading: "
+            "backlog bound), shutdown (the agent stops).",
+            ["reason"],
+            registry=registry,
+        )
         self.termination_propagation_seconds = Histogram(
             "lockd_agent_termination_propagation_seconds",
             "Seconds from a lock's created_at on the auth server to the termination of "
@@ -212,6 +221,8 @@ class AgentMetrics:
             self.state.labels(state=state).set(1 if state == "syncing" else 0)
         for reason in TERMINATION_REASONS:
             self.terminations_total.labels(reason=reason)
+        for reason in SIDECAR_CHANNEL_END_REASONS:
+            self.sidecar_channels_ended_total.labels(reason=reason)
         for reason in RESYNC_REASONS:
             self.resyncs_total.labels(reason=reason)
         for decision in ACCESS_DECISIONS:
