@@ -110,7 +110,7 @@ def timestamp_from_pb(message: object, field: str, label: str = "") -> datetime 
         )
     # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its own checks and calls
     # (it runs for every lock and event an agent receives).
-    return _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + timedelta(0, seconds, nanos // 1000)
 
 
 def duration_to_pb(value: timedelta) -> Duration:
@@ -180,13 +180,14 @@ def lock_to_pb(lock: Lock) -> pb.Lock:
 def lock_from_pb(message: pb.Lock, *, validate: bool = True) -> Lock:
     """A lock, validated unless the caller validates later (servicers authorise first,
     so an unauthorised caller learns nothing from validation errors)."""
+    # Positional, in Lock's field order: this runs for every lock an agent receives.
     lock = Lock(
-        name=message.name,
-        target=target_from_pb(message.target),
-        message=message.message,
-        expires=timestamp_from_pb(message, "expires", "lock.expires"),
-        created_at=timestamp_from_pb(message, "created_at", "lock.created_at"),
-        created_by=message.created_by,
+        message.name,
+        target_from_pb(message.target),
+        message.message,
+        timestamp_from_pb(message, "expires", "lock.expires"),
+        timestamp_from_pb(message, "created_at", "lock.created_at"),
+        message.created_by,
     )
     if validate:
         lock.validate()
@@ -290,14 +291,14 @@ def event_to_pb(event: Event) -> watch_pb.WatchEvent:
 def event_from_pb(message: watch_pb.WatchEvent) -> Event:
     if message.type not in EVENT_TYPE_FROM_PB or message.kind not in KIND_FROM_PB:
         raise ValidationError(f"event {message.revision} has an unknown type or kind")
-    time = timestamp_from_pb(message, "commit_time") or datetime.fromtimestamp(0, UTC)
+    time = timestamp_from_pb(message, "commit_time") or _EPOCH
     return Event(
-        revision=message.revision,
-        type=EVENT_TYPE_FROM_PB[message.type],
-        kind=KIND_FROM_PB[message.kind],
-        name=message.name,
-        resource=resource_from_pb(message.resource) if message.HasField("resource") else None,
-        time=time,
+        message.revision,
+        EVENT_TYPE_FROM_PB[message.type],
+        KIND_FROM_PB[message.kind],
+        message.name,
+        resource_from_pb(message.resource) if message.HasField("resource") else None,
+        time,
     )
 
 
