@@ -38,8 +38,10 @@ class CancelKeys:
     def issue(self, upstream_key: bytes, user: str) -> bytes:
         """A fresh client key (the BackendKeyData body to send) for this upstream key."""
         while True:
-            key = _KEY.pack(secrets.randbelow(2**31 - 1) + 1, secrets.randbits(32))
-            if key not in self._targets:
+            drawn = bytearray(secrets.token_bytes(_KEY.size))
+            drawn[0] &= 0x7F  # a positive process id, as a backend's
+            key = bytes(drawn)
+            if _KEY.unpack(key)[0] and key not in self._targets:
                 self._targets[key] = CancelTarget(upstream_key, user)
                 return key
 

@@ -13,6 +13,7 @@ No IO here: the async code in `pg_frontend` / `upstream` feeds these functions b
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from enum import Enum
@@ -130,8 +131,10 @@ def message(kind: bytes, body: bytes) -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
 
+@functools.lru_cache(maxsize=64)
 def error_response(message_text: str, sqlstate: str, severity: str = "FATAL") -> bytes:
-    """An ErrorResponse: psql prints `FATAL:  <message>` from S and M.
+    """An ErrorResponse: psql prints `FATAL:  <message>` from S and M. Cached: a lock's
+    farewell is the same for every connection it ends.
 
     S is the (localisable) severity, V the same never localised (PostgreSQL ≥ 9.6), C the
     SQLSTATE, M the message. A NUL would end a field early, so it is dropped.
