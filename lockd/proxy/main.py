@@ -67,10 +67,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def run(config: ProxyConfig) -> None:
-    # Collections tuned for latency: a young collection every 50,000 allocations (not
-    # 700), and full ones ten times rarer. With a thousand connections most objects are
-    # long-lived and few are garbage, and on the bench machine full collections took
-    # 200-660 ms, stalling every relay and termination meanwhile (docs/benchmarks.md).
+    # Full collections ten times rarer than Python's default: with a thousand connections
+    # most objects are long-lived and few are garbage, and on the bench machine a full
+    # collection took 200-660 ms, stalling every relay and termination meanwhile
+    # (docs/benchmarks.md). Young collections stay small: a larger first threshold made
+    # each of them a pause of its own.
     gc.set_threshold(*GC_THRESHOLDS)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
