@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import structlog
 
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
@@ -244,6 +245,27 @@ async def test_emit_on_the_event_loop_does_no_file_io(tmp_path: Path) -> None:
     await asyncio.to_thread(sink.close)
 
     assert [r["name"] for r in read_lines(path)] == [f"l{index}" for index in range(1000)]
+
+
+def test_an_event_json_cannot_hold_is_logged_and_the_lines_around_it_are_written(
+    tmp_path: Path,
+) -> None:
+    """Events are encoded on the writer thread: one that cannot be encoded (a bug) is
+    logged as an error naming the event, and the writer goes on with the next lines."""
+    path = tmp_path / "audit.log"
+    sink = JsonLinesAuditSink(path)
+    broken = AuditEvent("lock.created", "LK001I", T0, "c", {"target": object()})
+
+    with structlog.testing.capture_logs() as logs:
+        sink.emit(lock_expired("before", "c", T0))
+        sink.emit(broken)
+        sink.emit(lock_expired("after", "c", T0))
+        sink.close()
+
+    assert [r["name"] for r in read_lines(path)] == ["before", "after"]
+    assert [(log["event"], log["audit_event"]) for log in logs] == [
+        ("could not encode an audit event", "lock.created")
+    ]
 
 
 def test_stream_sink_writes_but_does_not_close_the_stream() -> None:
