@@ -110,10 +110,13 @@ class WatchWorkers:
     async def start(self) -> None:
         """Start every worker and wait until each listens; on failure none is left."""
         try:
-            for index in range(1, self._count + 1):
-                await self._start(index)
-        except BaseException:
+            async with asyncio.TaskGroup() as group:  # one failing cancels the others
+                for index in range(1, self._count + 1):
+                    group.create_task(self._start(index))
+        except BaseException as error:
             await self.stop()
+            if isinstance(error, BaseExceptionGroup):
+                raise error.exceptions[0] from None  # the first failure says why
             raise
 
     async def _start(self, index: int) -> None:
@@ -132,21 +135,25 @@ class WatchWorkers:
         channel = await ControlChannel.over(ours)
         spec = replace(self._spec, index=index, awaited=self._agents.awaited)
         channel.send(spec.to_message())
+        # Known from now on: commits from here on reach it (it reads them once it serves),
+        # so none falls between its first read of the log and its registration.
+        worker = _Worker(index, process, channel)
+        self._workers[index] = worker
         try:
-            async with asyncio.timeout(START_TIMEOUT):
-                ready = await channel.receive()
-        except TimeoutError:
-            ready = None
-        if ready is None or "ready" not in ready:
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    ready = await channel.receive()
+            except TimeoutError:
+                ready = None
+            if ready is None or "ready" not in ready:
+                raise UnavailableError(f"watch worker {index} did not start; see its log")
+        except BaseException:
+            del self._workers[index]
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             await channel.close()
-            raise UnavailableError(
-                f"watch worker {index} did not start (exit status {process.returncode})"
-            )
-        worker = _Worker(index, process, channel)
-        self._workers[index] = worker
+            raise
         task = asyncio.create_task(self._follow(worker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -255,7 +262,7 @@ class WatchWorkers:
         if not self._stopping:
             try:
                 await self._start(worker.index)
-            except UnavailableError as error:
+            except (UnavailableError, OSError) as error:
                 _log.error(
                     "could not restart a watch worker", worker=worker.index, error=str(error)
                 )

@@ -46,7 +46,7 @@ from lockd.auth.hub import ReplicationHub, ResetReason
 from lockd.auth.log_tailer import LogTailer
 from lockd.auth.watch_stream import WatchSettings
 from lockd.domain.addresses import join_host_port
-from lockd.domain.errors import UnavailableError
+from lockd.domain.errors import LockdError, UnavailableError
 from lockd.domain.events import ReplicatedState
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock, SystemClock
@@ -346,7 +346,11 @@ def main(argv: list[str]) -> int:
         finally:
             await channel.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except LockdError as error:  # the store cannot be read: say so, the server reports it
+        _log.error("watch worker cannot serve", error=str(error))
+        return 1
     return 0
 
 
