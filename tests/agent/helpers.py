@@ -24,7 +24,7 @@ from lockd.domain.backoff import Backoff
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
-from lockd.domain.ports import Store, SystemClock
+from lockd.domain.ports import Clock, Store, SystemClock
 from lockd.obs.audit import AuditEvent, MemoryAuditSink
 from lockd.obs.metrics import AgentMetrics
 from lockd.runtime.agent_app import AgentApp, AgentSettings
@@ -159,11 +159,15 @@ class AgentHandle:
 
 
 class Cluster:
-    """Starts auth servers and agents; stops whatever still runs at teardown."""
+    """Starts auth servers and agents; stops whatever still runs at teardown.
 
-    def __init__(self, directory: Path, sockets: Path) -> None:
+    Every server and agent it starts runs on `clock`: a test about expiry or staleness
+    sets a `SteppedClock` there before starting them, and steps time instead of waiting."""
+
+    def __init__(self, directory: Path, sockets: Path, clock: Clock | None = None) -> None:
         self.directory = directory
         self.sockets = sockets
+        self.clock: Clock = SystemClock() if clock is None else clock
         self.auths: list[AuthHandle] = []
         self.agents: list[AgentHandle] = []
 
@@ -196,7 +200,7 @@ class Cluster:
             shutdown_grace=1.0,
         )
         audit = MemoryAuditSink()
-        app = await AuthApp.start(settings, store, SystemClock(), audit)
+        app = await AuthApp.start(settings, store, self.clock, audit)
         handle = AuthHandle(app, store, audit, path)
         self.auths.append(handle)
         return handle
@@ -237,7 +241,7 @@ class Cluster:
         audit = MemoryAuditSink()
         registry = CollectorRegistry()
         app = await AgentApp.start(
-            settings, SystemClock(), audit, AgentMetrics(registry), runtime_class=runtime_class
+            settings, self.clock, audit, AgentMetrics(registry), runtime_class=runtime_class
         )
         handle = AgentHandle(app, audit, registry, path, data_dir, AgentClient.connect(path))
         self.agents.append(handle)

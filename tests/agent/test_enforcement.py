@@ -11,8 +11,8 @@ from lockd.client import SessionDenied
 from lockd.domain.errors import PreconditionError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
+from lockd.testing import SteppedClock
 from tests.agent.helpers import Cluster, terminated_within, user_lock
-from tests.agent.stepped_time import share_stepped_clock
 from tests.support import eventually
 
 ALICE = Identity(user="alice", roles=("dev",), login="root")
@@ -84,12 +84,12 @@ async def test_deleting_a_lock_allows_new_sessions_and_ended_ones_stay_ended(
 
 
 async def test_an_expiring_lock_denies_until_expires_and_ends_nothing_afterwards(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
 ) -> None:
     """Until `expires` new sessions are refused; once the clock passes it they are
     allowed, and the EXPIRE event that follows terminates none of them (a later lock
     on the same stream is the first thing that ends the session)."""
-    stepped = share_stepped_clock(monkeypatch)
+    cluster.clock = stepped = SteppedClock()
     auth = await cluster.start_auth()
     agent = await cluster.start_agent()
     expires = stepped.now() + timedelta(hours=1)

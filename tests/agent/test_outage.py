@@ -28,7 +28,6 @@ from tests.agent.helpers import (
     terminated_within,
     user_lock,
 )
-from tests.agent.stepped_time import share_stepped_clock
 from tests.support import eventually, free_port
 
 ALICE = Identity(user="alice", roles=("dev",))
@@ -46,11 +45,11 @@ async def cut_off_until_stale(auth: AuthHandle, agent: AgentHandle, clock: Stepp
 
 
 async def test_best_effort_sessions_survive_an_auth_outage_and_locks_stay_enforced(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
 ) -> None:
     """Auth gone: the agent goes DEGRADED then STALE, best_effort sessions keep running,
     the last known locks still refuse alice, and others are still allowed."""
-    clock = share_stepped_clock(monkeypatch)
+    cluster.clock = clock = SteppedClock()
     auth = await cluster.start_auth()
     _, revision = await auth.client().create_lock(user_lock("l1", message="nope"))
     agent = await cluster.start_agent(max_staleness=STALENESS)
@@ -67,12 +66,12 @@ async def test_best_effort_sessions_survive_an_auth_outage_and_locks_stay_enforc
 
 
 async def test_strict_role_sessions_are_locked_out_once_the_view_is_stale(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
 ) -> None:
     """A role with `lock: strict`: when the view goes STALE its sessions end with the
     preventive lock-out and its checks are refused; best_effort ones carry on. Back in
     sync, strict sessions are allowed again."""
-    clock = share_stepped_clock(monkeypatch)
+    cluster.clock = clock = SteppedClock()
     auth = await cluster.start_auth()
     await auth.client().put_role(Role("ops", lock_mode=LockingMode.STRICT), PutMode.UPSERT)
     agent = await cluster.start_agent(max_staleness=STALENESS)
@@ -102,10 +101,10 @@ async def test_strict_role_sessions_are_locked_out_once_the_view_is_stale(
 
 
 async def test_a_strict_cluster_preference_locks_out_every_session(
-    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
 ) -> None:
     """`cluster_auth_preference` strict: every session, with or without roles, is strict."""
-    clock = share_stepped_clock(monkeypatch)
+    cluster.clock = clock = SteppedClock()
     auth = await cluster.start_auth()
     await auth.client().set_cluster_auth_preference(ClusterAuthPreference(LockingMode.STRICT))
     agent = await cluster.start_agent(max_staleness=STALENESS)
