@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as PbMessage
 
 from lockd.agent.session_hub import FRESHNESS_INTERVAL, MAX_BATCH, MAX_MESSAGE_BYTES, SessionHub
 from lockd.agent.sidecar_channel import (
@@ -41,6 +43,7 @@ from lockd.wire.status_table import status_for
 
 MAX_SIDECAR_NAME = 128
 NO_IDENTITY = Identity()
+T = TypeVar("T")
 
 
 class ProtoSidecarEncoder:
@@ -146,25 +149,31 @@ def registrations_from_pb(message: pb.RegisterSessions) -> list[Registration]:
             f"RegisterSessions carries {len(message.sessions)} sessions; at most {MAX_BATCH} "
             "per message"
         )
-    converted: dict[tuple[bytes, bytes], tuple[Identity, SessionMetadata] | str] = {}
+    identities: dict[bytes, Identity | str] = {}
+    metadatas: dict[bytes, SessionMetadata | str] = {}
     parsed: list[Registration] = []
     for session in message.sessions:
-        key = (session.identity.SerializeToString(), session.metadata.SerializeToString())
-        fields = converted.get(key)
-        if fields is None:
-            try:
-                fields = (
-                    convert.identity_from_pb(session.identity),
-                    metadata_from_pb(session.metadata),
-                )
-            except LockdError as error:
-                fields = str(error)
-            converted[key] = fields
-        if isinstance(fields, str):
-            parsed.append(Registration(session.session_id, NO_IDENTITY, NO_METADATA, fields))
+        identity = _converted(identities, session.identity, convert.identity_from_pb)
+        metadata = _converted(metadatas, session.metadata, metadata_from_pb)
+        if isinstance(identity, str) or isinstance(metadata, str):
+            error = identity if isinstance(identity, str) else str(metadata)
+            parsed.append(Registration(session.session_id, NO_IDENTITY, NO_METADATA, error))
         else:
-            parsed.append(Registration(session.session_id, *fields))
+            parsed.append(Registration(session.session_id, identity, metadata))
     return parsed
+
+
+def _converted(seen: dict[bytes, T | str], message: PbMessage, read: Callable[[Any], T]) -> T | str:
+    """`read(message)`, or the error it raised, once per distinct encoding of `message`."""
+    key = message.SerializeToString()
+    value = seen.get(key)
+    if value is None:
+        try:
+            value = read(message)
+        except LockdError as error:
+            value = str(error)
+        seen[key] = value
+    return value
 
 
 class SessionChannelHandler:
