@@ -199,9 +199,9 @@ class WatchWorkers:
             agents.disconnect(agent_id, worker.tokens.pop(token, 0))
             worker.agents.pop(token, None)
         elif "lock_out" in message:
+            # The token stays: the locked agent's last ack still counts (`lock --wait`).
             agent_id, token = message["lock_out"]
-            agents.lock_out(agent_id, worker.tokens.pop(token, 0))
-            worker.agents.pop(token, None)
+            agents.lock_out(agent_id, worker.tokens.get(token, 0))
         elif "metrics" in message:
             self._add_metrics(worker, message["metrics"])
         elif "audit" in message:

@@ -25,6 +25,7 @@ from lockd.runtime.call_forwarder import FORWARDED_CERT
 from lockd.store import SqliteStore
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import lock_service_pb2 as lock_pb
+from lockd.v1 import watch_service_pb2 as watch_pb
 from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
 from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from tests.api.conftest import Running, Servers
@@ -269,3 +270,27 @@ async def test_a_port_held_by_a_server_with_workers_is_refused_to_any_other_serv
                 watch_workers=workers,
                 listen_addr=f"127.0.0.1:{port}",
             )
+
+
+async def test_an_agent_locked_on_a_worker_is_shown_locked_with_its_last_ack(
+    servers: Servers,
+) -> None:
+    """A lock on the server_id of an agent served by the worker: the batch carrying it,
+    then Reset(LOCKED); the agent's last ack (the lock applied) still reaches the auth
+    server, which shows it locked at that revision, as `lock --wait` needs."""
+    server = await servers.start(watch_workers=2)
+    victim = (await spread_agents(server)).on_worker
+    agent_id = victim.client.agent_id
+    revision = await create_lock(server.channel(), lock_pb_of("cut-off", server_id=agent_id))
+    assert [e.name for e in await victim.until(revision)] == ["cut-off"]
+    reset = await victim.client.read_kind("reset")
+    assert reset.reset.reason == watch_pb.RESET_REASON_LOCKED
+    await victim.client.ack(victim.epoch, revision)
+
+    async def shown_locked() -> bool:
+        agent = {a.server_id: a for a in (await cluster_status(server.channel())).agents}[agent_id]
+        return agent.state == cluster_pb.AGENT_SYNC_STATE_LOCKED and (
+            agent.applied_revision == revision
+        )
+
+    await eventually(shown_locked, what="the locked agent's last ack at the auth server")
