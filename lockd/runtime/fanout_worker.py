@@ -335,8 +335,10 @@ async def _follow_channel(
 
 def main(argv: list[str]) -> int:
     """`python -m lockd.runtime.fanout_worker FD`."""
-    # Ctrl-C reaches the whole process group: the auth server stops its workers itself.
+    # Ctrl-C and a terminal's hangup reach the whole process group: the auth server stops
+    # its workers itself (and a worker has no log file of its own to reopen on SIGHUP).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     sock = socket.socket(fileno=int(argv[1]))
 
     async def run() -> None:
