@@ -103,7 +103,9 @@ class SessionHub:
         reason = channel.end_reason or EndReason.GONE
         records = self._runtime.view.close_owner(channel.channel_id)
         self._sessions_changed()
-        self._runtime.metrics.sidecar_channels.set(len(self.channels))
+        metrics = self._runtime.metrics
+        metrics.sidecar_channels.set(len(self.channels))
+        metrics.sidecar_channels_ended_total.labels(reason=reason.value).inc()
         fields = {
             "channel": channel.channel_id,
             "sidecar": channel.sidecar,

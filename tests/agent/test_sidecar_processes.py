@@ -153,6 +153,7 @@ async def test_a_sidecar_that_stops_reading_is_ended_and_delays_no_other(
             if not (await stalled.call(cmd="flood"))["sent"]:
                 await eventually(lambda: channel_id not in hub.channels, what="the channel ended")
         assert channel.end_reason is EndReason.SLOW_CONSUMER
+        assert agent.metric("lockd_agent_sidecar_channels_ended_total", reason="slow_consumer") == 1
         assert channel.queued_bytes == 0
         assert agent.app.runtime.view.session_count == 0
         drained = await stalled.call(cmd="drain")
