@@ -53,6 +53,7 @@ async def replicas(postgres_db: PostgresDatabase) -> AsyncIterator[Replicas]:
             listen_addr="127.0.0.1:0",
             replica_id=name,
             watch=WatchSettings(heartbeat_interval=heartbeat),
+            shutdown_grace=1.0,  # streams still open at teardown need not be waited for
         )
         app = await AuthApp.start(settings, store, SystemClock(), MemoryAuditSink())
         apps.append(app)

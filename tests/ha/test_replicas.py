@@ -313,7 +313,7 @@ async def test_agents_drop_the_commits_an_asynchronous_standby_lost_at_its_promo
     postgres_standby: Callable[..., PostgresServer],
 ) -> None:
     """An asynchronous standby stops receiving WAL; a lock committed after that reaches
-    the real agents on both replicas; the primary crashes and the standby, which lacks
+    the real agents on both replicas; the primary stops and the standby, which lacks
     that lock, is promoted. The replicas start a new epoch and the agents resnapshot:
     they hold what the new primary has, without the lost lock."""
     standby = await asyncio.to_thread(postgres_standby)
@@ -341,7 +341,7 @@ async def test_agents_drop_the_commits_an_asynchronous_standby_lost_at_its_promo
     old = await on_b.wait_revision(lost)
     await on_a.wait_revision(lost)
 
-    await asyncio.to_thread(primary.stop, "immediate")
+    await asyncio.to_thread(primary.stop)
     await asyncio.to_thread(standby.start)
     await asyncio.to_thread(standby.promote)
 
