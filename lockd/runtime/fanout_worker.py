@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -284,15 +285,26 @@ async def _serve_store(
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     channel.send({"ready": os.getpid()})
-    _log.info("watch worker serving", worker=spec.index, address=address, revision=hub.revision)
+    _log.info(
+        "watch worker serving",
+        worker=spec.index,
+        address=address,
+        revision=hub.revision,
+        forward_socket=spec.forward_socket,
+    )
     try:
-        await _follow_channel(channel, log, agents, stop)
+        orphaned = await _follow_channel(channel, log, agents, stop)
     finally:
         hub.close()  # Reset(shutdown) to every stream
         await cancel_and_wait((tail, reports))
         await server.stop(spec.shutdown_grace)
         await forward.close()
         _log.info("watch worker stopped", worker=spec.index)
+    if orphaned:
+        # The auth server died without its cleanup: its private forwarding directory
+        # would stay behind in /tmp (every worker tries; the first one wins).
+        forward_dir = Path(spec.forward_socket).parent
+        await asyncio.to_thread(shutil.rmtree, forward_dir, True)
 
 
 async def _report_metrics(channel: ControlChannel, registry: CollectorRegistry) -> None:
@@ -312,8 +324,9 @@ async def _report_metrics(channel: ControlChannel, registry: CollectorRegistry) 
 
 async def _follow_channel(
     channel: ControlChannel, log: WorkerLog, agents: AgentRegistry, stop: asyncio.Event
-) -> None:
-    """Apply the auth server's messages until it says stop, goes away, or SIGTERM."""
+) -> bool:
+    """Apply the auth server's messages until it says stop, goes away, or SIGTERM; True
+    when it went away (the channel ended without a stop)."""
     stopped = asyncio.create_task(stop.wait())
     try:
         while True:
@@ -321,10 +334,10 @@ async def _follow_channel(
             await asyncio.wait((receive, stopped), return_when=asyncio.FIRST_COMPLETED)
             if not receive.done():
                 receive.cancel()
-                return
+                return False
             message = receive.result()
             if message is None or "stop" in message:
-                return
+                return message is None
             if "commit" in message:
                 log.announce(int(message["commit"]))
             elif "await" in message:

@@ -8,12 +8,14 @@ confirms a lock through all of them; SIGKILL of the daemon leaves no worker behi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -48,7 +50,8 @@ async def test_lock_wait_confirms_through_workers_and_sigkill_leaves_no_worker(
     tmp_path: Path,
 ) -> None:
     """lockctl lock --wait returns confirmed by every agent, whichever process serves
-    it; after SIGKILL of the daemon its worker process exits by itself."""
+    it; after SIGKILL of the daemon its worker process exits by itself and removes the
+    dead server's private forwarding directory."""
     port = free_port()
     data_dir = tmp_path / "auth"
     admin_socket = processes.sockets / "workers-admin.sock"
@@ -102,8 +105,19 @@ async def _lock_wait_then_sigkill(
     assert wait.returncode == 0, (out + err).decode()
     assert f"lock applied by {AGENTS}/{AGENTS} agents" in err.decode(), (out + err).decode()
 
+    forward_dir = Path(_logged(stderr, "watch worker serving")["forward_socket"]).parent
+    assert forward_dir.is_dir()
     os.kill(daemon, signal.SIGKILL)
     deadline = time.monotonic() + GONE_WITHIN
     while alive(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived: {text(stderr)}"
         await asyncio.sleep(0.1)
+    assert not forward_dir.exists(), "the dead server's forwarding socket was left behind"
+
+
+def _logged(stderr: Path, event: str) -> dict[str, Any]:
+    """The first JSON log line of `event` in the daemon's (and its workers') stderr."""
+    for line in text(stderr).splitlines():
+        if line.startswith("{") and (record := json.loads(line)).get("event") == event:
+            return cast(dict[str, Any], record)
+    raise AssertionError(f"no {event!r} in the log: {text(stderr)}")
