@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 
+from lockd.domain.errors import InvariantError
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget, TargetPair
 
 _SEP = "\x00"
@@ -107,7 +108,7 @@ class LockTable(MutableMapping[str, Lock]):
 
     def __setitem__(self, name: str, lock: Lock) -> None:
         if name != lock.name:
-            raise KeyError(f"lock {lock.name!r} filed as {name!r}")
+            raise InvariantError(f"lock {lock.name!r} filed as {name!r}")
         self.put(lock)
 
     def __delitem__(self, name: str) -> None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lockd.domain import lock_table
+from lockd.domain.errors import InvariantError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.lock_table import LockTable, decode, encode
@@ -95,7 +96,7 @@ def test_the_table_is_a_mapping_by_name() -> None:
     table["a"] = alice
     assert table.put(alice) is False
     assert table.put(Lock("a", LockTarget(user="alice"), "new text")) is True
-    with pytest.raises(KeyError):
+    with pytest.raises(InvariantError):
         table["b"] = alice
     assert table.pop("a") == Lock("a", LockTarget(user="alice"), "new text")
     assert table.pop("a", None) is None
