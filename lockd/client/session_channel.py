@@ -126,14 +126,14 @@ class SessionChannel:
             duplicate = taken[0] if taken else next(sid for sid in ids if ids.count(sid) > 1)
             raise PreconditionError(f'session "{duplicate}" is already registered')
         now = datetime.now(UTC)  # one stamp per batch: equal metadata encodes once
-        stamped: dict[int, SessionMetadata] = {}  # by id(): each distinct object once
+        stamped: dict[SessionMetadata, SessionMetadata] = {}
         registering = Registering(len(requests))
         sessions = []
         for session_id, request in zip(ids, requests, strict=True):
             metadata = request.metadata
             if metadata.started_at is None:
-                metadata = stamped.get(id(request.metadata)) or _stamped(metadata, now)
-                stamped[id(request.metadata)] = metadata
+                metadata = stamped.get(request.metadata) or _stamped(metadata, now)
+                stamped[request.metadata] = metadata
             session = Session(self, session_id, request.identity, metadata, registering)
             self._registering[session_id] = session
             sessions.append(session)
@@ -188,21 +188,25 @@ class SessionChannel:
                     await call.write(message)  # a failure shows in the read loop
 
     def _register_message(self, batch: Sequence[Session]) -> pb.SidecarMessage:
-        # Sessions of one batch mostly share their identity and metadata objects: each
-        # distinct pair is encoded once, and merged into each registration as bytes
-        # (much cheaper than building nested messages per session).
-        encoded: dict[tuple[int, int], bytes] = {}
+        # Sessions of one batch often share identity or metadata objects: each distinct
+        # one is encoded once, as a SessionRegistration holding just that field, and
+        # merged into each registration as bytes (much cheaper than nested messages).
+        identities: dict[int, bytes] = {}
+        metadatas: dict[int, bytes] = {}
         message = pb.RegisterSessions(request_id=next(self._request_ids))
         add = message.sessions.add
         for session in batch:
-            key = (id(session.identity), id(session.metadata))
-            shared = encoded.get(key)
-            if shared is None:
-                shared = encoded[key] = pb.SessionRegistration(
-                    identity=convert.identity_to_pb(session.identity),
-                    metadata=metadata_to_pb(session.metadata),
+            identity = identities.get(id(session.identity))
+            if identity is None:
+                identity = identities[id(session.identity)] = pb.SessionRegistration(
+                    identity=convert.identity_to_pb(session.identity)
                 ).SerializeToString()
-            add(session_id=session.session_id).MergeFromString(shared)
+            metadata = metadatas.get(id(session.metadata))
+            if metadata is None:
+                metadata = metadatas[id(session.metadata)] = pb.SessionRegistration(
+                    metadata=metadata_to_pb(session.metadata)
+                ).SerializeToString()
+            add(session_id=session.session_id).MergeFromString(identity + metadata)
         return pb.SidecarMessage(register=message)
 
     # -- the stream -----------------------------------------------------------------
