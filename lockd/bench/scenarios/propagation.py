@@ -83,6 +83,7 @@ async def _measure(
     first: list[float] = []
     last: list[float] = []
     cpu_before = total_cpu(server_pids)
+    main_cpu_before = total_cpu(server_pids[:1])
     workers_cpu_before = total_cpu([worker.pid for worker in workers])
     for index in range(params.warmup + params.locks):
         start = time.monotonic()
@@ -94,13 +95,17 @@ async def _measure(
         await asyncio.sleep(params.pause())
     cpu = total_cpu(server_pids) - cpu_before
     workers_cpu = total_cpu([worker.pid for worker in workers]) - workers_cpu_before
-    return {
+    figures: dict[str, Value] = {
         **latency_summary("last", last),
         **latency_summary("first", first),
         "server_cpu_s": round(cpu, 2),
         "server_cpu_ms_per_lock": round(cpu * 1000 / max(1, params.warmup + params.locks), 2),
         "agents_cpu_s": round(workers_cpu, 2),
     }
+    if len(server_pids) > 1:  # watch workers: how much of it the auth process itself did
+        main_cpu = total_cpu(server_pids[:1]) - main_cpu_before
+        figures["server_main_cpu_share"] = round(main_cpu / cpu, 2) if cpu else 0.0
+    return figures
 
 
 def _params(params: FanOutParams, common: Common | None) -> dict[str, Value]:
