@@ -52,14 +52,17 @@ class ViewWriter:
         encoded.extend(_canonical(encode_resource(role)) for role in state.roles.values())
         encoded.extend(_canonical(encode_resource(locks[name])) for name in locks)
         # The canonical payload (keys sorted): cluster, epoch, resources, revision, server_id.
-        body = b"".join(
+        opening = b"".join(
             (
                 b'{"cluster":',
                 _canonical(self.owner.cluster),
                 b',"epoch":',
                 _canonical(state.epoch),
                 b',"resources":[',
-                b",".join(encoded),
+            )
+        )
+        closing = b"".join(
+            (
                 b'],"revision":',
                 _canonical(state.revision),
                 b',"server_id":',
@@ -67,10 +70,20 @@ class ViewWriter:
                 b"}",
             )
         )
-        digest = hashlib.sha256(body).hexdigest().encode()
-        header = b'{"format":' + _canonical(FORMAT) + b',"sha256":"' + digest + b'","view":'
+        # Hashed piece by piece and joined once: the file is the only full-size copy.
+        body = [opening]
+        for index, piece in enumerate(encoded):
+            if index:
+                body.append(b",")
+            body.append(piece)
+        body.append(closing)
+        digest = hashlib.sha256()
+        for piece in body:
+            digest.update(piece)
+        header = b'{"format":' + _canonical(FORMAT) + b',"sha256":"'
+        header += digest.hexdigest().encode() + b'","view":'
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_durably(self.path, header + body + b"}")
+        write_durably(self.path, b"".join((header, *body, b"}")))
 
 
 def save_view(path: Path, owner: ViewOwner, state: ReplicatedState) -> None:
