@@ -55,23 +55,9 @@ async def test_lock_wait_confirms_through_workers_and_sigkill_leaves_no_worker(
     port = free_port()
     data_dir = tmp_path / "auth"
     admin_socket = processes.sockets / "workers-admin.sock"
-    config = tmp_path / "auth.yaml"
-    config.write_text(
-        f"""\
-cluster_name: workers.lockd
-data_dir: {data_dir}
-log: {{format: json}}
-auth_service:
-  enabled: true
-  insecure: true
-  listen_addr: 127.0.0.1:{port}
-  admin_socket: {admin_socket}
-  metrics_addr: ""
-  heartbeat_interval: 1s
-  watch_workers: 2
-""",
-        encoding="utf-8",
-    )
+    config = processes.auth_config("auth", data_dir, admin_socket, port)
+    with config.open("a", encoding="utf-8") as more:  # auth_service is the last section
+        more.write("  heartbeat_interval: 1s\n  watch_workers: 2\n")
     daemon, stderr = processes.spawn("auth", config)
     await until_serving(daemon, admin_socket, stderr)
     (worker,) = children(daemon.pid)
