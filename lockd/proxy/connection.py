@@ -6,7 +6,8 @@ agent) â†’ the upstream dialled (PostgreSQL: logged in as the configured user) â
 Everything before the relay runs under the listener's handshake timeout. The relay ends
 when a side closes, the connection idles, the agent terminates the session (a lock, or
 strict mode), or the proxy shuts down. PostgreSQL clients are told why with a FATAL
-ErrorResponse carrying the exact text, written between two messages of the stream. A
+ErrorResponse carrying the exact text, written between two messages of the stream; a
+refused http client gets a response to its first request (`http_frontend`). A
 PostgreSQL CancelRequest (a connection of its own) is passed on to the backend of the
 session its key names (`_cancel`).
 """
@@ -26,7 +27,7 @@ from lockd.domain.errors import LockdError, UnauthenticatedError, UnavailableErr
 from lockd.domain.identity import Identity
 from lockd.domain.sessions import SessionMetadata, SessionProtocol
 from lockd.obs.proxy_metrics import ProxyMetrics
-from lockd.proxy import pg_frontend, pg_wire, upstream
+from lockd.proxy import http_frontend, pg_frontend, pg_wire, upstream
 from lockd.proxy.cancel_keys import CancelKeys
 from lockd.proxy.cert_identity import identity_from_certificate
 from lockd.proxy.proxy_config import ListenerConfig
@@ -40,6 +41,13 @@ AGENT_UNAVAILABLE = (
 )
 # How long the farewell ErrorResponse may take to leave before the socket is closed.
 FAREWELL_TIMEOUT = 1.0
+# What an http listener answers a refused first request with, by refusal.
+SESSION_PROTOCOLS = {
+    "postgres": SessionProtocol.DB,
+    "tcp": SessionProtocol.TCP,
+    "http": SessionProtocol.APP,
+}
+HTTP_STATUS = {"denied": 403, "tls_failed": 403, "agent_unavailable": 503, "upstream_failed": 502}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,7 @@ class Connection:
         self.relay: Relay | None = None
         self._cancel_keys = cancel_keys
         self._cancel_key = b""  # the key this session's client got (postgres)
+        self._request_head = b""  # the first request's head (http), relayed first
         self._tls = tls
         self._agent = agent
         self._metrics = metrics
@@ -134,10 +143,12 @@ class Connection:
                 result=refused.result,
                 reason=refused.text,
             )
-            if refused.sqlstate and not self.client.writer.is_closing():
+            answer = self._refusal_answer(refused)
+            if answer and not self.client.writer.is_closing():
                 with contextlib.suppress(OSError, TimeoutError):
                     async with asyncio.timeout(FAREWELL_TIMEOUT):
-                        await pg_frontend.send_fatal(self.client, refused.text, refused.sqlstate)
+                        self.client.writer.write(answer)
+                        await self.client.writer.drain()
         finally:
             self._cancel_keys.withdraw(self._cancel_key)
             await self.client.close()
@@ -177,11 +188,22 @@ class Connection:
             await server.close()
         self._count("cancel_forwarded")
 
+    def _refusal_answer(self, refused: Refused) -> bytes:
+        """What the client is told: a FATAL (postgres), a response to its request (http)."""
+        if refused.sqlstate:
+            return pg_wire.error_response(refused.text, refused.sqlstate)
+        status = HTTP_STATUS.get(refused.result)
+        if self._request_head and status is not None:
+            return http_frontend.response(status, refused.text)
+        return b""
+
     async def _client_handshake(self) -> pg_wire.StartupPacket | None:
         try:
             if self._protocol == "postgres":
                 return await pg_frontend.accept_tls_client(self.client, self._tls)
             await self.client.writer.start_tls(self._tls)
+            if self._protocol == "http":
+                self._request_head = await http_frontend.read_request_head(self.client)
             return None
         except (ssl.SSLError, ConnectionError, UnauthenticatedError) as error:
             raise Refused("tls_failed", str(error)) from None
@@ -212,7 +234,7 @@ class Connection:
             raise Refused("agent_unavailable", text, sqlstate) from None
 
     def _metadata(self) -> SessionMetadata:
-        protocol = SessionProtocol.DB if self._protocol == "postgres" else SessionProtocol.TCP
+        protocol = SESSION_PROTOCOLS[self._protocol]
         config = self.listener.upstream
         where = str(config.unix_socket) if config.unix_socket else config.address
         target = f"{self._protocol}://{where}"
@@ -262,6 +284,7 @@ class Connection:
     async def _relay(self, session: Session, server: Stream, preamble: bytes) -> None:
         postgres = self._protocol == "postgres"
         self.client.writer.write(preamble)
+        server.writer.write(self._request_head)  # http: the request that came with the TLS
         relay = self.relay = Relay(
             self.client,
             server,

@@ -36,7 +36,7 @@ GC_THRESHOLDS = (700, 10, 100)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lockd proxy",
-        description="An identity-aware TLS proxy for PostgreSQL and TCP services that "
+        description="An identity-aware TLS proxy for PostgreSQL, HTTP and TCP services that "
         "enforces lockd locks (docs/proxy.md).",
         epilog="Example: lockd proxy --config /etc/lockd-proxy.yaml\n"
         "Its certificate: lockd proxy server-cert --help",

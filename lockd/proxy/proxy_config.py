@@ -31,7 +31,7 @@ from lockd.config.readers import (
 from lockd.config.yaml_loader import StrictLoader, YamlInt
 from lockd.domain.errors import ValidationError
 
-PROTOCOLS = ("postgres", "tcp")
+PROTOCOLS = ("postgres", "tcp", "http")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -168,7 +168,7 @@ def _listener(value: object, prefix: str, base: Path) -> ListenerConfig:
     if not name:
         raise config_error(key_path(prefix, "name"), "must not be empty")
     if "protocol" not in section:
-        raise config_error(key_path(prefix, "protocol"), "is required (postgres or tcp)")
+        raise config_error(key_path(prefix, "protocol"), "is required (postgres, tcp or http)")
     protocol = read_choice(section, "protocol", prefix, PROTOCOLS, "", "protocol")
     if "listen_addr" not in section:
         raise config_error(key_path(prefix, "listen_addr"), "is required")
