@@ -9,9 +9,11 @@ subprocess: the proxy shares the test's event loop, so nothing may block it) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,3 +215,26 @@ async def asyncpg_connect(
         timeout=WAIT,
     )
     return connection
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def loopback_server(serve: Handler) -> AsyncIterator[int]:
+    """An upstream on a free 127.0.0.1 port running `serve` per connection; its port.
+    Every connection it accepted is closed at the end, whatever `serve` left open."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await serve(reader, writer)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

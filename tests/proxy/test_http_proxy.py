@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,7 +16,7 @@ from lockd.domain.lock import Lock, LockTarget
 from lockd.proxy.proxy_config import ListenerConfig, UpstreamConfig
 from tests.agent.helpers import Cluster
 from tests.proxy.conftest import StartProxy
-from tests.proxy.helpers import Certificates, ClientFiles
+from tests.proxy.helpers import Certificates, ClientFiles, loopback_server
 from tests.proxy.test_postgres_proxy import sessions_on_agent
 from tests.support import WAIT, eventually
 
@@ -26,13 +25,10 @@ pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 LOCK_MESSAGE = 'lock targeting User:"alice" is in force: Suspicious activity.'
 
 
-@contextlib.asynccontextmanager
-async def web_app() -> AsyncIterator[int]:
+def web_app() -> contextlib.AbstractAsyncContextManager[int]:
     """An HTTP/1.1 upstream on a free port (keep-alive; `/stream` never ends)."""
-    held: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -47,14 +43,7 @@ async def web_app() -> AsyncIterator[int]:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    return loopback_server(serve)
 
 
 def http_listener(port: int) -> ListenerConfig:

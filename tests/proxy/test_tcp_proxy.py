@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ from lockd.proxy.proxy_config import ListenerConfig, UpstreamConfig
 from lockd.proxy.proxy_service import ProxyService
 from tests.agent.helpers import Cluster
 from tests.proxy.conftest import StartProxy
-from tests.proxy.helpers import Certificates, ClientFiles
+from tests.proxy.helpers import Certificates, ClientFiles, loopback_server
 from tests.support import WAIT, eventually
 
 BUFFER = 16 * 1024
@@ -37,27 +36,17 @@ def tcp_listener(port: int) -> ListenerConfig:
     )
 
 
-@contextlib.asynccontextmanager
-async def upstream(echo: bool) -> AsyncIterator[int]:
+def upstream(echo: bool) -> contextlib.AbstractAsyncContextManager[int]:
     """An upstream on a free port: an echo server, or one that never reads."""
-    held: list[asyncio.StreamWriter] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
         if not echo:
             return  # the connection stays open and unread: a stalled service
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    return loopback_server(serve)
 
 
 async def connect(
