@@ -33,7 +33,7 @@ from lockd.ssh.processes import (
     children,
     command_name,
     freeze_tree,
-    kill_tree,
+    kill_all,
     parent_of,
     stat_fields,
 )
@@ -118,10 +118,12 @@ def freeze(monitor: Monitor) -> tuple[int, set[int]]:
 
 
 def kill(monitor: Monitor, server: int, frozen: set[int]) -> None:
-    """Kill the session processes and the server, then ask the monitor to finish."""
-    kill_tree(server, frozen)
+    """Kill the session processes (all stopped: none can have forked since `freeze`) and
+    the server, and ask the monitor to finish. Signals only, no walk of /proc: a batch of
+    connections is signalled before their exits compete with the guard for the CPU."""
+    kill_all(frozen)
     if server != monitor.pid:
-        kill_tree(monitor.pid, set())  # the server, and anything else still below
+        kill_all({server})
     if alive(monitor):
         with contextlib.suppress(ProcessLookupError):
             os.kill(monitor.pid, signal.SIGTERM)

@@ -16,6 +16,7 @@ one serves every connection and is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -89,8 +90,17 @@ def kill_tree(pid: int, frozen: set[int]) -> None:
     No waiting for them to die: SIGKILL cannot be caught or blocked. Exited children of
     the caller are its to reap (`reap_orphans`).
     """
-    _signal_all(list(frozen), signal.SIGKILL)
-    killed = set(frozen)
+    kill_all(frozen)
+    kill_stragglers(pid, frozen)
+
+
+def kill_all(pids: set[int]) -> None:
+    _signal_all(list(pids), signal.SIGKILL)
+
+
+def kill_stragglers(pid: int, killed_already: set[int]) -> None:
+    """SIGKILL any descendant of `pid` not among those killed already, until none is left."""
+    killed = set(killed_already)
     for _ in range(KILL_ROUNDS):
         new = [child for child in descendants(pid) if child not in killed]
         if not new:
@@ -156,3 +166,22 @@ def end_connection(sshd_pid: int) -> None:
         os.kill(sshd_pid, signal.SIGTERM)
     except ProcessLookupError:
         return  # the connection is already gone
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Run the block at real-time priority (SCHED_FIFO), for a burst of signals to many
+    processes. Each SIGSTOP or SIGKILL wakes its target, and at a normal priority the
+    woken process may take the CPU before the next signal is sent: ending 50 connections
+    took 100-270 ms of kill() calls on a loaded 2-core machine. Without the right to
+    (not root), the block runs at the normal priority."""
+    policy, parameters = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, parameters)
