@@ -104,23 +104,30 @@ class Node:
         path = self.directory / "agent.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def ssh_args(self, key: Path, *options: str) -> list[str]:
-        return [SSH, *self.sshd.ssh_options(key), *options, f"{LOGIN}@127.0.0.1"]
+    def ssh_args(self, key: Path, *options: str, login: str = LOGIN) -> list[str]:
+        return [SSH, *self.sshd.ssh_options(key), *options, f"{login}@127.0.0.1"]
 
     async def ssh(
-        self, key: Path, *command: str, options: tuple[str, ...] = (), stdin: bool = False
+        self,
+        key: Path,
+        *command: str,
+        options: tuple[str, ...] = (),
+        stdin: bool = False,
+        login: str = LOGIN,
     ) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            *self.ssh_args(key, *options),
+            *self.ssh_args(key, *options, login=login),
             *command,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
 
-    async def key(self, name: str, identity: SSHUserIdentity | None = None) -> Path:
+    async def key(
+        self, name: str, identity: SSHUserIdentity | None = None, login: str = LOGIN
+    ) -> Path:
         """`ThrowawaySSHD.user_key` off the event loop (it runs ssh-keygen)."""
-        return await asyncio.to_thread(self.sshd.user_key, name, identity)
+        return await asyncio.to_thread(self.sshd.user_key, name, identity, (login,))
 
     def close(self) -> None:
         self.sshd.stop()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
+from lockd.bench.sshd import LOGIN
 from lockd.client import AuthClient
 from lockd.domain.lock import LockTarget
 from tests.cli.helpers import AuthServer
@@ -78,6 +80,25 @@ async def listening(port: int, client: asyncio.subprocess.Process) -> bool:
     return client.returncode is None
 
 
+async def working_forward(
+    node: Node, key: Path, local: int, echo_port: int, login: str = LOGIN
+) -> asyncio.subprocess.Process:
+    """An `ssh -N -L` client whose forward carries data (retried until a lock that was
+    just removed is gone from the agent's view too)."""
+    forward = ("-N", "-L", f"{local}:127.0.0.1:{echo_port}")
+
+    async def allowed() -> asyncio.subprocess.Process | None:
+        client = await node.ssh(key, options=forward, login=login)
+        if await listening(local, client) and await forwarded_echo(local) == b"ping":
+            return client
+        client.kill()
+        await client.communicate()
+        return None
+
+    client: asyncio.subprocess.Process = await eventually(allowed, what="a working forward")
+    return client
+
+
 async def test_a_forward_only_connection_is_refused_while_locked_and_ended_by_a_lock(
     node: Node, admin: AuthClient, echo_port: int
 ) -> None:
@@ -98,22 +119,29 @@ async def test_a_forward_only_connection_is_refused_while_locked_and_ended_by_a_
         await refused.communicate()
     assert refused.returncode == 255
     await admin.delete_lock(name)
-
-    async def allowed() -> asyncio.subprocess.Process | None:
-        client = await node.ssh(key, options=forward)
-        if await listening(local, client) and await forwarded_echo(local) == b"ping":
-            return client
-        client.kill()
-        await client.communicate()
-        return None
-
-    client = await eventually(allowed, what="a working forward after the lock is gone")
+    client = await working_forward(node, key, local, echo_port)
     await lock(admin, ALICE_LOCK)
     async with asyncio.timeout(20):
         await client.communicate()
     assert client.returncode == 255
     with pytest.raises(ConnectionRefusedError):
         await forwarded_echo(local)
+    await no_connection_left(node)
+
+
+async def test_a_non_root_logins_forward_only_connection_is_ended_by_a_login_lock(
+    node: Node, admin: AuthClient, echo_port: int
+) -> None:
+    """A login other than root (`nobody`: its shell is nologin, so only `-N` works) has
+    its channels in an sshd child running as the login: a lock on the login kills that
+    child too, and the privileged sshd process exits."""
+    key = await node.key("nobody", ALICE, login="nobody")
+    local = free_port()
+    client = await working_forward(node, key, local, echo_port, login="nobody")
+    await lock(admin, LockTarget(login="nobody"))
+    async with asyncio.timeout(20):
+        await client.communicate()
+    assert client.returncode == 255
     await no_connection_left(node)
 
 
