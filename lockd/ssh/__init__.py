@@ -1,7 +1,9 @@
-"""Enforcement on stock OpenSSH: `lockd ssh-session`, run by sshd as its ForceCommand.
+"""Enforcement on stock OpenSSH (docs/ssh.md).
 
-`hook` checks and registers each SSH session with the node agent and ends the whole
-connection when a lock hits it; `session_identity` says who the session is;
-`user_program` runs what the user asked for; `processes` keeps the session's processes
-in one tree and finds the connection's sshd process. See docs/ssh.md.
+`guard` (`lockd ssh-session guard`, root) checks every connection when it authenticates,
+asked by sshd's auth commands (`auth_command`, answers from `authorized`), and ends it
+on a lock (`connection`: the connection's processes; `notice`: the message); the
+ForceCommand hook runs the session (`user_program`) in one process tree (`processes`).
+Without the guard, `hook` checks, supervises and ends each session itself.
+`session_identity` says who a connection is.
 """
