@@ -122,7 +122,11 @@ class PostgresStore(OpsStore):
         self._options = options
         self._pool: asyncpg.Pool | None = None
         self._tls: ssl.SSLContext | bool = False  # made by open()
-        self._listener = CommitListener(self._connect, retry=listener_retry)
+        # Backend pids of the pool's connections: their announcements are our own commits.
+        self._own_backends: set[int] = set()
+        self._listener = CommitListener(
+            self._connect, retry=listener_retry, own_backend=self._own_backends.__contains__
+        )
 
     @property
     def type(self) -> str:
@@ -148,6 +152,12 @@ class PostgresStore(OpsStore):
             },
         }
 
+    async def _adopt(self, conn: asyncpg.Connection) -> None:
+        """A new pooled connection: remember its backend while it lives."""
+        pid = conn.get_server_pid()
+        self._own_backends.add(pid)
+        conn.add_termination_listener(lambda _conn: self._own_backends.discard(pid))
+
     async def _connect(self) -> asyncpg.Connection:
         """A connection of its own (not the pool's), for the listener."""
         return await asyncpg.connect(**self._connect_args())
@@ -164,6 +174,7 @@ class PostgresStore(OpsStore):
                 min_size=self._options.min_pool,
                 max_size=self._options.max_pool,
                 reset=_keep_session,
+                init=self._adopt,
                 **self._connect_args(),
             )
         except CONNECTION_ERRORS as error:
@@ -182,6 +193,9 @@ class PostgresStore(OpsStore):
             raise
         self._pool = pool
         self._listener.start()
+        # A replica that serves before it hears commits would learn of other replicas'
+        # writes only at its next poll; if the listener cannot connect now it keeps trying.
+        await self._listener.until_listening(self._options.connect_timeout)
         self._healthy = True
 
     async def close(self) -> None:

@@ -11,6 +11,11 @@ The listening connection is not from the pool: a pool resets its connections (UN
 runs. A half-open connection (a database host that vanished) is noticed by a periodic
 ping with a timeout, not left to TCP.
 
+Announcements sent by the store's own pooled connections (`own_backend`: this replica's
+commits) are not wake-ups: those reach the replica's hub through the local fast path as
+the write returns, and waking the tail for them would cost two queries per write. A
+write whose reply was lost is caught by the next poll.
+
 The same connection also LISTENs for ack requests of other replicas
 (`postgres_replicas.ACK_REQUEST_CHANNEL`) and hands each to `on_ack_request`.
 """
@@ -52,8 +57,16 @@ class CommitListener:
     alive. One consumer (the replica's log tailer) waits at a time.
     """
 
-    def __init__(self, connect: Connect, *, retry: float = 1.0, ping_interval: float = 5.0):
+    def __init__(
+        self,
+        connect: Connect,
+        *,
+        retry: float = 1.0,
+        ping_interval: float = 5.0,
+        own_backend: Callable[[int], bool] = lambda _pid: False,
+    ):
         self._connect = connect
+        self._own_backend = own_backend
         self._retry = retry
         self._ping_interval = ping_interval
         self._announced = 0  # the highest revision announced since the last (re)connect
@@ -61,6 +74,7 @@ class CommitListener:
         self._seen_connections = 0  # `_connections` as the waiter last saw it
         self._changed = asyncio.Event()
         self._connected = False
+        self._first_listen = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Called with (epoch, revision) for every ack request announced by any replica.
         self.on_ack_request: list[AckRequestHandler] = []
@@ -69,6 +83,14 @@ class CommitListener:
     def listening(self) -> bool:
         """Whether a connection is LISTENing right now."""
         return self._connected
+
+    async def until_listening(self, at_most: float) -> bool:
+        """Wait (at most `at_most` seconds) until the first connection LISTENs; whether
+        it does."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most):
+                await self._first_listen.wait()
+        return self._first_listen.is_set()
 
     def start(self) -> None:
         if self._task is None:
@@ -99,7 +121,9 @@ class CommitListener:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+    def _on_notify(self, _conn: object, pid: int, _channel: str, payload: object) -> None:
+        if self._own_backend(pid):
+            return
         try:
             revision = int(str(payload))
         except ValueError:
@@ -154,6 +178,7 @@ class CommitListener:
         self._announced = 0
         self._connected = True
         self._connections += 1
+        self._first_listen.set()
         _log.info("commit listener is listening", connections=self._connections)
         self._wake()
         while True:

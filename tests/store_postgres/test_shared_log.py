@@ -4,6 +4,7 @@ and the replica directory — two store objects standing for two replicas."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 from lockd.auth.replica_set import AckRelay
@@ -16,8 +17,10 @@ from tests.support import WAIT, eventually
 
 
 async def test_the_store_implements_the_replica_ports(open_replica: OpenReplica) -> None:
-    """PostgresStore is a SharedLog, Leases, ReplicaDirectory and AckRelay."""
+    """PostgresStore is a SharedLog, Leases, ReplicaDirectory and AckRelay; once open,
+    its commit listener already LISTENs."""
     store = await open_replica()
+    assert store.listening
     assert isinstance(store, AckRelay)
     assert isinstance(store, SharedLog)
     assert isinstance(store, Leases)
@@ -56,6 +59,23 @@ async def test_an_ack_request_reaches_every_replica_and_a_malformed_one_is_ignor
     await a.request_acks("e1", 7)
     await eventually(lambda: heard["a"] and heard["b"], what="the request on both")
     assert heard == {"a": [("e1", 7)], "b": [("e1", 7)]}
+
+
+async def test_a_replicas_own_commit_wakes_only_the_other_replicas(
+    open_replica: OpenReplica,
+) -> None:
+    """A's put wakes B's waiter; A's own waiter sleeps on (the write reaches A's hub as it
+    returns, so A's tail need not read it back)."""
+    a, b = await open_replica(), await open_replica()
+    for store in (a, b):
+        await store.wait_for_commit(0, 0.01)  # take note of the connect
+    await a.put(lock("mine"), PutMode.CREATE, T0)
+    started = time.monotonic()
+    await b.wait_for_commit(0, WAIT)
+    assert time.monotonic() - started < WAIT  # woken, not timed out
+    started = time.monotonic()
+    await a.wait_for_commit(0, 0.3)
+    assert time.monotonic() - started >= 0.3
 
 
 async def test_waiting_without_commits_returns_after_at_most(open_replica: OpenReplica) -> None:
