@@ -16,7 +16,8 @@ than appending after what may be a torn record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import ctypes
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,28 @@ class _Modes:
 
 
 _Item = _Records | _Base | _Modes
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, where the C library has one."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the pages a base write freed back to the system (blocking: a worker thread).
+
+    A base write holds a copy of the view and its encoded pieces for a moment; glibc
+    keeps the freed heap pages, so an agent with 100k locks stayed ~27 MB above what it
+    holds (~540 against ~275 bytes of RSS per lock) after every snapshot.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def copy_state(state: ReplicatedState) -> ReplicatedState:
@@ -154,9 +177,11 @@ class ViewSaver:
         if not self._pending:
             return
         items, self._pending = self._pending, []
+        based = any(isinstance(item, _Base) for item in items)
         # The write goes on in its thread even when this task is cancelled (at stop);
         # `close` waits for it before it closes the journal's file under it.
         self._in_flight = asyncio.ensure_future(asyncio.to_thread(self._write, journal, items))
+        del items  # a base's copy of the view is freed with the write
         try:
             saved = await asyncio.shield(self._in_flight)
         except OSError as error:
@@ -171,6 +196,8 @@ class ViewSaver:
             return
         if saved is not None:
             self._advance(saved)
+        if based:
+            await asyncio.to_thread(release_freed_memory)
 
     def _write(self, journal: ViewJournal, items: list[_Item]) -> tuple[str, int] | None:
         """On the worker thread: the items in order, consecutive records in one append."""
