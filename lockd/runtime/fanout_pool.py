@@ -51,6 +51,9 @@ def claim_port(host: str, port: str) -> None:
         return
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # Like grpc's own listeners: connections of a previous run in TIME_WAIT do not
+        # hold the port, a listening socket (SO_REUSEPORT or not) still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, int(port)))
         except OSError as error:

@@ -9,6 +9,7 @@ SIGKILL is noticed and replaced while its agents resume elsewhere without a snap
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from dataclasses import dataclass
@@ -256,13 +257,16 @@ async def test_calls_on_a_worker_connection_are_forwarded_as_the_certificates_us
         await cluster.stop()
 
 
-async def test_a_port_held_by_a_server_with_workers_is_refused_to_any_other_server(
+async def test_a_port_held_by_a_server_with_workers_is_refused_to_others_not_to_its_restart(
     servers: Servers,
 ) -> None:
     """The shared port stays this server's: another server on it, with workers or
-    without, fails to start with the taken-port message instead of sharing it."""
+    without, fails to start with the taken-port message instead of sharing it; once it
+    stopped, it starts again on that port at once (its old connections in TIME_WAIT do
+    not count as the port being taken)."""
     port = free_port()
-    await servers.start(watch_workers=2, listen_addr=f"127.0.0.1:{port}")
+    first = await servers.start(watch_workers=2, listen_addr=f"127.0.0.1:{port}")
+    await create_lock(first.channel(), lock_pb_of("before-the-restart"))
     for workers in (2, 1):
         with pytest.raises(UnavailableError, match="in use"):
             await servers.start(
@@ -270,6 +274,14 @@ async def test_a_port_held_by_a_server_with_workers_is_refused_to_any_other_serv
                 watch_workers=workers,
                 listen_addr=f"127.0.0.1:{port}",
             )
+    # A connection the server closes first leaves the server's side in TIME_WAIT.
+    _, client = await asyncio.open_connection("127.0.0.1", port)
+    await first.close_channels()
+    await first.stop()
+    client.close()
+    await client.wait_closed()
+    again = await servers.start(watch_workers=2, listen_addr=f"127.0.0.1:{port}")
+    assert (await cluster_status(again.channel())).revision == 1
 
 
 async def test_an_agent_locked_on_a_worker_is_shown_locked_with_its_last_ack(
