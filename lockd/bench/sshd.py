@@ -8,18 +8,22 @@ sshd asks it through AuthorizedPrincipalsCommand / AuthorizedKeysCommand, with
 `lockd ssh-session --guarded` as the ForceCommand; otherwise the hook alone
 (`lockd ssh-session` as the ForceCommand). Nothing in /etc changes; only sshd's
 privilege separation directory (/run/sshd) is created when it is missing, as Debian's
-own unit does.
+own unit does, and, when the checkout lies where sshd will not run an auth command from
+(under /tmp, say), a private directory in /run holds a root-owned `lockd` that execs this
+checkout's (removed at stop).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -72,6 +76,16 @@ def processes_under(root: int) -> list[int]:
     return found
 
 
+def safe_for_sshd(path: Path) -> bool:
+    """sshd's rule for AuthorizedKeysCommand / AuthorizedPrincipalsCommand: the file and
+    every directory above it are root-owned and writable by nobody else."""
+    for part in (path, *path.parents):
+        status = part.stat()
+        if status.st_uid != 0 or status.st_mode & 0o022:
+            return False
+    return True
+
+
 def keygen(path: Path) -> Path:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)],
@@ -89,6 +103,7 @@ class ThrowawaySSHD:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     guard: subprocess.Popen[bytes] | None = None
+    auth_command_dir: Path | None = None  # the /run directory of the exec wrapper, if any
 
     @property
     def ca_file(self) -> Path:
@@ -113,7 +128,7 @@ class ThrowawaySSHD:
                 f"AuthorizedKeysFile {self.directory / 'authorized_keys'}\n"
                 f"ForceCommand {LOCKD} ssh-session --config {self.hook_config}\n"
             )
-        ask = f"{LOCKD} ssh-session %s --socket {self.guard_socket} %%u %%t %%k"
+        ask = f"{self.auth_command()} ssh-session %s --socket {self.guard_socket} %%u %%t %%k"
         # AuthorizedPrincipalsCommand first: sshd 9.2 ignores it after AuthorizedKeysCommand.
         return (
             f"AuthorizedPrincipalsCommand {ask % 'auth-principals'}\n"
@@ -123,6 +138,18 @@ class ThrowawaySSHD:
             "AuthorizedKeysFile none\n"
             f"ForceCommand {LOCKD} ssh-session --guarded\n"
         )
+
+    def auth_command(self) -> str:
+        """This checkout's `lockd` as sshd accepts it for the auth commands: itself where
+        its path is safe, else a root-owned wrapper in a private directory in /run."""
+        if safe_for_sshd(Path(LOCKD).resolve()):
+            return LOCKD
+        if self.auth_command_dir is None:
+            self.auth_command_dir = Path(tempfile.mkdtemp(prefix="lockd-sshd-", dir="/run"))
+            wrapper = self.auth_command_dir / "lockd"
+            wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(LOCKD)} "$@"\n', encoding="utf-8")
+            wrapper.chmod(0o755)
+        return str(self.auth_command_dir / "lockd")
 
     def start_guard(self) -> None:
         with self.guard_log.open("ab") as log:
@@ -244,6 +271,9 @@ class ThrowawaySSHD:
         guard, self.guard = self.guard, None
         if guard is not None and guard.poll() is None:
             _terminate(guard)
+        directory, self.auth_command_dir = self.auth_command_dir, None
+        if directory is not None:
+            shutil.rmtree(directory)
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
