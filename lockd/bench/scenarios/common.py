@@ -78,6 +78,24 @@ async def applied(workers: Sequence[Worker], revision: int, within: float) -> li
     return list(await asyncio.gather(*(one(worker) for worker in workers)))
 
 
+async def all_resynced(workers: Sequence[Worker], agents: int, since: float) -> list[Message]:
+    """The workers' statuses once every agent is SYNCED again after the mark; fails
+    `sync_timeout(agents)` after `since` (monotonic)."""
+    deadline = since + sync_timeout(agents)
+    while True:
+        statuses = await asyncio.gather(*(worker.call("status") for worker in workers))
+        if sum(int(status["resynced"]) for status in statuses) >= agents:
+            return list(statuses)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"agents did not all resync: {statuses}")
+        await asyncio.sleep(0.05)
+
+
+def last_resynced_at(statuses: Sequence[Message]) -> float:
+    """When the last agent was SYNCED again (monotonic)."""
+    return max(float(status["last_resynced_at"]) for status in statuses)
+
+
 def total_cpu(pids: Sequence[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 

@@ -21,9 +21,11 @@ from lockd.bench.procs import Reaper
 from lockd.bench.report import Result
 from lockd.bench.scenarios.common import (
     Common,
+    all_resynced,
     applied,
     close_workers,
     connect_and_sync,
+    last_resynced_at,
     settle,
     split,
     start_workers,
@@ -80,11 +82,11 @@ async def failover(reaper: Reaper, params: FailoverParams, common: Common) -> Re
         assert leader.process is not None
         leader.process.kill()
         await asyncio.to_thread(leader.process.wait)
-        synced, takeover = await asyncio.gather(
-            _all_resynced(workers, params.agents, killed),
+        statuses, takeover = await asyncio.gather(
+            all_resynced(workers, params.agents, killed),
             _lease_moved(server, replica_id(leader), killed),
         )
-        statuses = await asyncio.gather(*(worker.call("status") for worker in workers))
+        synced = last_resynced_at(statuses)
         snapshots = sum(int(status["snapshots"]) for status in statuses)
         result.add(
             killed_leader=holder == replica_id(leader),
@@ -107,18 +109,6 @@ async def _replicas_at(replicas: list[AuthServer], revision: int) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replica {replica.address} did not reach {revision}")
             await asyncio.sleep(POLL)
-
-
-async def _all_resynced(workers: list[Worker], agents: int, since: float) -> float:
-    """When the last agent was SYNCED again after the mark (monotonic)."""
-    deadline = since + sync_timeout(agents)
-    while True:
-        statuses = await asyncio.gather(*(worker.call("status") for worker in workers))
-        if sum(int(status["resynced"]) for status in statuses) >= agents:
-            return max(float(status["last_resynced_at"]) for status in statuses)
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"agents did not all resync on a survivor: {statuses}")
-        await asyncio.sleep(POLL)
 
 
 async def _lease_moved(server: PostgresServer, dead: str, since: float) -> float:

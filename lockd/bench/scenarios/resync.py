@@ -13,7 +13,6 @@ are told to retry: `Reset(overloaded)`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
@@ -22,9 +21,11 @@ from lockd.bench.procs import Reaper
 from lockd.bench.report import Result, latency_summary, mb
 from lockd.bench.scenarios.common import (
     Common,
+    all_resynced,
     applied,
     close_workers,
     connect_and_sync,
+    last_resynced_at,
     settle,
     split,
     start_auth,
@@ -34,8 +35,6 @@ from lockd.bench.scenarios.common import (
     total_rss,
 )
 from lockd.bench.wire import Worker
-
-POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +67,8 @@ async def reconnect(reaper: Reaper, params: ResyncParams, common: Common) -> Res
         stopping = time.monotonic()
         await auth.stop()
         ready = await auth.start()
-        deadline = ready + sync_timeout(params.agents)
-        while True:
-            statuses = await asyncio.gather(*(worker.call("status") for worker in workers))
-            if sum(int(status["resynced"]) for status in statuses) >= params.agents:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"agents did not all resync: {statuses}")
-            await asyncio.sleep(POLL)
-        synced = max(float(status["last_resynced_at"]) for status in statuses)
+        statuses = await all_resynced(workers, params.agents, ready)
+        synced = last_resynced_at(statuses)
         snapshots = sum(int(status["snapshots"]) for status in statuses)
         result.add(
             restart_s=round(ready - stopping, 2),
