@@ -198,6 +198,18 @@ async def lock(admin: AuthClient, target: LockTarget) -> str:
     return name
 
 
+async def locked_out(
+    admin: AuthClient, target: LockTarget, client: asyncio.subprocess.Process
+) -> tuple[str, str]:
+    """Lock `target` and wait for the ssh client to exit because its connection was
+    closed by the remote host (ssh's 255); its (stdout, stderr)."""
+    await lock(admin, target)
+    async with asyncio.timeout(20):
+        stdout, stderr = await client.communicate()
+    assert client.returncode == 255
+    return stdout.decode(), stderr.decode()
+
+
 async def running(name: str, count: int) -> None:
     async def enough() -> bool:
         return len(await sleeping(name)) >= count

@@ -24,6 +24,7 @@ from tests.ssh.helpers import (
     gone,
     lock,
     lock_message,
+    locked_out,
     marker,
     running,
 )
@@ -56,11 +57,8 @@ async def test_a_lock_ends_a_long_command_with_its_message_and_no_process_left(
     client = await node.ssh(key, DAEMONS.format(m=name) + f" sleep {name}")
     await running(name, 4)
     target = target_for(kind, node)
-    await lock(admin, target)
-    async with asyncio.timeout(20):
-        _, stderr = await client.communicate()
-    assert lock_message(target) in stderr.decode()
-    assert client.returncode == 255  # ssh: the connection was closed by the remote host
+    _, stderr = await locked_out(admin, target, client)
+    assert lock_message(target) in stderr
     await gone(name)
 
 
@@ -77,11 +75,8 @@ async def test_a_lock_ends_an_interactive_pty_session_with_its_message_on_the_te
     client.stdin.write(f"sleep {name} & sleep {name}\n".encode())
     await running(name, 2)
     target = target_for(kind, node)
-    await lock(admin, target)
-    async with asyncio.timeout(20):
-        stdout, _ = await client.communicate()
-    assert lock_message(target) in stdout.decode()  # a PTY: the terminal is stdout
-    assert client.returncode == 255
+    stdout, _ = await locked_out(admin, target, client)
+    assert lock_message(target) in stdout  # a PTY: the terminal is stdout
     await gone(name)
 
 

@@ -22,6 +22,7 @@ from tests.ssh.helpers import (
     gone,
     lock,
     lock_message,
+    locked_out,
     marker,
     no_connection_left,
     running,
@@ -120,10 +121,7 @@ async def test_a_forward_only_connection_is_refused_while_locked_and_ended_by_a_
     assert refused.returncode == 255
     await admin.delete_lock(name)
     client = await working_forward(node, key, local, echo_port)
-    await lock(admin, ALICE_LOCK)
-    async with asyncio.timeout(20):
-        await client.communicate()
-    assert client.returncode == 255
+    await locked_out(admin, ALICE_LOCK, client)
     with pytest.raises(ConnectionRefusedError):
         await forwarded_echo(local)
     await no_connection_left(node)
@@ -138,10 +136,7 @@ async def test_a_non_root_logins_forward_only_connection_is_ended_by_a_login_loc
     key = await node.key("nobody", ALICE, login="nobody")
     local = free_port()
     client = await working_forward(node, key, local, echo_port, login="nobody")
-    await lock(admin, LockTarget(login="nobody"))
-    async with asyncio.timeout(20):
-        await client.communicate()
-    assert client.returncode == 255
+    await locked_out(admin, LockTarget(login="nobody"), client)
     await no_connection_left(node)
 
 
@@ -155,11 +150,8 @@ async def test_a_session_that_stopped_its_hook_and_ignores_signals_still_ends(
     stubborn = f"kill -STOP $PPID; trap '' HUP INT QUIT TERM; {DAEMONS.format(m=name)} sleep {name}"
     client = await node.ssh(key, stubborn)
     await running(name, 4)
-    await lock(admin, ALICE_LOCK)
-    async with asyncio.timeout(20):
-        _, stderr = await client.communicate()
-    assert lock_message(ALICE_LOCK) in stderr.decode()
-    assert client.returncode == 255
+    _, stderr = await locked_out(admin, ALICE_LOCK, client)
+    assert lock_message(ALICE_LOCK) in stderr
     await gone(name)
     await no_connection_left(node)
 
@@ -184,11 +176,8 @@ async def test_the_hook_alone_ends_a_session_with_the_message_and_refuses_the_ne
     name = marker()
     client = await hook_only.ssh(key, DAEMONS.format(m=name) + f" sleep {name}")
     await running(name, 4)
-    await lock(admin, ALICE_LOCK)
-    async with asyncio.timeout(20):
-        _, stderr = await client.communicate()
-    assert lock_message(ALICE_LOCK) in stderr.decode()
-    assert client.returncode == 255
+    _, message = await locked_out(admin, ALICE_LOCK, client)
+    assert lock_message(ALICE_LOCK) in message
     await gone(name)
     refused = await hook_only.ssh(key, "echo should-not-run")
     async with asyncio.timeout(20):
