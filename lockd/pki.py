@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lockd.domain.errors import UnauthenticatedError, ValidationError
+from lockd.domain.identity import Identity
 from lockd.durable_files import write_durably
 
 CA_KEY_FILE = "ca.key"
@@ -53,6 +54,17 @@ class DeviceAttributes:
     mfa_device: str = ""
     device: str = ""
     access_requests: tuple[str, ...] = ()
+
+    def identity(self, user: str, roles: tuple[str, ...], login: str = "") -> Identity:
+        """The session identity of `user` with these attributes."""
+        return Identity(
+            user=user,
+            roles=roles,
+            login=login,
+            mfa_device=self.mfa_device,
+            device=self.device,
+            access_requests=self.access_requests,
+        )
 
     def subject_attributes(self) -> list[x509.NameAttribute[str]]:
         named = [(MFA_DEVICE_OID, self.mfa_device), (DEVICE_OID, self.device)]

@@ -116,16 +116,7 @@ class IdentityService:
             raise NotFoundError(f'user "{user_name}" not found')
         attributes = requested_attributes(csr_pem)
         _check_attributes(attributes)
-        self.refuse_locked_identity(
-            caller,
-            Identity(
-                user=user.name,
-                roles=user.roles,
-                mfa_device=attributes.mfa_device,
-                device=attributes.device,
-                access_requests=attributes.access_requests,
-            ),
-        )
+        self.refuse_locked_identity(caller, attributes.identity(user.name, user.roles))
         identity = CertIdentity(IdentityKind.USER, user.name, user.roles, attributes)
         issued = self._issued(csr_pem, identity, ttl)
         fields: dict[str, object] = {

@@ -48,12 +48,4 @@ def identity_from_certificate(der: bytes | None, login: str = "") -> Identity:
         raise UnauthenticatedError(
             f"only user certificates may connect through the proxy, not {named.kind.value}"
         )
-    attributes = named.attributes
-    return Identity(
-        user=named.name,
-        roles=named.roles,
-        login=login,
-        mfa_device=attributes.mfa_device,
-        device=attributes.device,
-        access_requests=attributes.access_requests,
-    )
+    return named.attributes.identity(named.name, named.roles, login)
