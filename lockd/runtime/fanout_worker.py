@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -122,10 +121,11 @@ class WorkerSpec:
 
 class WorkerLog:
     """The `SharedLog` of a worker: the auth server's commit wake-ups, the SQLite
-    file's head read directly, and no writes (one writer: the auth server)."""
+    file's head read through the worker's store, and no writes (one writer: the auth
+    server)."""
 
-    def __init__(self, db_path: Path) -> None:
-        self._uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
         self._announced = 0
         self._changed = asyncio.Event()
 
@@ -143,20 +143,7 @@ class WorkerLog:
                 await self._changed.wait()
 
     async def head(self) -> tuple[str, int]:
-        try:
-            return await asyncio.to_thread(self._read_head)
-        except sqlite3.Error as error:
-            raise UnavailableError(f"store unavailable: {error}") from error
-
-    def _read_head(self) -> tuple[str, int]:
-        conn = sqlite3.connect(self._uri, uri=True, timeout=5.0)
-        try:
-            row = conn.execute("SELECT epoch, revision FROM meta WHERE id = 1").fetchone()
-        finally:
-            conn.close()
-        if row is None:
-            raise sqlite3.DatabaseError("meta row missing")
-        return str(row[0]), int(row[1])
+        return await self._store.head()
 
     async def start_new_epoch(self, expected_epoch: str) -> str:
         # Only the writer may start a history; a worker that finds the file behind what it
@@ -250,7 +237,7 @@ async def _serve_store(
     snapshot = await store.snapshot()
     state = ReplicatedState.from_resources(snapshot.epoch, snapshot.revision, snapshot.resources)
     hub = ReplicationHub(state, ProtoWatchEncoder(), store.events_since, clock, spec.ring_capacity)
-    log = WorkerLog(Path(spec.db_path))
+    log = WorkerLog(store)
     tailer = LogTailer(hub, store, log, clock)
     hub.health = lambda: store.healthy and tailer.current
     settings = spec.watch_settings()

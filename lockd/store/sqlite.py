@@ -102,6 +102,9 @@ class SqliteStore(OpsStore):
         finally:
             executor.shutdown(wait=False)  # the thread is idle now; don't block the loop
 
+    async def head(self) -> tuple[str, int]:
+        return await self._run(sqlite_ops.head)  # type: ignore[no-any-return]
+
     async def _run(self, operation: Callable[..., Any], *args: Any) -> Any:
         """Run `operation(conn, *args)` on the worker thread and keep `healthy` up to date."""
         executor, conn = self._executor, self._conn

@@ -171,6 +171,11 @@ def _meta(conn: sqlite3.Connection) -> tuple[str, int]:
     return str(row[0]), int(row[1])
 
 
+def head(conn: sqlite3.Connection) -> tuple[str, int]:
+    """The log's epoch and latest revision (what a reader tailing the file compares)."""
+    return _meta(conn)
+
+
 def snapshot(conn: sqlite3.Connection) -> Snapshot:
     with read_transaction(conn):
         epoch, revision = _meta(conn)

@@ -74,6 +74,25 @@ async def test_all_sqlite_work_runs_on_one_thread_off_the_event_loop(tmp_path: P
     assert threading.get_ident() not in threads
 
 
+async def test_head_is_the_epoch_and_revision_a_second_reader_of_the_file_sees(
+    tmp_path: Path,
+) -> None:
+    """`head()` (what a watch worker tails the file by) follows the writer's commits, read
+    through a second store on the same file, and agrees with its snapshot."""
+    writer, reader = SqliteStore(tmp_path / "t.db"), SqliteStore(tmp_path / "t.db")
+    await writer.open()
+    await reader.open()
+    try:
+        epoch, revision = await reader.head()
+        await writer.put(lock("a"), PutMode.CREATE, T0)
+        await writer.put(lock("b"), PutMode.CREATE, T0)
+        snapshot = await writer.snapshot()
+        assert await reader.head() == (epoch, revision + 2) == (snapshot.epoch, snapshot.revision)
+    finally:
+        await reader.close()
+        await writer.close()
+
+
 @pytest.mark.parametrize("statement", ["INSERT INTO events", "UPDATE meta", "COMMIT"])
 async def test_an_io_error_mid_transaction_leaves_no_trace(tmp_path: Path, statement: str) -> None:
     """A disk error at any step of a write rolls the whole change back: no half commit."""
