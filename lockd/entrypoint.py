@@ -18,11 +18,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench(arguments[1:])
     if arguments[:1] == ["ssh-session"]:
-        from lockd.ssh.main import main as ssh_session  # sshd runs it once per session
+        from lockd.ssh.ssh_command import main as ssh_session  # sshd runs it once per session
 
         return ssh_session(arguments[1:])
     if arguments[:1] == ["proxy"]:
-        from lockd.proxy.main import main as proxy  # the proxy needs none of the daemon
+        from lockd.proxy.proxy_command import main as proxy  # the proxy needs none of the daemon
 
         return proxy(arguments[1:])
     from lockd.daemon import main as daemon

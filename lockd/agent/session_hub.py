@@ -8,7 +8,7 @@ sessions cost 10,000 small records, and ending a channel unregisters all of its 
 Everything that decides runs synchronously on the event loop, so each step is atomic:
 a registration batch is checked and subscribed at one view revision, and applying an
 event batch ends its sessions and queues the channel messages in the same step. Frames
-are bytes from a `SidecarEncoder` (protobuf in `lockd.api.session_channel`), so this
+are bytes from a `SidecarEncoder` (protobuf in `lockd.api.session_channel_servicer`), so this
 module needs no gRPC.
 
 Each channel's queues (`lockd.agent.sidecar_channel`) put session messages before view

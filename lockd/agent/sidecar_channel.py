@@ -8,7 +8,7 @@ a sidecar that stops reading has its channel ended (slow consumer, `MAX_QUEUED_B
 instead of growing the agent's memory, one that reads its view slowly gets a new
 snapshot instead (`MAX_VIEW_BYTES`); every channel has its own queues and writer, so
 neither delays another sidecar. Frames are bytes from a
-`SidecarEncoder` (the wire format is the adapter's business: `lockd.api.session_channel`).
+`SidecarEncoder` (the wire format is the adapter's business: `lockd.api.session_channel_servicer`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 from lockd.agent.runtime import AgentRuntime
 from lockd.agent.session_hub import SessionHub
 from lockd.api.handler import Context
-from lockd.api.session_channel import SessionChannelHandler
+from lockd.api.session_channel_servicer import SessionChannelHandler
 from lockd.domain.errors import ValidationError
 from lockd.domain.modes import LockingMode
 from lockd.domain.view import Decision

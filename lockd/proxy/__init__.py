@@ -7,7 +7,7 @@ session registered with the node agent, refused or ended with the lock's message
 wire codec), `cert_identity` (who a client certificate names), `relay` (bounded byte
 relay), `pg_frontend` / `upstream` (the PostgreSQL handshakes), `pg_scram` (SCRAM
 upstream), `http_frontend` (an http listener's first request), `cancel_keys` (the
-cancel keys clients get, mapped to the upstream's), `connection` (one client),
+cancel keys clients get, mapped to the upstream's), `client_connection` (one client),
 `listener` (accept, limits, sessions), `proxy_service` (listeners, agent, metrics,
-shutdown), `main` (the `lockd proxy` command), `server_cert` (its certificate).
+shutdown), `proxy_command` (the `lockd proxy` command), `server_cert` (its certificate).
 """

@@ -20,7 +20,7 @@ from lockd.domain.addresses import parse_host_port
 from lockd.obs.proxy_metrics import ProxyMetrics
 from lockd.proxy import pg_wire
 from lockd.proxy.cancel_keys import CancelKeys
-from lockd.proxy.connection import SHUTDOWN, Connection, Ending
+from lockd.proxy.client_connection import SHUTDOWN, Connection, Ending
 from lockd.proxy.proxy_config import ListenerConfig
 from lockd.proxy.relay import Stream, bound_writes
 

@@ -25,7 +25,7 @@ from lockd.agent.session_hub import MAX_MESSAGE_BYTES, SessionHub
 from lockd.agent.view_saver import ViewSaver
 from lockd.api.agent_servicer import AgentServicer
 from lockd.api.interceptors import server_interceptors
-from lockd.api.session_channel import ProtoSidecarEncoder
+from lockd.api.session_channel_servicer import ProtoSidecarEncoder
 from lockd.client.agent_watcher import WatchClient, WatchClientSettings
 from lockd.client.join import AgentIdentity, IdentityHolder, renew_forever
 from lockd.domain.backoff import Backoff

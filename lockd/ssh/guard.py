@@ -4,7 +4,7 @@ authenticates and ended when a lock hits it, by one long-lived root process.
 The ForceCommand hook alone misses connections that open no session (`ssh -N -L`,
 `-D`, `-R`: sshd never runs it) and runs as the user, who can stop it. sshd runs its
 auth commands for *every* connection, as root, from the connection's privileged
-process (`lockd.ssh.connection`), so:
+process (`lockd.ssh.connection_processes`), so:
 
 1. `lockd ssh-session auth-principals|auth-keys` (sshd's AuthorizedPrincipalsCommand /
    AuthorizedKeysCommand) sends the login and the offered key or certificate to the
@@ -59,8 +59,8 @@ from lockd.config.model import SSHHookConfig
 from lockd.domain.errors import LockdError, UnavailableError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
-from lockd.ssh import authorized, connection, notice, processes
-from lockd.ssh.connection import Monitor
+from lockd.ssh import authorized, connection_processes, notice, processes
+from lockd.ssh.connection_processes import Monitor
 from lockd.ssh.session_identity import CERT_TYPE_SUFFIX, certificate_identity, mapped_identity
 
 _log = structlog.get_logger("lockd.ssh.guard")
@@ -146,7 +146,7 @@ class Guard:
             login_uid = pwd.getpwnam(login).pw_uid
         except KeyError:
             return []
-        monitor = connection.monitor_of(auth_command, login_uid)
+        monitor = connection_processes.monitor_of(auth_command, login_uid)
         if monitor is None:
             _log.warning("auth request not from an sshd monitor", pid=auth_command)
             return []
@@ -208,7 +208,7 @@ class Guard:
             pidfd = os.pidfd_open(monitor.pid)
         except ProcessLookupError:
             return None
-        if not connection.alive(monitor):  # the pid was reused before the pidfd
+        if not connection_processes.alive(monitor):  # the pid was reused before the pidfd
             os.close(pidfd)
             return None
         tracked = Tracked(monitor, pidfd)
@@ -227,7 +227,7 @@ class Guard:
         tracked.identity = identity
         metadata = SessionMetadata(
             protocol=SessionProtocol.SSH,
-            remote_address=connection.remote_address(tracked.monitor),
+            remote_address=connection_processes.remote_address(tracked.monitor),
             target_resource=f"{login}@{self._host}",
         )
         request = SessionRequest(identity, metadata, f"{tracked.monitor.key}.{next(self._ids)}")
@@ -276,9 +276,11 @@ class Guard:
         outputs = []
         try:
             with processes.uninterrupted():
-                stopped = [(tracked, *connection.freeze(tracked.monitor)) for tracked in batch]
+                stopped = [
+                    (tracked, *connection_processes.freeze(tracked.monitor)) for tracked in batch
+                ]
                 for tracked in batch:
-                    for leader in connection.session_leaders(tracked.monitor):
+                    for leader in connection_processes.session_leaders(tracked.monitor):
                         fd = notice.open_stderr(leader)
                         if fd is not None:
                             outputs.append(fd)
@@ -291,7 +293,7 @@ class Guard:
         drained = loop.time()
         with processes.uninterrupted():
             for tracked, server, frozen in stopped:
-                connection.kill(tracked.monitor, server, frozen)
+                connection_processes.kill(tracked.monitor, server, frozen)
                 tracked.killed_at = loop.time()
         _log.info(
             "connections ending",
@@ -307,7 +309,7 @@ class Guard:
                     await tracked.gone.wait()
             if not tracked.gone.is_set():
                 _log.warning("sshd monitor did not exit: killed", pid=tracked.monitor.pid)
-                connection.kill_monitor(tracked.monitor)
+                connection_processes.kill_monitor(tracked.monitor)
 
     async def _refused(self, tracked: Tracked) -> None:
         """A refused connection: end it as soon as it opens a session (the message goes
@@ -315,11 +317,11 @@ class Guard:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REFUSED_WAIT
         while tracked.refused and not tracked.gone.is_set():
-            if connection.authenticating(tracked.monitor):
+            if connection_processes.authenticating(tracked.monitor):
                 # sshd may still be padding its answer (it delays a slow attempt by up
                 # to twice the time it took): the wait starts once it logged in.
                 deadline = loop.time() + REFUSED_WAIT
-            elif connection.session_leaders(tracked.monitor) or loop.time() > deadline:
+            elif connection_processes.session_leaders(tracked.monitor) or loop.time() > deadline:
                 self.end(tracked, tracked.refused)
                 return
             await asyncio.sleep(WATCH_INTERVAL)

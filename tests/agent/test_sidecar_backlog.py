@@ -11,7 +11,7 @@ from lockd.agent.sidecar_channel import (
     SidecarChannel,
     ViewSnapshot,
 )
-from lockd.api.session_channel import ProtoSidecarEncoder
+from lockd.api.session_channel_servicer import ProtoSidecarEncoder
 from lockd.domain.errors import UnavailableError
 from lockd.domain.lock import Lock, LockTarget
 from lockd.v1 import agent_service_pb2 as pb

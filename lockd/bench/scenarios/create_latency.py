@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lockd.bench.procs import Reaper
 from lockd.bench.report import Result, latency_summary
 from lockd.bench.scenarios.common import Common
-from lockd.bench.scenarios.replica_set import close_replicas, start_replicas
+from lockd.bench.scenarios.replica_launch import close_replicas, start_replicas
 from lockd.domain.lock import Lock, LockTarget
 
 

@@ -31,7 +31,7 @@ from lockd.bench.scenarios.common import (
     start_workers,
     sync_timeout,
 )
-from lockd.bench.scenarios.replica_set import (
+from lockd.bench.scenarios.replica_launch import (
     close_replicas,
     lease_holder,
     replica_id,
