@@ -150,7 +150,15 @@ async def test_a_lock_ends_a_sidecar_session_across_real_processes(
     async with asyncio.timeout(30):
         assert await refused.wait() == 0
 
-    audit = [json.loads(line) for line in (data_dir / "audit.log").read_text().splitlines()]
+    def audit_with_rejection() -> list[dict[str, object]] | None:
+        # The agent writes a registration burst's audit lines a moment after answering it.
+        text = (data_dir / "audit.log").read_text()
+        lines = [json.loads(line) for line in text.splitlines()]
+        return lines if any(line["event"] == "session.rejected" for line in lines) else None
+
+    audit: list[dict[str, object]] = await eventually(
+        audit_with_rejection, what="the rejection in the audit log"
+    )
     terminated = [line for line in audit if line["event"] == "session.terminated"]
     assert [(t["session_id"], t["server_id"], t["lock"]) for t in terminated] == [
         (opened["opened"], "e2e-node", "e2e-lock")
