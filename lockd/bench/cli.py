@@ -24,6 +24,7 @@ from lockd.bench.scenarios.create_latency import CreateParams, create
 from lockd.bench.scenarios.failover import FailoverParams, failover
 from lockd.bench.scenarios.propagation import FanOutParams, baseline, compare, etcd, propagation
 from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
+from lockd.bench.scenarios.replica_launch import check_replicas
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
 from lockd.bench.scenarios.ssh_bench import SSHParams, ssh
 from lockd.bench.scenarios.terminate import TerminateParams, terminate
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                 default=(1,),
                 metavar="N[,N...]",
                 help="auth_service.watch_workers: one run per count, e.g. 1,2,4 (default 1)",
+            )
+            command.add_argument(
+                "--replicas",
+                type=int,
+                default=1,
+                help="2+: also a run on N auth replicas (--store postgres), locks created on "
+                "the first, agents spread over all, compared with the one-replica run",
             )
             command.add_argument(
                 "--peer",
@@ -183,7 +191,25 @@ async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
         if peer is not None:
             compare(ours, peer, "etcd")
         results.append(ours)
+    if args.replicas > 1:
+        spread = await propagation(
+            reaper, dataclasses.replace(params, replicas=args.replicas), _common(args)
+        )
+        compare(spread, results[-1], "single_replica")
+        results.append(spread)
     return results
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """ValueError for options that do not go together (before anything starts)."""
+    if args.scenario == "propagation":
+        check_replicas(_common(args), args.replicas)
+        if args.replicas > 1 and args.watch_workers != (1,):
+            raise ValueError("--replicas and --watch-workers do not combine (workers tail SQLite)")
+    elif args.scenario == "failover":
+        if args.replicas < 2:
+            raise ValueError("failover needs --replicas 2 or more")
+        check_replicas(_common(args), args.replicas)
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -233,8 +259,6 @@ async def _create(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
 
 
 async def _failover(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
-    if args.store != "postgres":
-        raise ValueError("failover needs --store postgres (a store replicas share)")
     params = FailoverParams(args.agents, args.procs, args.replicas)
     return [await failover(reaper, params, _common(args))]
 
@@ -270,7 +294,12 @@ async def _run(args: argparse.Namespace, reaper: Reaper) -> list[Result]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _check_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
     raise_nofile()
     reaper = Reaper(keep=args.keep)
     try:

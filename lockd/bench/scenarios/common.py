@@ -30,15 +30,28 @@ def split(total: int, parts: int) -> list[int]:
 
 
 async def start_workers(
-    reaper: Reaper, role: str, sizes: Sequence[int], args: Sequence[str], name: str
+    reaper: Reaper,
+    role: str,
+    sizes: Sequence[int],
+    args: Sequence[str],
+    name: str,
+    own_args: Sequence[Sequence[str]] = (),
 ) -> list[Worker]:
-    """One worker per size (`--count size --prefix name<i>`), all ready."""
+    """One worker per size (`--count size --prefix name<i>`), all ready; worker i also
+    gets `own_args[i]` when given."""
     workers = [
         await Worker.start(
             reaper,
             f"{name}{index}",
             role,
-            [*args, "--count", str(size), "--prefix", f"{name}{index}"],
+            [
+                *args,
+                *(own_args[index] if own_args else ()),
+                "--count",
+                str(size),
+                "--prefix",
+                f"{name}{index}",
+            ],
         )
         for index, size in enumerate(sizes)
     ]

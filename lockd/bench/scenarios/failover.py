@@ -51,8 +51,6 @@ class FailoverParams:
 
 
 async def failover(reaper: Reaper, params: FailoverParams, common: Common) -> Result:
-    if params.replicas < 2:
-        raise ValueError("failover needs --replicas 2 or more")
     result = Result(
         "failover",
         {"agents": params.agents, "procs": params.procs, "replicas": params.replicas},

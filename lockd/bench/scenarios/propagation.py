@@ -15,6 +15,12 @@ machine the real agents compete with the server for the same cores.
 baseline: the same harness over a bare grpc.aio server that fans the same-size frame out
 (`lockd.bench.bare`): the transport floor the propagation figures are compared with.
 
+replicas (`--replicas N`, on PostgreSQL): the same run on N auth replicas sharing one
+database, each CreateLock sent to the first replica and the agent processes spread over
+all of them (process i lists replica i mod N first), so most agents learn the lock from a
+replica that only tailed it from the shared log; run after a one-replica run on the same
+store, in the same invocation, and compared with it.
+
 etcd (`--peer etcd`): the same harness against a throwaway local etcd
 (`lockd.bench.etcd_peer`): one watcher of the probe key per agent, one connection each,
 over the same processes; a Put instead of CreateLock, the timer started before it.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,12 +46,13 @@ from lockd.bench.scenarios.common import (
     server_pids,
     settle,
     split,
-    start_auth,
     start_workers,
     total_cpu,
     total_rss,
 )
+from lockd.bench.scenarios.replica_launch import close_replicas, start_replicas
 from lockd.bench.wire import Worker
+from lockd.client import AuthClient
 
 APPLY_TIMEOUT = 120.0
 CONFIRM_POLL = 0.02
@@ -62,6 +70,7 @@ class FanOutParams:
     # Seconds between one lock being everywhere and the next CreateLock (None: SETTLE).
     gap: float | None = None
     light: bool = False  # minimal clients instead of real agents: the server alone
+    replicas: int = 1  # auth replicas on one PostgreSQL; the agents spread over them
 
     def pause(self) -> float:
         if self.gap is not None:
@@ -76,10 +85,15 @@ class Publisher(Protocol):
 
 
 async def _measure(
-    publish: Publisher, workers: list[Worker], params: FanOutParams, server_pids: list[int]
+    publish: Publisher,
+    workers: list[Worker],
+    params: FanOutParams,
+    server_pids: list[int],
+    main_share: bool = False,
 ) -> dict[str, Value]:
     """Publish warmup + M items one at a time; first/last-applied latencies and CPU (of
-    every server process: lockd's watch workers count)."""
+    every server process: lockd's watch workers and replicas count). `main_share`: also
+    the share of that CPU the first process (the auth process of watch workers) spent."""
     first: list[float] = []
     last: list[float] = []
     cpu_before = total_cpu(server_pids)
@@ -102,7 +116,7 @@ async def _measure(
         "server_cpu_ms_per_lock": round(cpu * 1000 / max(1, params.warmup + params.locks), 2),
         "agents_cpu_s": round(workers_cpu, 2),
     }
-    if len(server_pids) > 1:  # watch workers: how much of it the auth process itself did
+    if main_share:
         main_cpu = total_cpu(server_pids[:1]) - main_cpu_before
         figures["server_main_cpu_share"] = round(main_cpu / cpu, 2) if cpu else 0.0
     return figures
@@ -119,23 +133,27 @@ def _params(params: FanOutParams, common: Common | None) -> dict[str, Value]:
         values["light"] = params.light
         if common.watch_workers != 1:  # the default run's parameters stay as they were
             values["watch_workers"] = common.watch_workers
+        if params.replicas != 1:
+            values["replicas"] = params.replicas
     return values
 
 
 async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> Result:
     result = Result("propagation", _params(params, common))
-    auth = await start_auth(reaper, common)
+    replicas = await start_replicas(reaper, common, params.replicas)
     workers: list[Worker] = []
     try:
-        pids = server_pids(auth)
+        pids = [pid for replica in replicas for pid in server_pids(replica)]
         idle_rss = total_rss(pids)
         sizes = split(params.agents, params.procs)
         role = "light-agents" if params.light else "agents"
-        workers = await start_workers(reaper, role, sizes, ["--auth", auth.address], "a")
+        addresses = [replica.address for replica in replicas]
+        spread = [["--auth", ",".join(rotated(addresses, index))] for index in range(len(sizes))]
+        workers = await start_workers(reaper, role, sizes, [], "a", spread)
         started, synced = await connect_and_sync(workers, params.agents)
         await settle()
         streams_rss = total_rss(pids)
-        client = auth.admin()
+        client = replicas[0].admin()
         revision = (await client.status()).revision
         for worker in workers:
             await worker.call("track", from_rev=revision + 1)
@@ -161,11 +179,13 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
                 confirming.append((index, asyncio.create_task(confirmed(committed, since))))
             return committed
 
-        figures = await _measure(create, workers, params, pids)
+        figures = await _measure(create, workers, params, pids, common.watch_workers != 1)
         result.update(figures)
         waits = [await task for index, task in confirming if index >= params.warmup]
         if waits:
             result.update(latency_summary("confirmed", waits))
+        if params.replicas > 1:
+            result.add(agents_on_other_replicas=await _on_other_replicas(client, params.agents))
         result.add(
             sync_all_s=round(max(synced) - started, 2),
             server_rss_mb=mb(total_rss(pids)),
@@ -175,8 +195,26 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
         )
     finally:
         await close_workers(reaper, workers)
-        await auth.close()
+        await close_replicas(replicas)
     return result
+
+
+async def _on_other_replicas(client: AuthClient, agents: int) -> int:
+    """How many agents the cluster status shows on a replica other than the one asked,
+    once it shows all `agents` connected (the other replicas report every second)."""
+    deadline = time.monotonic() + APPLY_TIMEOUT
+    while True:
+        status = await client.status()
+        connected = [agent for agent in status.agents if agent.connected]
+        if len(connected) >= agents or time.monotonic() > deadline:
+            return sum(agent.replica_id != status.replica_id for agent in connected)
+        await asyncio.sleep(CONFIRM_POLL)
+
+
+def rotated(items: Sequence[str], start: int) -> list[str]:
+    """`items` beginning at `start` (mod their number), in their circular order."""
+    start %= len(items)
+    return [*items[start:], *items[:start]]
 
 
 async def _watch_and_measure(

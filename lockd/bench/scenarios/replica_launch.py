@@ -18,12 +18,19 @@ from lockd.bench.procs import Reaper
 from lockd.bench.scenarios.common import Common, start_auth
 
 
+def check_replicas(common: Common, count: int) -> None:
+    """ValueError unless `count` replicas can run on `common`'s store."""
+    if count < 1:
+        raise ValueError(f"--replicas must be 1 or more, not {count}")
+    if count > 1 and common.store != "postgres":
+        raise ValueError(f"--replicas {count} needs --store postgres (a store replicas share)")
+
+
 async def start_replicas(reaper: Reaper, common: Common, count: int) -> list[AuthServer]:
     """`count` started replicas; one is an ordinary `start_auth` (any store)."""
+    check_replicas(common, count)
     if count == 1:
         return [await start_auth(reaper, common)]
-    if common.store != "postgres":
-        raise ValueError(f"--replicas {count} needs --store postgres (a store replicas share)")
     server = await asyncio.to_thread(start_postgres)
     replicas: list[AuthServer] = []
     try:
