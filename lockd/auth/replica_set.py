@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -93,6 +93,9 @@ class ReplicaSet:
         self._report_now = asyncio.Event()
         self._relay_wanted = asyncio.Event()
         self._relay_revision = 0  # the highest request not relayed yet
+        # The other replicas' agent rows, under the report (heartbeat_at) they came with:
+        # re-read only after that replica reported again (lockctl lock --wait polls).
+        self._remote: dict[str, tuple[datetime, list[AgentPresence]]] = {}
         agents.on_awaited_ack.append(self._report_now.set)
         if relay is not None:
             agents.on_request.append(self._relay_soon)
@@ -186,7 +189,14 @@ class ReplicaSet:
         mine = {agent.agent_id: agent for agent in self.local_agents()}
         if self._directory is None:
             return ClusterMembers([local], sorted(mine.values(), key=_agent_key))
-        records, presences = await self._directory.list_replicas()
+        known = {replica_id: at for replica_id, (at, _) in self._remote.items()}
+        records, fresh = await self._directory.list_replicas(self.replica_id, known)
+        listed = {record.replica_id: record.heartbeat_at for record in records}
+        for replica_id, rows in fresh.items():
+            self._remote[replica_id] = (listed[replica_id], rows)
+        for replica_id in set(self._remote) - set(listed):
+            del self._remote[replica_id]  # forgotten: a clean stop
+        presences = [row for _, rows in self._remote.values() for row in rows]
         alive_after = self._clock.now() - timedelta(seconds=ALIVE_FOR_REPORTS * self._interval)
         views = [local]
         alive: set[str] = {self.replica_id}

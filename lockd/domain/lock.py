@@ -58,7 +58,8 @@ TargetPair = tuple[str, str]
 #   format — bidi, zero-width, BOM, soft hyphen —, separator but the ASCII space,
 #   unassigned or private-use code point), and none of the printable-but-blank fillers.
 # Checked on every lock an agent receives: regular expressions and C string methods,
-# not loops over characters.
+# not loops over characters, and for ASCII text (`str.isascii` is a flag CPython keeps)
+# only what ASCII can contain: no surrogates, blank fillers or non-ASCII controls.
 _MESSAGE_FORBIDDEN = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]"
 )
@@ -68,6 +69,8 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 def is_plain_text(value: str) -> bool:
     """Whether a target value or name may be stored: printable, no blank fillers."""
+    if value.isascii():
+        return value.isprintable()
     return value.isprintable() and _BLANK_FILLERS.search(value) is None
 
 
@@ -158,9 +161,10 @@ class LockTarget:
         return cls(**pairs)
 
     def validate(self) -> None:
-        if self.is_empty():
+        pairs = self.pairs()
+        if not pairs:
             raise ValidationError(EMPTY_TARGET_MESSAGE)
-        for name, value in self.pairs():
+        for name, value in pairs:
             if len(value) > MAX_TARGET_VALUE_LENGTH:
                 raise ValidationError(
                     f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
@@ -176,7 +180,11 @@ class LockTarget:
 
 def _is_unicode_text(text: str) -> bool:
     """False for strings with lone surrogates (JSON `"\\ud800"`), which UTF-8 cannot carry."""
-    return _SURROGATE.search(text) is None
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _first_unplain(value: str) -> str:
@@ -230,7 +238,7 @@ class Lock:
         for label, text in (("message", self.message), ("created_by", self.created_by)):
             if not _is_unicode_text(text):
                 raise ValidationError(f"lock {label} is not valid Unicode text")
-        if len(self.message.encode()) > MAX_MESSAGE_BYTES:
+        if _utf8_length(self.message) > MAX_MESSAGE_BYTES:
             raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
         bad = forbidden_in_message(self.message)
         if bad is not None:

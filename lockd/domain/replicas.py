@@ -14,7 +14,7 @@ server local stand-ins. Declarations only: nothing here does IO.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -87,8 +87,14 @@ class ReplicaDirectory(Protocol):
         is on one replica at a time: a report from another replica takes its row over."""
         ...
 
-    async def list_replicas(self) -> tuple[list[ReplicaRecord], list[AgentPresence]]:
-        """Every replica row and every agent row."""
+    async def list_replicas(
+        self, exclude: str = "", known: Mapping[str, datetime] | None = None
+    ) -> tuple[list[ReplicaRecord], dict[str, list[AgentPresence]]]:
+        """Every replica row, and the agent rows of each replica but `exclude` whose
+        `heartbeat_at` is not the one `known` gives for it, by replica id (a replica
+        with no agents: an empty list), read together. A replica's agent rows change
+        only in its reports, which set its `heartbeat_at`: a caller that keeps the rows
+        it read under that time re-reads a replica only after it reported again."""
         ...
 
     async def forget_replica(self, replica_id: str) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -271,8 +271,12 @@ class PostgresStore(OpsStore):
     async def report_replica(self, replica: ReplicaRecord, agents: Sequence[AgentPresence]) -> None:
         await self._call(lambda conn: postgres_replicas.report_replica(conn, replica, agents))
 
-    async def list_replicas(self) -> tuple[list[ReplicaRecord], list[AgentPresence]]:
-        return await self._call(postgres_replicas.list_replicas)
+    async def list_replicas(
+        self, exclude: str = "", known: Mapping[str, datetime] | None = None
+    ) -> tuple[list[ReplicaRecord], dict[str, list[AgentPresence]]]:
+        return await self._call(
+            lambda conn: postgres_replicas.list_replicas(conn, exclude, known or {})
+        )
 
     async def forget_replica(self, replica_id: str) -> None:
         await self._call(lambda conn: postgres_replicas.forget_replica(conn, replica_id))

@@ -13,8 +13,8 @@ client repeats its request with every status call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from lockd.domain.replicas import AgentPresence, ReplicaRecord
 from lockd.store.postgres_ops import Conn
@@ -87,21 +87,30 @@ async def report_replica(
 
 
 async def list_replicas(
-    conn: Conn,
-) -> tuple[list[ReplicaRecord], list[AgentPresence]]:
+    conn: Conn, exclude: str, known: Mapping[str, datetime]
+) -> tuple[list[ReplicaRecord], dict[str, list[AgentPresence]]]:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        replicas = await conn.fetch(
+        rows = await conn.fetch(
             "SELECT replica_id, address, healthy, revision, epoch, agents, heartbeat_at "
             "FROM replicas ORDER BY replica_id"
         )
-        agents = await conn.fetch(
-            "SELECT agent_id, replica_id, address, connected, state, epoch, "
-            "applied_revision, last_ack FROM replica_agents ORDER BY agent_id"
-        )
-    return (
-        [ReplicaRecord(*row.values()) for row in replicas],
-        [AgentPresence(*row.values()) for row in agents],
-    )
+        replicas = [ReplicaRecord(*row.values()) for row in rows]
+        wanted = [
+            r.replica_id
+            for r in replicas
+            if r.replica_id != exclude and known.get(r.replica_id) != r.heartbeat_at
+        ]
+        agents: dict[str, list[AgentPresence]] = {replica_id: [] for replica_id in wanted}
+        if wanted:
+            for row in await conn.fetch(
+                "SELECT agent_id, replica_id, address, connected, state, epoch, "
+                "applied_revision, last_ack FROM replica_agents "
+                "WHERE replica_id = ANY($1::text[]) ORDER BY agent_id",
+                wanted,
+            ):
+                presence = AgentPresence(*row.values())
+                agents[presence.replica_id].append(presence)
+    return replicas, agents
 
 
 async def forget_replica(conn: Conn, replica_id: str) -> None:

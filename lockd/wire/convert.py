@@ -75,9 +75,11 @@ SYNC_STATE_TO_PB = {
 def timestamp_to_pb(moment: datetime | None) -> Timestamp | None:
     if moment is None:
         return None
-    stamp = Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
+    # What Timestamp.FromDatetime computes, by timedelta arithmetic (it runs for every
+    # agent of every `lockctl status`, and `lock --wait` polls that).
+    since = moment.astimezone(UTC) - _EPOCH
+    seconds = since.days * 86_400 + since.seconds
+    return Timestamp(seconds=seconds, nanos=since.microseconds * 1000)
 
 
 # google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.

@@ -44,7 +44,8 @@ def test_propagation_across_replicas_is_compared_with_one_replica(tmp_path: Path
         "propagation",
         (*FAN_OUT, "agents_on_other_replicas", "vs_single_replica_last_p99"),
     )
-    assert isinstance(single["params"], dict) and isinstance(spread["params"], dict)
+    assert isinstance(single["params"], dict)
+    assert isinstance(spread["params"], dict)
     assert "replicas" not in single["params"]
     assert spread["params"]["replicas"] == 2
     assert figures["agents_on_other_replicas"] == 2

@@ -170,15 +170,38 @@ async def test_the_replica_directory_shows_every_replica_and_where_agents_are(
     replicas, agents = await b.list_replicas()
     assert [(r.replica_id, r.agents) for r in replicas] == [("a", 2), ("b", 0)]
     assert all(r.heartbeat_at.tzinfo is not None for r in replicas)
-    assert [(x.agent_id, x.replica_id) for x in agents] == [("n1", "a"), ("n2", "a")]
-    assert agents[0] == agent("n1", "a")
+    assert [(x.agent_id, x.replica_id) for x in agents["a"]] == [("n1", "a"), ("n2", "a")]
+    assert agents["a"][0] == agent("n1", "a")
+    assert agents["b"] == []
 
     await b.report_replica(replica("b"), [agent("n2", "b")])
     await a.report_replica(replica("a"), [agent("n1", "a")])
     _, agents = await a.list_replicas()
-    assert [(x.agent_id, x.replica_id) for x in agents] == [("n1", "a"), ("n2", "b")]
+    assert {key: [x.agent_id for x in rows] for key, rows in agents.items()} == {
+        "a": ["n1"],
+        "b": ["n2"],
+    }
 
     await a.forget_replica("a")
     replicas, agents = await b.list_replicas()
     assert [r.replica_id for r in replicas] == ["b"]
-    assert [x.agent_id for x in agents] == ["n2"]
+    assert [x.agent_id for x in agents["b"]] == ["n2"]
+
+
+async def test_the_directory_reads_again_only_the_replicas_that_reported_since(
+    open_replica: OpenReplica,
+) -> None:
+    """list_replicas skips `exclude` and every replica whose report time the caller
+    already holds; a replica that reported again is read again."""
+    a, b = await open_replica(), await open_replica()
+    await a.report_replica(replica("a"), [agent("n1", "a")])
+    await b.report_replica(replica("b"), [agent("n2", "b")])
+    replicas, agents = await a.list_replicas(exclude="a")
+    assert sorted(agents) == ["b"]
+    known = {r.replica_id: r.heartbeat_at for r in replicas}
+    _, agents = await a.list_replicas(exclude="a", known=known)
+    assert agents == {}
+
+    await b.report_replica(replica("b"), [agent("n2", "b"), agent("n3", "b")])
+    _, agents = await a.list_replicas(exclude="a", known=known)
+    assert [x.agent_id for x in agents["b"]] == ["n2", "n3"]

@@ -3,10 +3,11 @@ ValidationError naming the field, never another exception (issue 15, item 8)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,3 +70,15 @@ def test_an_enum_number_converts_or_is_refused_naming_the_field(value: int) -> N
     else:
         with pytest.raises(ValidationError, match=r"^role\.lock_mode: "):
             convert.role_from_pb(role, validate=False)
+
+
+@given(moment=st.datetimes(timezones=st.timezones()))
+def test_a_datetime_becomes_the_timestamp_protobuf_would_make(moment: datetime) -> None:
+    """timestamp_to_pb of any aware datetime equals Timestamp.FromDatetime's and
+    converts back to the same instant."""
+    expected = Timestamp()
+    expected.FromDatetime(moment.astimezone(UTC))
+    stamp = convert.timestamp_to_pb(moment)
+    assert stamp == expected
+    message = pb.Lock(expires=stamp)
+    assert convert.timestamp_from_pb(message, "expires") == moment.astimezone(UTC)
