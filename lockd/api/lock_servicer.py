@@ -19,7 +19,9 @@ class LockServicer(lock_grpc.LockServiceServicer):
         self, request: lock_pb.CreateLockRequest, context: Context
     ) -> lock_pb.CreateLockResponse:
         lock = convert.lock_from_pb(request.lock, validate=False)
-        stored, revision = await self._service.create_lock(self._caller_of(context), lock)
+        stored, revision = await self._service.create_lock(
+            self._caller_of(context), lock, await_ack=request.await_ack
+        )
         return lock_pb.CreateLockResponse(lock=convert.lock_to_pb(stored), revision=revision)
 
     @unary

@@ -60,12 +60,13 @@ LOCKED_ACK_WAIT = 5.0
 class ProtoWatchEncoder:
     """The WatchEncoder port, in lockd.v1 protobuf."""
 
-    def events(self, epoch: str, events: Sequence[Event]) -> bytes:
+    def events(self, epoch: str, events: Sequence[Event], ack_requested: bool = False) -> bytes:
         batch = pb.EventBatch(
             epoch=epoch,
             from_revision=events[0].revision,
             to_revision=events[-1].revision,
             events=[convert.event_to_pb(event) for event in events],
+            ack_requested=ack_requested,
         )
         return pb.WatchLocksResponse(events=batch).SerializeToString()
 

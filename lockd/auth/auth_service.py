@@ -73,6 +73,8 @@ class AuthService:
         self.store = store
         self.hub = hub
         self.agents = agents
+        # The hub marks the batch holding an awaited revision (create_lock's await_ack).
+        hub.awaited = lambda: agents.awaited
         self.clock = clock
         self.audit = audit
         self.cluster = cluster
@@ -144,10 +146,16 @@ class AuthService:
 
     # -- locks ---------------------------------------------------------------------
 
-    async def create_lock(self, caller: Caller, lock: Lock) -> tuple[Lock, int]:
+    async def create_lock(
+        self, caller: Caller, lock: Lock, *, await_ack: bool = False
+    ) -> tuple[Lock, int]:
+        """`await_ack`: the caller will wait for the agents' acks (lockctl lock --wait);
+        asked for before the event goes out, so its own frame carries the request."""
         self.authorize(caller, Kind.LOCK, rbac.PUT)
         stamped = self._stamp(caller, lock)
         committed = await self.store.put(stamped, PutMode.CREATE, self.clock.now())
+        if await_ack:
+            self.agents.request_ack(committed.event.revision)
         self.hub.publish([committed.event])
         self.audit.emit(
             lock_created(

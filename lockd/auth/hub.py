@@ -15,7 +15,6 @@ every stream then ends with a Reset, since no batch leads from the old state to 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -52,7 +51,9 @@ class ResetReason(StrEnum):
 class WatchEncoder(Protocol):
     """Serialises WatchLocks responses (implemented by lockd.api with protobuf)."""
 
-    def events(self, epoch: str, events: Sequence[Event]) -> bytes: ...
+    def events(self, epoch: str, events: Sequence[Event], ack_requested: bool = False) -> bytes:
+        """An EventBatch frame; `ack_requested`: agents, ack it as soon as it is saved."""
+        ...
 
     def snapshot_begin(self, epoch: str, revision: int, count: int) -> bytes: ...
 
@@ -123,6 +124,9 @@ class ReplicationHub:
         self.generation = 0
         self.rebase_reason = ResetReason.EPOCH_CHANGED
         self.last_event: Event | None = None
+        # The highest revision somebody waits for (the agent registry's, set by the
+        # runtime): a batch holding it is encoded asking for the acks.
+        self.awaited: Callable[[], int] = lambda: 0
 
     @property
     def epoch(self) -> str:
@@ -177,10 +181,15 @@ class ReplicationHub:
         for stale in [rev for rev in self._pending if rev <= self.state.revision]:
             del self._pending[stale]
         if batch:
-            encode = functools.partial(self.encoder.events, self.state.epoch)
+            epoch, awaited = self.state.epoch, self.awaited()
+
+            def encode(part: Sequence[Event]) -> bytes:
+                return self.encoder.events(epoch, part, _holds(part, awaited))
+
             now = self._clock.monotonic()
             for part, payload in encode_within(batch, encode):
-                self.ring.append(part[0].revision, part[-1].revision, payload, len(part), now)
+                first, last = part[0].revision, part[-1].revision
+                self.ring.append(first, last, payload, len(part), now, _holds(part, awaited))
             self.last_event = batch[-1]
             for listener in self.on_batch:
                 listener(batch)
@@ -254,3 +263,7 @@ class ReplicationHub:
 def _release(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _holds(part: Sequence[Event], revision: int) -> bool:
+    return part[0].revision <= revision <= part[-1].revision

@@ -22,6 +22,9 @@ class Batch:
     payload: bytes
     count: int
     created: float  # monotonic seconds, for the slow-consumer time bound
+    # Somebody waited for a revision of this batch when it was encoded: its frame asks
+    # the agents to ack it at once (no AckRequest frame needed after it).
+    ack_requested: bool = False
 
 
 class Overrun(Exception):
@@ -45,10 +48,18 @@ class EventRing:
         """The sequence number the next appended batch will get."""
         return self._next_seq
 
-    def append(self, first: int, last: int, payload: bytes, count: int, now: float) -> Batch:
+    def append(
+        self,
+        first: int,
+        last: int,
+        payload: bytes,
+        count: int,
+        now: float,
+        ack_requested: bool = False,
+    ) -> Batch:
         if self._batches and first != self._batches[-1].last + 1:
             raise ValueError(f"batch {first}..{last} does not follow {self._batches[-1].last}")
-        batch = Batch(self._next_seq, first, last, payload, count, now)
+        batch = Batch(self._next_seq, first, last, payload, count, now, ack_requested)
         self._batches.append(batch)
         self._next_seq += 1
         if len(self._batches) > self._capacity:

@@ -204,6 +204,8 @@ class WatchStream:
                     return
                 seq += 1
                 self.position = batch.last
+                if batch.ack_requested:  # the batch's frame asks for it: no AckRequest
+                    self._asked = max(self._asked, batch.last)
                 last_sent = now
                 # Decided before the batch goes out (the agent's acks after it already
                 # count as those of a locked-out agent), sent after it: the batch that

@@ -189,7 +189,10 @@ class WatchClient:
                 first = False
             kind = response.WhichOneof("message")
             if kind == "events":
-                await self._apply_events(response.events)
+                batch = response.events
+                await self._apply_events(batch)
+                if batch.ack_requested and batch.epoch == runtime.view.state.epoch:
+                    self._want(batch.to_revision)
             elif kind == "heartbeat":
                 beat = response.heartbeat
                 interval = convert.duration_from_pb(beat.interval).total_seconds()

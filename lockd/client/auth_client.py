@@ -172,8 +172,10 @@ class AuthClient(ChannelClient):
 
     # -- locks ---------------------------------------------------------------------
 
-    async def create_lock(self, lock: Lock) -> tuple[Lock, int]:
-        request = lock_pb.CreateLockRequest(lock=convert.lock_to_pb(lock))
+    async def create_lock(self, lock: Lock, *, await_ack: bool = False) -> tuple[Lock, int]:
+        """The stored lock and its revision; `await_ack`: the caller will wait for the
+        agents to confirm it (the event goes out asking for their acks)."""
+        request = lock_pb.CreateLockRequest(lock=convert.lock_to_pb(lock), await_ack=await_ack)
         response = await call(self._locks.CreateLock(request))
         return convert.lock_from_pb(response.lock), response.revision
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lockd.v1 import resources_pb2 as lockd_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blockd/v1/lock_service.proto\x12\x08lockd.v1\x1a\x18lockd/v1/resources.proto\"1\n\x11\x43reateLockRequest\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\"D\n\x12\x43reateLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\x12\x10\n\x08revision\x18\x02 \x01(\x03\"1\n\x11UpsertLockRequest\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\"U\n\x12UpsertLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\x1e\n\x0eGetLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\"w\n\x10ListLocksRequest\x12\x15\n\rin_force_only\x18\x01 \x01(\x08\x12%\n\x07targets\x18\x02 \x03(\x0b\x32\x14.lockd.v1.LockTarget\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x11ListLocksResponse\x12\x1d\n\x05locks\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.Lock\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x12\x44\x65leteLockResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x32\xee\x02\n\x0bLockService\x12G\n\nCreateLock\x12\x1b.lockd.v1.CreateLockRequest\x1a\x1c.lockd.v1.CreateLockResponse\x12G\n\nUpsertLock\x12\x1b.lockd.v1.UpsertLockRequest\x1a\x1c.lockd.v1.UpsertLockResponse\x12>\n\x07GetLock\x12\x18.lockd.v1.GetLockRequest\x1a\x19.lockd.v1.GetLockResponse\x12\x44\n\tListLocks\x12\x1a.lockd.v1.ListLocksRequest\x1a\x1b.lockd.v1.ListLocksResponse\x12G\n\nDeleteLock\x12\x1b.lockd.v1.DeleteLockRequest\x1a\x1c.lockd.v1.DeleteLockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blockd/v1/lock_service.proto\x12\x08lockd.v1\x1a\x18lockd/v1/resources.proto\"D\n\x11\x43reateLockRequest\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\x12\x11\n\tawait_ack\x18\x02 \x01(\x08\"D\n\x12\x43reateLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\x12\x10\n\x08revision\x18\x02 \x01(\x03\"1\n\x11UpsertLockRequest\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\"U\n\x12UpsertLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"\x1e\n\x0eGetLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetLockResponse\x12\x1c\n\x04lock\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Lock\"w\n\x10ListLocksRequest\x12\x15\n\rin_force_only\x18\x01 \x01(\x08\x12%\n\x07targets\x18\x02 \x03(\x0b\x32\x14.lockd.v1.LockTarget\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"K\n\x11ListLocksResponse\x12\x1d\n\x05locks\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.Lock\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x12\x44\x65leteLockResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\x32\xee\x02\n\x0bLockService\x12G\n\nCreateLock\x12\x1b.lockd.v1.CreateLockRequest\x1a\x1c.lockd.v1.CreateLockResponse\x12G\n\nUpsertLock\x12\x1b.lockd.v1.UpsertLockRequest\x1a\x1c.lockd.v1.UpsertLockResponse\x12>\n\x07GetLock\x12\x18.lockd.v1.GetLockRequest\x1a\x19.lockd.v1.GetLockResponse\x12\x44\n\tListLocks\x12\x1a.lockd.v1.ListLocksRequest\x1a\x1b.lockd.v1.ListLocksResponse\x12G\n\nDeleteLock\x12\x1b.lockd.v1.DeleteLockRequest\x1a\x1c.lockd.v1.DeleteLockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,25 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.lock_service_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATELOCKREQUEST']._serialized_start=67
-  _globals['_CREATELOCKREQUEST']._serialized_end=116
-  _globals['_CREATELOCKRESPONSE']._serialized_start=118
-  _globals['_CREATELOCKRESPONSE']._serialized_end=186
-  _globals['_UPSERTLOCKREQUEST']._serialized_start=188
-  _globals['_UPSERTLOCKREQUEST']._serialized_end=237
-  _globals['_UPSERTLOCKRESPONSE']._serialized_start=239
-  _globals['_UPSERTLOCKRESPONSE']._serialized_end=324
-  _globals['_GETLOCKREQUEST']._serialized_start=326
-  _globals['_GETLOCKREQUEST']._serialized_end=356
-  _globals['_GETLOCKRESPONSE']._serialized_start=358
-  _globals['_GETLOCKRESPONSE']._serialized_end=405
-  _globals['_LISTLOCKSREQUEST']._serialized_start=407
-  _globals['_LISTLOCKSREQUEST']._serialized_end=526
-  _globals['_LISTLOCKSRESPONSE']._serialized_start=528
-  _globals['_LISTLOCKSRESPONSE']._serialized_end=603
-  _globals['_DELETELOCKREQUEST']._serialized_start=605
-  _globals['_DELETELOCKREQUEST']._serialized_end=638
-  _globals['_DELETELOCKRESPONSE']._serialized_start=640
-  _globals['_DELETELOCKRESPONSE']._serialized_end=678
-  _globals['_LOCKSERVICE']._serialized_start=681
-  _globals['_LOCKSERVICE']._serialized_end=1047
+  _globals['_CREATELOCKREQUEST']._serialized_end=135
+  _globals['_CREATELOCKRESPONSE']._serialized_start=137
+  _globals['_CREATELOCKRESPONSE']._serialized_end=205
+  _globals['_UPSERTLOCKREQUEST']._serialized_start=207
+  _globals['_UPSERTLOCKREQUEST']._serialized_end=256
+  _globals['_UPSERTLOCKRESPONSE']._serialized_start=258
+  _globals['_UPSERTLOCKRESPONSE']._serialized_end=343
+  _globals['_GETLOCKREQUEST']._serialized_start=345
+  _globals['_GETLOCKREQUEST']._serialized_end=375
+  _globals['_GETLOCKRESPONSE']._serialized_start=377
+  _globals['_GETLOCKRESPONSE']._serialized_end=424
+  _globals['_LISTLOCKSREQUEST']._serialized_start=426
+  _globals['_LISTLOCKSREQUEST']._serialized_end=545
+  _globals['_LISTLOCKSRESPONSE']._serialized_start=547
+  _globals['_LISTLOCKSRESPONSE']._serialized_end=622
+  _globals['_DELETELOCKREQUEST']._serialized_start=624
+  _globals['_DELETELOCKREQUEST']._serialized_end=657
+  _globals['_DELETELOCKRESPONSE']._serialized_start=659
+  _globals['_DELETELOCKRESPONSE']._serialized_end=697
+  _globals['_LOCKSERVICE']._serialized_start=700
+  _globals['_LOCKSERVICE']._serialized_end=1066
 # @@protoc_insertion_point(module_scope)

@@ -21,19 +21,27 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class CreateLockRequest(_message.Message):
+    """await_ack: the caller will wait for the agents to confirm the lock (lockctl lock
+    --wait): the event goes out asking them to acknowledge it at once (EventBatch
+    ack_requested), as GetClusterStatus's await_revision would, one frame earlier.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOCK_FIELD_NUMBER: _builtins.int
+    AWAIT_ACK_FIELD_NUMBER: _builtins.int
+    await_ack: _builtins.bool
     @_builtins.property
     def lock(self) -> _resources_pb2.Lock: ...
     def __init__(
         self,
         *,
         lock: _resources_pb2.Lock | None = ...,
+        await_ack: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lock", b"lock"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock", b"lock"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["await_ack", b"await_ack", "lock", b"lock"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

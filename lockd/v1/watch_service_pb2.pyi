@@ -315,7 +315,11 @@ Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
 
 @_typing.final
 class EventBatch(_message.Message):
-    """EventBatch holds the contiguous revisions from_revision..to_revision."""
+    """EventBatch holds the contiguous revisions from_revision..to_revision.
+    ack_requested: somebody already waits for a revision of this batch (lockctl lock
+    --wait, whose CreateLock asked for it): acknowledge to_revision as soon as it is
+    applied and saved, as for an AckRequest (which the stream then does not send).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -323,9 +327,11 @@ class EventBatch(_message.Message):
     FROM_REVISION_FIELD_NUMBER: _builtins.int
     TO_REVISION_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    ACK_REQUESTED_FIELD_NUMBER: _builtins.int
     epoch: _builtins.str
     from_revision: _builtins.int
     to_revision: _builtins.int
+    ack_requested: _builtins.bool
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchEvent]: ...
     def __init__(
@@ -335,10 +341,11 @@ class EventBatch(_message.Message):
         from_revision: _builtins.int = ...,
         to_revision: _builtins.int = ...,
         events: _abc.Iterable[Global___WatchEvent] | None = ...,
+        ack_requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "events", b"events", "from_revision", b"from_revision", "to_revision", b"to_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack_requested", b"ack_requested", "epoch", b"epoch", "events", b"events", "from_revision", b"from_revision", "to_revision", b"to_revision"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

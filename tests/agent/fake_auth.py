@@ -57,13 +57,21 @@ class Connection:
             )
         )
 
-    async def events(self, epoch: str, first: int, last: int, events: Sequence[Event]) -> None:
+    async def events(
+        self,
+        epoch: str,
+        first: int,
+        last: int,
+        events: Sequence[Event],
+        ack_requested: bool = False,
+    ) -> None:
         """An EventBatch claiming `first..last` (the events need not agree: gaps)."""
         batch = pb.EventBatch(
             epoch=epoch,
             from_revision=first,
             to_revision=last,
             events=[convert.event_to_pb(event) for event in events],
+            ack_requested=ack_requested,
         )
         await self.send(pb.WatchLocksResponse(events=batch))
 

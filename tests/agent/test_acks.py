@@ -109,6 +109,24 @@ async def test_an_asked_revision_is_acked_at_once_and_an_unasked_one_is_not(
     await connection.wait_for_ack(2)
 
 
+async def test_a_batch_that_asks_for_its_ack_is_acked_once_saved(
+    cluster: Cluster, fake: FakeFactory
+) -> None:
+    """An EventBatch with ack_requested (a CreateLock somebody waits for) is acked as
+    soon as it is saved, with no AckRequest and the cadence ack an hour away."""
+
+    async def script(connection: Connection) -> None:
+        await connection.snapshot(EPOCH, 1)
+        await connection.heartbeat(EPOCH, 1, QUIET)
+        await connection.events(EPOCH, 2, 3, [put(2, "alice"), put(3, "bob")], True)
+        await asyncio.Event().wait()
+
+    server = await fake([script])
+    await cluster.start_agent(addresses=(server.address,), wait_synced=False)
+    connection = (await server.wait_connections(1))[0]
+    await connection.wait_for_ack(3)
+
+
 async def test_a_locked_agent_acks_the_lock_before_its_stream_ends(
     cluster: Cluster, fake: FakeFactory
 ) -> None:

@@ -11,7 +11,10 @@ import pytest
 
 from lockd.auth.watch_stream import SNAPSHOT_CHUNK, WatchSettings
 from lockd.v1 import cluster_service_pb2 as cluster_pb
+from lockd.v1 import lock_service_pb2 as lock_pb
 from lockd.v1 import watch_service_pb2 as watch_pb
+from lockd.v1.cluster_service_pb2_grpc import ClusterServiceStub
+from lockd.v1.lock_service_pb2_grpc import LockServiceStub
 from lockd.v1.watch_service_pb2_grpc import WatchServiceStub
 from tests.api.conftest import Servers
 from tests.api.helpers import (
@@ -329,4 +332,32 @@ async def test_resuming_into_old_ring_batches_is_not_a_slow_consumer(servers: Se
     assert [e.name for e in await follower.until(revisions[-1])] == ["l1", "l2"]
     later = await create_lock(channel, lock_pb_of("l3"))
     assert [e.name for e in await follower.until(later)] == ["l3"]
+    client.cancel()
+
+
+async def test_a_create_awaiting_acks_marks_its_batch_instead_of_an_ack_request(
+    servers: Servers,
+) -> None:
+    """CreateLock with await_ack: the batch holding the lock asks for the ack itself, and
+    the status call awaiting that revision adds no AckRequest; a plain create's batch
+    asks for nothing, and a status call awaiting it then sends an AckRequest."""
+    server = await servers.start()
+    channel = server.channel()
+    client = await WatchClient.open(channel)
+    snapshot = await read_snapshot(client)
+    follower = Follower(client, snapshot.begin.epoch, snapshot.begin.revision)
+    cluster = ClusterServiceStub(channel)
+
+    request = lock_pb.CreateLockRequest(lock=lock_pb_of("awaited"), await_ack=True)
+    awaited = (await LockServiceStub(channel).CreateLock(request)).revision
+    batch = await follower.next_batch()
+    assert (batch.to_revision, batch.ack_requested) == (awaited, True)
+    await cluster.GetClusterStatus(cluster_pb.GetClusterStatusRequest(await_revision=awaited))
+
+    plain = await create_lock(channel, lock_pb_of("plain"))
+    batch = await follower.next_batch()  # an AckRequest first would fail here
+    assert (batch.to_revision, batch.ack_requested) == (plain, False)
+    await cluster.GetClusterStatus(cluster_pb.GetClusterStatusRequest(await_revision=plain))
+    asked = await client.read_kind("ack_request")
+    assert asked.ack_request.revision == plain
     client.cancel()

@@ -173,7 +173,7 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
         async def create(index: int) -> int:
             for _, task in confirming[-1:]:
                 await asyncio.wait_for(asyncio.shield(task), APPLY_TIMEOUT)
-            _, committed = await client.create_lock(probe_lock(index))
+            _, committed = await client.create_lock(probe_lock(index), await_ack=not params.light)
             if not params.light:  # minimal clients never ack
                 since = time.monotonic()
                 confirming.append((index, asyncio.create_task(confirmed(committed, since))))

@@ -82,7 +82,7 @@ def prepare(args: argparse.Namespace) -> Runner:
     async def run(client: AuthClient, console: Console) -> int:
         before = await client.status() if wait is not None else None
         started = time.monotonic()
-        created, revision = await client.create_lock(lock)
+        created, revision = await client.create_lock(lock, await_ack=wait is not None)
         console.result(f'Created a lock with name "{created.name}".')
         if wait is not None and before is not None:
             await wait_for_agents(
