@@ -168,7 +168,14 @@ class WatchHandler:
         self._settings = settings
         self._gate = SnapshotGate(settings.snapshot_bytes_in_flight)
         self._watchdog = WriteWatchdog(settings.slow_consumer_after.total_seconds())
-        agents.on_await.append(hub.wake)  # an awaited revision: streams send AckRequests
+        agents.on_await.append(self._awaited)
+
+    def _awaited(self) -> None:
+        """An awaited revision: the streams that have it send AckRequests. One not
+        published yet (CreateLock's await_ack) wakes nobody: its batch will carry the
+        request, and waking every stream for nothing delays that batch."""
+        if self._agents.awaited <= self._hub.revision:
+            self._hub.wake()
 
     def rpc_handler(self, caller_of: CallerResolver) -> grpc.GenericRpcHandler:
         """The WatchLocks handler for a server whose callers `caller_of` identifies."""

@@ -39,7 +39,13 @@ FAN_OUT = (
 FIELDS = {
     "baseline": FAN_OUT,
     "etcd": FAN_OUT,
-    "propagation": (*FAN_OUT, "vs_baseline_last_p99", "vs_baseline_last_p50"),
+    "propagation": (
+        *FAN_OUT,
+        "vs_baseline_last_p99",
+        "vs_baseline_last_p50",
+        *(f"confirmed_{key}" for key in LATENCY),
+        *(f"waited_last_{key}" for key in LATENCY),
+    ),
     "terminate": (
         *(f"session_{key}" for key in LATENCY),
         *(f"all_{key}" for key in LATENCY),
@@ -129,7 +135,7 @@ def check_fields(
 
 def test_propagation_with_baseline(tmp_path: Path) -> None:
     """propagation --with-baseline runs the bare grpc.aio floor and lockd in one invocation and
-    reports both, with the ratio."""
+    reports both, with the ratio, and lockd's `lock --wait` series (confirmed)."""
     results = bench(
         tmp_path, "propagation", "--agents", "6", "--procs", "2", "--locks", "3",
         "--warmup", "1", "--gap", "0", "--with-baseline", "--store", "memory",

@@ -4,9 +4,11 @@ propagation: N real agents (K worker processes) watch a real `lockd auth` (servi
 WatchLocks from `watch_workers` processes: `--watch-workers 1,2,4` runs once per count,
 the server's CPU and RSS summed over its processes); M locks are
 created one at a time over the admin socket. For each, the time from the CreateLock call
-to the moment its revision was applied by the first and by the last agent, and (real
-agents) `confirmed`: from CreateLock's return until the cluster status shows every agent
-having acknowledged it — `lockctl lock --wait`'s path, asking for the acks at once.
+to the moment its revision was applied by the first and by the last agent (nobody
+waits: the agents ack at their heartbeat cadence). Then (real agents) M more, each as
+`lockctl lock --wait` makes it (CreateLock asking for the acks): `confirmed`, from
+CreateLock's return until the cluster status shows every agent having acknowledged it,
+and `waited_last`, the last agent's latency while those acks come back.
 
 With `light`, the agents are minimal clients that only parse each frame for its revision
 (no view, no acks): the auth server's own share, without the agents' work — on a 2-core
@@ -158,32 +160,13 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
         for worker in workers:
             await worker.call("track", from_rev=revision + 1)
 
-        # `lock --wait`'s path: from CreateLock's return until the status shows every agent
-        # at the lock's revision, asking for the acks (await_revision) as lockctl does.
-        confirming: list[tuple[int, asyncio.Task[float]]] = []
-
-        async def confirmed(revision: int, since: float) -> float:
-            while True:
-                status = await client.status(await_revision=revision)
-                acked = [a for a in status.agents if a.connected and a.applied_revision >= revision]
-                if len(acked) >= params.agents:
-                    return time.monotonic() - since
-                await asyncio.sleep(CONFIRM_POLL)
-
         async def create(index: int) -> int:
-            for _, task in confirming[-1:]:
-                await asyncio.wait_for(asyncio.shield(task), APPLY_TIMEOUT)
-            _, committed = await client.create_lock(probe_lock(index), await_ack=not params.light)
-            if not params.light:  # minimal clients never ack
-                since = time.monotonic()
-                confirming.append((index, asyncio.create_task(confirmed(committed, since))))
+            _, committed = await client.create_lock(probe_lock(index))
             return committed
 
-        figures = await _measure(create, workers, params, pids, common.watch_workers != 1)
-        result.update(figures)
-        waits = [await task for index, task in confirming if index >= params.warmup]
-        if waits:
-            result.update(latency_summary("confirmed", waits))
+        result.update(await _measure(create, workers, params, pids, common.watch_workers != 1))
+        if not params.light:  # minimal clients never ack
+            result.update(await _confirm(client, workers, params))
         if params.replicas > 1:
             result.add(agents_on_other_replicas=await _on_other_replicas(client, params.agents))
         result.add(
@@ -197,6 +180,39 @@ async def propagation(reaper: Reaper, params: FanOutParams, common: Common) -> R
         await close_workers(reaper, workers)
         await close_replicas(replicas)
     return result
+
+
+async def _confirm(
+    client: AuthClient, workers: list[Worker], params: FanOutParams
+) -> dict[str, Value]:
+    """`lockctl lock --wait`'s path, as a second series of locks after the plain ones:
+    CreateLock asking for the acks (await_ack), then the cluster status polled with
+    await_revision until it shows every agent at the lock's revision. `confirmed`: from
+    CreateLock's return until then; `waited_last`: CreateLock's call until the last
+    agent applied the lock, while the acks come back (compare with `last`)."""
+    confirmed: list[float] = []
+    waited_last: list[float] = []
+    first_index = params.warmup + params.locks  # names after the plain series'
+    for index in range(params.warmup + params.locks):
+        start = time.monotonic()
+        _, revision = await client.create_lock(probe_lock(first_index + index), await_ack=True)
+        since = time.monotonic()
+        while True:
+            status = await client.status(await_revision=revision)
+            acked = [a for a in status.agents if a.connected and a.applied_revision >= revision]
+            if len(acked) >= params.agents:
+                break
+            await asyncio.sleep(CONFIRM_POLL)
+        done = time.monotonic()
+        events = await applied(workers, revision, APPLY_TIMEOUT)
+        if index >= params.warmup:
+            confirmed.append(done - since)
+            waited_last.append(max(float(event["last"]) for event in events) - start)
+        await asyncio.sleep(params.pause())
+    return {
+        **latency_summary("confirmed", confirmed),
+        **latency_summary("waited_last", waited_last),
+    }
 
 
 async def _on_other_replicas(client: AuthClient, agents: int) -> int:
