@@ -96,6 +96,8 @@ class ReplicaSet:
         # The other replicas' agent rows, under the report (heartbeat_at) they came with:
         # re-read only after that replica reported again (lockctl lock --wait polls).
         self._remote: dict[str, tuple[datetime, list[AgentPresence]]] = {}
+        # This replica's agents as its last report stored them (None: report them all).
+        self._reported: dict[str, AgentPresence] | None = None
         agents.on_awaited_ack.append(self._report_now.set)
         if relay is not None:
             agents.on_request.append(self._relay_soon)
@@ -164,12 +166,24 @@ class ReplicaSet:
                 _log.debug("could not relay an ack request", error=str(error))
 
     async def report(self) -> None:
+        """Report this replica and its agents: all of them the first time (and after a
+        failed report), then only those whose stored row would change."""
         if self._directory is None:
             return
+        presences = {agent.agent_id: _stored(agent) for agent in self.local_agents()}
+        complete = self._reported is None
+        if self._reported is None:
+            changed = list(presences.values())
+        else:
+            reported = self._reported
+            changed = [row for key, row in presences.items() if reported.get(key) != row]
+        self._reported = None  # until this report is in
         try:
-            await self._directory.report_replica(self.local_record(), self.local_agents())
+            await self._directory.report_replica(self.local_record(), changed, complete)
         except UnavailableError as error:
             _log.debug("could not report this replica", error=str(error))
+            return
+        self._reported = presences
 
     async def leave(self) -> None:
         """Remove this replica's rows (a clean stop)."""
@@ -218,6 +232,11 @@ class ReplicaSet:
                 agents[presence.agent_id] = presence
         views.sort(key=lambda view: view.record.replica_id)
         return ClusterMembers(views, sorted(agents.values(), key=_agent_key))
+
+
+def _stored(agent: AgentPresence) -> AgentPresence:
+    """The agent as the directory stores it (no last_frame): what a report compares."""
+    return replace(agent, last_frame=None)
 
 
 def _agent_key(agent: AgentPresence) -> str:

@@ -81,10 +81,15 @@ class Leases(Protocol):
 
 @runtime_checkable
 class ReplicaDirectory(Protocol):
-    async def report_replica(self, replica: ReplicaRecord, agents: Sequence[AgentPresence]) -> None:
-        """Upsert the replica's row (heartbeat_at = the store's now) and its full list
-        of agents, in one transaction; its rows for agents not in `agents` go. An agent
-        is on one replica at a time: a report from another replica takes its row over."""
+    async def report_replica(
+        self, replica: ReplicaRecord, agents: Sequence[AgentPresence], complete: bool = True
+    ) -> None:
+        """Upsert the replica's row (heartbeat_at = the store's now) and `agents`, in one
+        transaction. `complete`: `agents` is the replica's full list, and its rows for
+        other agents go; otherwise only the agents that changed since its last report.
+        An agent is on one replica at a time: a report from another replica takes its
+        row over, unless that report has the agent disconnected and the row has it
+        connected (the replica it left must not take it back)."""
         ...
 
     async def list_replicas(

@@ -268,8 +268,12 @@ class PostgresStore(OpsStore):
 
     # ReplicaDirectory
 
-    async def report_replica(self, replica: ReplicaRecord, agents: Sequence[AgentPresence]) -> None:
-        await self._call(lambda conn: postgres_replicas.report_replica(conn, replica, agents))
+    async def report_replica(
+        self, replica: ReplicaRecord, agents: Sequence[AgentPresence], complete: bool = True
+    ) -> None:
+        await self._call(
+            lambda conn: postgres_replicas.report_replica(conn, replica, agents, complete)
+        )
 
     async def list_replicas(
         self, exclude: str = "", known: Mapping[str, datetime] | None = None

@@ -42,7 +42,7 @@ async def release_lease(conn: Conn, name: str, holder: str) -> None:
 
 
 async def report_replica(
-    conn: Conn, replica: ReplicaRecord, agents: Sequence[AgentPresence]
+    conn: Conn, replica: ReplicaRecord, agents: Sequence[AgentPresence], complete: bool
 ) -> None:
     async with conn.transaction():
         await conn.execute(
@@ -58,18 +58,23 @@ async def report_replica(
             replica.epoch,
             replica.agents,
         )
-        await conn.execute(
-            "DELETE FROM replica_agents WHERE replica_id = $1 AND NOT agent_id = ANY($2::text[])",
-            replica.replica_id,
-            [agent.agent_id for agent in agents],
-        )
+        if complete:
+            await conn.execute(
+                "DELETE FROM replica_agents "
+                "WHERE replica_id = $1 AND NOT agent_id = ANY($2::text[])",
+                replica.replica_id,
+                [agent.agent_id for agent in agents],
+            )
         await conn.executemany(
             "INSERT INTO replica_agents (agent_id, replica_id, address, connected, state, "
             "epoch, applied_revision, last_ack) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
             "ON CONFLICT (agent_id) DO UPDATE SET replica_id = EXCLUDED.replica_id, "
             "address = EXCLUDED.address, connected = EXCLUDED.connected, "
             "state = EXCLUDED.state, epoch = EXCLUDED.epoch, "
-            "applied_revision = EXCLUDED.applied_revision, last_ack = EXCLUDED.last_ack",
+            "applied_revision = EXCLUDED.applied_revision, last_ack = EXCLUDED.last_ack "
+            # A replica the agent left does not take its row back from the one it is on.
+            "WHERE replica_agents.replica_id = EXCLUDED.replica_id OR EXCLUDED.connected "
+            "OR NOT replica_agents.connected",
             [
                 (
                     agent.agent_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from lockd.auth.replica_set import AckRelay
@@ -205,3 +206,27 @@ async def test_the_directory_reads_again_only_the_replicas_that_reported_since(
     await b.report_replica(replica("b"), [agent("n2", "b"), agent("n3", "b")])
     _, agents = await a.list_replicas(exclude="a", known=known)
     assert [x.agent_id for x in agents["b"]] == ["n2", "n3"]
+
+
+async def test_a_partial_report_keeps_unlisted_rows_and_a_left_replica_cannot_take_an_agent_back(
+    open_replica: OpenReplica,
+) -> None:
+    """A report that is not complete upserts only what it lists (the replica's other rows
+    stay); the replica an agent left, reporting it disconnected, does not take back the
+    row of the replica the agent is connected to now — a connected report does."""
+    a, b = await open_replica(), await open_replica()
+    await a.report_replica(replica("a"), [agent("n1", "a"), agent("n2", "a")])
+    await a.report_replica(replica("a"), [agent("n1", "a")], complete=False)
+    _, agents = await b.list_replicas()
+    assert [x.agent_id for x in agents["a"]] == ["n1", "n2"]
+
+    await b.report_replica(replica("b"), [agent("n2", "b")], complete=False)
+    left = replace(agent("n2", "a"), connected=False)
+    await a.report_replica(replica("a"), [left], complete=False)
+    _, agents = await b.list_replicas()
+    assert [(x.agent_id, x.connected) for x in agents["b"]] == [("n2", True)]
+
+    await a.report_replica(replica("a"), [agent("n2", "a")], complete=False)
+    _, agents = await b.list_replicas()
+    assert [x.agent_id for x in agents["a"]] == ["n1", "n2"]
+    assert agents["b"] == []
