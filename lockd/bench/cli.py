@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from lockd.bench.procs import Reaper, raise_nofile
 from lockd.bench.report import Result, render_table
+from lockd.bench.scenarios.agent_apply import ApplyParams, agent_apply
 from lockd.bench.scenarios.check import CheckParams, check
 from lockd.bench.scenarios.check_under_load import LoadParams, check_under_load
 from lockd.bench.scenarios.common import Common
@@ -158,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--procs", type=int, default=2, help="agent worker processes")
     command.add_argument("--locks", type=int, default=0, help="locks in the store")
 
+    command = scenario("agent-apply", "an agent's Python per lock and its RSS, in-process")
+    command.add_argument("--locks", type=int, default=100_000, help="locks in the snapshot")
+    command.add_argument("--events", type=int, default=20_000, help="one-lock events per round")
+    command.add_argument("--rounds", type=int, default=5, help="rounds of events (best counts)")
+
     command = scenario("snapshot", "cold start of N agents against L existing locks")
     command.add_argument("--agents", type=int, default=100, help="agents (streams)")
     command.add_argument("--locks", type=int, default=1000, help="locks in the store")
@@ -269,6 +275,10 @@ async def _resync(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await run(reaper, params, _common(args))]
 
 
+async def _agent_apply(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    return [await agent_apply(reaper, ApplyParams(args.locks, args.events, args.rounds))]
+
+
 Runner = Callable[[Reaper, argparse.Namespace], Awaitable[list[Result]]]
 RUNNERS: dict[str, Runner] = {
     "propagation": _fan_out,
@@ -282,6 +292,7 @@ RUNNERS: dict[str, Runner] = {
     "failover": _failover,
     "reconnect": _resync,
     "snapshot": _resync,
+    "agent-apply": _agent_apply,
 }
 
 

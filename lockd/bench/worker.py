@@ -9,7 +9,8 @@ Roles: `agents` (N real watching agents), `light-agents` (N minimal WatchLocks c
 `etcd-watchers` (N watchers of a local etcd, the peer),
 `bare-watchers` (N raw streams), `bare-fanout`,
 `bare-unary` and `bare-sessions` (the transport floors), `agent-host` (one real node
-agent), `sidecars` (sessions on the agent's socket) and `checker` (CheckAccess load).
+agent), `sidecars` (sessions on the agent's socket), `checker` (CheckAccess load) and
+`apply` (one agent runtime fed frames in-process).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def build(args: argparse.Namespace) -> tuple[Role, Message]:
     """The role and the fields of its `ready` event."""
-    from lockd.bench import bare, fleet, host  # the heavy imports, after the parse
+    from lockd.bench import apply_probe, bare, fleet, host  # the heavy imports, after the parse
 
     role = args.role
     if role == "agents":
@@ -81,6 +82,8 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
         return host.Sidecars(args.socket, args.count, args.matching, args.prefix), {}
     if role == "checker":
         return host.Checker(args.concurrency), {}
+    if role == "apply":
+        return apply_probe.ApplyProbe(), {}
     raise SystemExit(f"unknown role {role!r}")
 
 

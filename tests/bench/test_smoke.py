@@ -90,6 +90,16 @@ FIELDS = {
     ),
     "create": (*(f"create_{key}" for key in LATENCY), "creates_per_s", "server_cpu_ms_per_create"),
     "reconnect": ("restart_s", "resync_all_s", "total_s", "resumed_share", "snapshots"),
+    "agent-apply": (
+        "event_us",
+        "event_us_median",
+        "snapshot_us_per_lock",
+        "idle_rss_mb",
+        "rss_mb",
+        "rss_per_lock_b",
+        "rss_end_mb",
+        "view_locks",
+    ),
     "snapshot": (
         *(f"synced_{key}" for key in LATENCY),
         "all_synced_s",
@@ -232,6 +242,16 @@ def test_reconnect(tmp_path: Path) -> None:
     (result,) = bench(tmp_path, "reconnect", "--agents", "4", "--procs", "1")
     figures = check_fields(result, "reconnect")
     assert 0 <= float(figures["resumed_share"]) <= 1  # type: ignore[arg-type]
+
+
+def test_agent_apply(tmp_path: Path) -> None:
+    """agent-apply feeds one agent runtime a snapshot and event rounds in-process and
+    reports its CPU per lock and its RSS; the view ends with every lock it was sent."""
+    (result,) = bench(
+        tmp_path, "agent-apply", "--locks", "200", "--events", "50", "--rounds", "2"
+    )  # fmt: skip
+    figures = check_fields(result, "agent-apply")
+    assert figures["view_locks"] == 200 + 50 * 2
 
 
 def test_snapshot(tmp_path: Path) -> None:
