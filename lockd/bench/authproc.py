@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -73,8 +74,7 @@ class AuthServer:
         self._reaper = reaper
         self.store = store
         self.postgres = postgres  # the store's server when store is "postgres"
-        self.directory = reaper.workdir / name
-        self.directory.mkdir()
+        self.directory = _fresh_directory(reaper.workdir, name)
         self.admin_socket = self.directory / "admin.sock"
         self.db_path = self.directory / "lockd.db"
         self.port = free_port()
@@ -228,3 +228,17 @@ auth_service:
                 await client.upsert_lock(seed_lock(index))
 
         await asyncio.gather(*(feed() for _ in range(SEED_CONCURRENCY)))
+
+
+def _fresh_directory(parent: Path, name: str) -> Path:
+    """`parent/name`, created; `name-2`, `name-3`… when an earlier server of the same run
+    had it (one invocation may start several, e.g. `lockd bench targets`)."""
+    directory, number = parent / name, 1
+    while True:
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            number += 1
+            directory = parent / f"{name}-{number}"
+            continue
+        return directory

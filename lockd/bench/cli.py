@@ -28,6 +28,7 @@ from lockd.bench.scenarios.proxy_bench import ProxyParams, proxy
 from lockd.bench.scenarios.replica_launch import check_replicas
 from lockd.bench.scenarios.resync import ResyncParams, reconnect, snapshot
 from lockd.bench.scenarios.ssh_bench import SSHParams, ssh
+from lockd.bench.scenarios.targets import TargetParams, targets
 from lockd.bench.scenarios.terminate import TerminateParams, terminate
 
 
@@ -159,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--procs", type=int, default=2, help="agent worker processes")
     command.add_argument("--locks", type=int, default=0, help="locks in the store")
 
+    command = scenario("targets", "every propagation target, with its floor and peer, met or not")
+    command.add_argument("--agents", type=int, default=1000, help="agents of the main fleet")
+    command.add_argument("--locks", type=int, default=100, help="locks created for it")
+    command.add_argument("--procs", type=int, default=2, help="its agent processes")
+    command.add_argument("--big-agents", type=int, default=10_000, help="the large fleet")
+    command.add_argument("--big-locks", type=int, default=20, help="locks created for it")
+    command.add_argument("--big-procs", type=int, default=4, help="its agent processes")
+    command.add_argument("--view-locks", type=int, default=100_000, help="agent-apply's locks")
+    command.add_argument("--events", type=int, default=20_000, help="agent-apply's events")
+    command.add_argument(
+        "--cold",
+        type=_shapes,
+        default=((100, 10_000), (1000, 1000)),
+        metavar="AxL[,AxL...]",
+        help="cold starts: A agents against L locks (default 100x10000,1000x1000)",
+    )
+
     command = scenario("agent-apply", "an agent's Python per lock and its RSS, in-process")
     command.add_argument("--locks", type=int, default=100_000, help="locks in the snapshot")
     command.add_argument("--events", type=int, default=20_000, help="one-lock events per round")
@@ -218,6 +236,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_replicas(_common(args), args.replicas)
 
 
+def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """`100x10000,1000x1000`: (agents, locks) pairs, agents at least 1."""
+    shapes = []
+    for part in text.split(","):
+        agents, x, locks = part.partition("x")
+        if not (x and agents.isdigit() and locks.isdigit() and int(agents) >= 1):
+            raise argparse.ArgumentTypeError(f"not AGENTSxLOCKS: {part!r}")
+        shapes.append((int(agents), int(locks)))
+    return tuple(shapes)
+
+
 def _counts(text: str) -> tuple[int, ...]:
     """`1,2,4`: different whole numbers from 1 to 64."""
     try:
@@ -275,6 +304,16 @@ async def _resync(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await run(reaper, params, _common(args))]
 
 
+async def _targets(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
+    params = TargetParams(
+        fleet=FanOutParams(args.agents, args.locks, args.procs),
+        big_fleet=FanOutParams(args.big_agents, args.big_locks, args.big_procs),
+        apply=ApplyParams(args.view_locks, args.events),
+        cold=args.cold,
+    )
+    return await targets(reaper, params, _common(args))
+
+
 async def _agent_apply(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     return [await agent_apply(reaper, ApplyParams(args.locks, args.events, args.rounds))]
 
@@ -293,6 +332,7 @@ RUNNERS: dict[str, Runner] = {
     "reconnect": _resync,
     "snapshot": _resync,
     "agent-apply": _agent_apply,
+    "targets": _targets,
 }
 
 

@@ -104,13 +104,13 @@ FIELDS = {
 }
 
 
-def bench(tmp_path: Path, *args: str) -> list[dict[str, object]]:
+def bench(tmp_path: Path, *args: str, timeout: float = RUN_TIMEOUT) -> list[dict[str, object]]:
     """Run `lockd bench ARGS --json`; the JSON objects it printed."""
     done = subprocess.run(
         [sys.executable, "-m", "lockd", "bench", *args, "--json"],
         capture_output=True,
         text=True,
-        timeout=RUN_TIMEOUT,
+        timeout=timeout,
         env={**os.environ, "TMPDIR": str(tmp_path)},
         check=False,
     )
@@ -234,6 +234,32 @@ def test_reconnect(tmp_path: Path) -> None:
     (result,) = bench(tmp_path, "reconnect", "--agents", "4", "--procs", "1")
     figures = check_fields(result, "reconnect")
     assert 0 <= float(figures["resumed_share"]) <= 1  # type: ignore[arg-type]
+
+
+def test_targets_reports_each_target_with_its_limit_and_verdict(tmp_path: Path) -> None:
+    """targets runs the floor, the etcd peer, both fleets, agent-apply and the cold starts
+    in one invocation, then a verdict giving each target's figure, limit and whether it
+    is met; a cold start of a shape the targets do not name has a figure and no verdict."""
+    results = bench(
+        tmp_path, "targets", "--agents", "4", "--locks", "2", "--procs", "2",
+        "--big-agents", "6", "--big-locks", "2", "--big-procs", "2",
+        "--view-locks", "200", "--events", "50", "--cold", "2x20,3x10",
+        timeout=4 * RUN_TIMEOUT,
+    )  # fmt: skip
+    assert [result["scenario"] for result in results] == [
+        "baseline", "etcd", "propagation", "propagation", "agent-apply",
+        "snapshot", "snapshot", "targets",
+    ]  # fmt: skip
+    verdict = results[-1]["results"]
+    assert isinstance(verdict, dict)
+    for name in (
+        "p99_vs_floor", "big_fleet_p99_ms", "server_cpu_vs_floor", "confirmed_p99_ms",
+        "agent_rss_mb", "rss_per_lock_b", "event_us", "cold_2x20_s", "cold_3x10_s",
+    ):  # fmt: skip
+        assert isinstance(verdict[name], int | float), (name, verdict[name])
+    assert verdict["event_us_limit"] == 15.0
+    assert isinstance(verdict["event_us_met"], bool)
+    assert (verdict["cold_2x20_s_limit"], verdict["cold_2x20_s_met"]) == (None, None)
 
 
 def test_agent_apply(tmp_path: Path) -> None:
