@@ -63,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("baseline", "the same fan-out over a bare grpc.aio server (transport floor)"),
     ):
         command = scenario(name, text)
-        command.add_argument("--agents", type=int, default=100, help="agents (streams)")
-        command.add_argument("--locks", type=int, default=50, help="locks created, one by one")
-        command.add_argument("--procs", type=int, default=2, help="agent worker processes")
+        _fleet_options(command, "", 100, 50, 2, "agents (streams)")
         command.add_argument("--warmup", type=int, default=3, help="unmeasured locks first")
         command.add_argument(
             "--gap",
@@ -161,12 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--locks", type=int, default=0, help="locks in the store")
 
     command = scenario("targets", "every propagation target, with its floor and peer, met or not")
-    command.add_argument("--agents", type=int, default=1000, help="agents of the main fleet")
-    command.add_argument("--locks", type=int, default=100, help="locks created for it")
-    command.add_argument("--procs", type=int, default=2, help="its agent processes")
-    command.add_argument("--big-agents", type=int, default=10_000, help="the large fleet")
-    command.add_argument("--big-locks", type=int, default=20, help="locks created for it")
-    command.add_argument("--big-procs", type=int, default=4, help="its agent processes")
+    _fleet_options(command, "", 1000, 100, 2, "agents of the main fleet")
+    _fleet_options(command, "big-", 10_000, 20, 4, "agents of the large fleet")
     command.add_argument("--view-locks", type=int, default=100_000, help="agent-apply's locks")
     command.add_argument("--events", type=int, default=20_000, help="agent-apply's events")
     command.add_argument(
@@ -187,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--locks", type=int, default=1000, help="locks in the store")
     command.add_argument("--procs", type=int, default=2, help="agent worker processes")
     return parser
+
+
+def _fleet_options(
+    command: argparse.ArgumentParser, prefix: str, agents: int, locks: int, procs: int, what: str
+) -> None:
+    """`--<prefix>agents`, `--<prefix>locks` (created one by one), `--<prefix>procs`."""
+    command.add_argument(f"--{prefix}agents", type=int, default=agents, help=what)
+    command.add_argument(
+        f"--{prefix}locks", type=int, default=locks, help="locks created, one by one"
+    )
+    command.add_argument(f"--{prefix}procs", type=int, default=procs, help="agent worker processes")
 
 
 def _common(args: argparse.Namespace) -> Common:
