@@ -253,10 +253,12 @@ def test_targets_reports_each_target_with_its_limit_and_verdict(tmp_path: Path) 
     verdict = results[-1]["results"]
     assert isinstance(verdict, dict)
     for name in (
-        "p99_vs_floor", "big_fleet_p99_ms", "server_cpu_vs_floor", "confirmed_p99_ms",
+        "p99_vs_floor", "big_fleet_p99_ms", "confirmed_p99_ms",
         "agent_rss_mb", "rss_per_lock_b", "event_us", "cold_2x20_s", "cold_3x10_s",
     ):  # fmt: skip
         assert isinstance(verdict[name], int | float), (name, verdict[name])
+    # A tiny floor may spend less CPU than /proc counts (10 ms ticks): no ratio then.
+    assert "server_cpu_vs_floor_met" in verdict
     assert verdict["event_us_limit"] == 15.0
     assert isinstance(verdict["event_us_met"], bool)
     assert (verdict["cold_2x20_s_limit"], verdict["cold_2x20_s_met"]) == (None, None)
