@@ -171,15 +171,15 @@ class ReplicaSet:
         if self._directory is None:
             return
         presences = {agent.agent_id: _stored(agent) for agent in self.local_agents()}
-        complete = self._reported is None
-        if self._reported is None:
+        reported, self._reported = self._reported, None  # None until this report is in
+        if reported is None:
             changed = list(presences.values())
         else:
-            reported = self._reported
             changed = [row for key, row in presences.items() if reported.get(key) != row]
-        self._reported = None  # until this report is in
         try:
-            await self._directory.report_replica(self.local_record(), changed, complete)
+            await self._directory.report_replica(
+                self.local_record(), changed, complete=reported is None
+            )
         except UnavailableError as error:
             _log.debug("could not report this replica", error=str(error))
             return
