@@ -32,7 +32,7 @@ from typing import Any
 from lockd.agent.persist import VIEW_FILE_NAME, ViewOwner, ViewWriter, load_view
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import ValidationError
-from lockd.domain.events import Event, EventType, ReplicatedState
+from lockd.domain.events import Event, EventType, ReplicatedState, unpacked
 from lockd.domain.lock import Lock
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role
 from lockd.durable_files import fsync_directory
@@ -60,7 +60,7 @@ def encode_events(epoch: str, events: Sequence[Event]) -> bytes:
             "t": event.type.value,
             "k": event.kind.value,
             "n": event.name,
-            "d": None if event.resource is None else encode_resource(event.resource),
+            "d": None if event.resource is None else encode_resource(unpacked(event.resource)),
             "ts": event.time.isoformat(),
         }
         for event in events

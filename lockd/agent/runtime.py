@@ -20,12 +20,12 @@ from prometheus_client import Counter
 
 from lockd.agent.persist import ViewOwner
 from lockd.agent.view_saver import ViewSaver
-from lockd.domain.events import Event
+from lockd.domain.events import Event, StreamedResource
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock
+from lockd.domain.lock_table import PackedLock
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock
-from lockd.domain.resources import ReplicatedResource
 from lockd.domain.view import Decision, LocalView, SyncState, Termination
 from lockd.obs import audit
 from lockd.obs.audit import AuditSink
@@ -72,6 +72,8 @@ class AgentRuntime:
         self._checks: dict[tuple[bool, LockingMode], Counter] = {}
         self._state = view.sync_state(clock.monotonic())
         self.synced_once = asyncio.Event()
+        # Read at each scrape, not set per batch (the batch path is the agent's hot one).
+        metrics.view_revision.set_function(lambda: view.state.revision)
 
     @property
     def server_id(self) -> str:
@@ -183,7 +185,7 @@ class AgentRuntime:
     def on_snapshot_begin(self, epoch: str, revision: int) -> None:
         self.view.begin_snapshot(epoch, revision)
 
-    def on_snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> None:
+    def on_snapshot_chunk(self, resources: Sequence[StreamedResource]) -> None:
         """Apply one chunk as it arrives (no copy of the whole snapshot is buffered)."""
         self._carry_out(self.view.add_to_snapshot(resources, self.clock.now()))
 
@@ -191,19 +193,27 @@ class AgentRuntime:
         self.view.end_snapshot(epoch, revision, count, self.clock.monotonic())
         for listener in self._listeners:
             listener.snapshot_applied()
-        self._after_change()
+        self._refresh_state()
 
     def on_events(self, epoch: str, first: int, last: int, events: Sequence[Event]) -> None:
-        now = self.clock.now()
-        ended = self.view.apply_events(epoch, first, last, events, self.clock.monotonic(), now)
-        for event in events:
-            if isinstance(event.resource, Lock) and event.resource.created_at is not None:
-                delay = (now - event.resource.created_at).total_seconds()
-                self.metrics.lock_propagation_seconds.observe(max(0.0, delay))
+        now, monotonic = self.clock.now(), self.clock.monotonic()
+        ended = self.view.apply_events(epoch, first, last, events, monotonic, now)
+        self._observe_propagation(events, now.timestamp())
         self._carry_out(ended)
         for listener in self._listeners:
             listener.events_applied(epoch, events)
-        self._after_change()
+        self._refresh_state(monotonic)
+
+    def _observe_propagation(self, events: Sequence[Event], now: float) -> None:
+        """Each put lock's delay from its created_at on the auth server to `now`."""
+        observe = self.metrics.lock_propagation_seconds.observe
+        for event in events:
+            resource = event.resource
+            if isinstance(resource, PackedLock):
+                if resource.created_us is not None:
+                    observe(max(0.0, now - resource.created_us / 1e6))
+            elif isinstance(resource, Lock) and resource.created_at is not None:
+                observe(max(0.0, now - resource.created_at.timestamp()))
 
     def on_heartbeat(self, epoch: str, revision: int, healthy: bool, interval: float) -> None:
         self.view.heartbeat(epoch, revision, healthy, interval, self.clock.monotonic())
@@ -211,10 +221,6 @@ class AgentRuntime:
 
     def on_connection(self, connected: bool) -> None:
         self.view.set_connected(connected)
-        self._refresh_state()
-
-    def _after_change(self) -> None:
-        self.metrics.view_revision.set(self.view.state.revision)
         self._refresh_state()
 
     # -- timers ----------------------------------------------------------------------------
@@ -225,10 +231,10 @@ class AgentRuntime:
         # The age is a gauge scraped every few seconds: set here, not per message.
         age = self.view.age(now)
         self.metrics.view_age_seconds.set(age if age is not None else 0.0)
-        self._refresh_state()
+        self._refresh_state(now)
 
-    def _refresh_state(self) -> None:
-        state = self.view.sync_state(self.clock.monotonic())
+    def _refresh_state(self, now: float | None = None) -> None:
+        state = self.view.sync_state(self.clock.monotonic() if now is None else now)
         if state is not self._state:
             _log.info("view state changed", old=self._state.value, new=state.value)
             self._state = state

@@ -32,9 +32,9 @@ import structlog
 from lockd.client.session_handle import Registering, Session, SessionRequest, SessionTermination
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import LockdError, PreconditionError, UnavailableError
+from lockd.domain.events import StreamedResource
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE
 from lockd.domain.modes import LockingMode
-from lockd.domain.resources import ReplicatedResource
 from lockd.domain.sessions import SessionMetadata
 from lockd.domain.view import Decision, ViewMismatch
 from lockd.domain.view_copy import ViewCopy
@@ -261,7 +261,7 @@ class SessionChannel:
         await self._read(call)
 
     async def _read(self, call: Any) -> None:
-        snapshot: list[ReplicatedResource] | None = None
+        snapshot: list[StreamedResource] | None = None
         while True:
             message = await call.read()
             if message is grpc.aio.EOF:

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from lockd.domain.errors import InvariantError
 from lockd.domain.lock import Lock
+from lockd.domain.lock_table import PackedLock
 from lockd.domain.resources import (
     ClusterAuthPreference,
     Kind,
@@ -24,6 +25,15 @@ from lockd.domain.resources import (
 )
 
 REPLICATED_KINDS = (Kind.LOCK, Kind.ROLE, Kind.CLUSTER_AUTH_PREFERENCE)
+
+# What a snapshot or an event carries: a resource or, on an agent, a lock still in the
+# packed form it was read into off the wire (lockd.wire.convert).
+StreamedResource = ReplicatedResource | PackedLock
+
+
+def unpacked(resource: StreamedResource) -> ReplicatedResource:
+    """The resource itself (a packed lock built into its `Lock`)."""
+    return resource.unpack() if isinstance(resource, PackedLock) else resource
 
 
 class EventType(StrEnum):
@@ -40,7 +50,7 @@ class Event:
     type: EventType
     kind: Kind
     name: str
-    resource: ReplicatedResource | None
+    resource: StreamedResource | None
     time: datetime
 
     @classmethod
@@ -111,8 +121,10 @@ def apply_change(state: ReplicatedState, event: Event) -> None:
         )
 
 
-def _put(state: ReplicatedState, resource: ReplicatedResource) -> None:
+def _put(state: ReplicatedState, resource: StreamedResource) -> None:
     match resource:
+        case PackedLock():
+            state.locks[resource.name] = resource.unpack()
         case Lock():
             state.locks[resource.name] = resource
         case Role():

@@ -161,21 +161,25 @@ class LockTarget:
         return cls(**pairs)
 
     def validate(self) -> None:
-        pairs = self.pairs()
-        if not pairs:
-            raise ValidationError(EMPTY_TARGET_MESSAGE)
-        for name, value in pairs:
-            if len(value) > MAX_TARGET_VALUE_LENGTH:
-                raise ValidationError(
-                    f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
-                )
-            if not _is_unicode_text(value):
-                raise ValidationError(f"lock target {name} is not valid Unicode text")
-            if not is_plain_text(value):
-                raise ValidationError(
-                    f"lock target {name} contains control characters ({_first_unplain(value)}:"
-                    " control, format, separator and blank characters are refused)"
-                )
+        validate_target_pairs(self.pairs())
+
+
+def validate_target_pairs(pairs: tuple[TargetPair, ...]) -> None:
+    """Raise ValidationError unless `pairs` (a target's) are a valid lock target."""
+    if not pairs:
+        raise ValidationError(EMPTY_TARGET_MESSAGE)
+    for name, value in pairs:
+        if len(value) > MAX_TARGET_VALUE_LENGTH:
+            raise ValidationError(
+                f"lock target {name} is longer than {MAX_TARGET_VALUE_LENGTH} characters"
+            )
+        if not _is_unicode_text(value):
+            raise ValidationError(f"lock target {name} is not valid Unicode text")
+        if not is_plain_text(value):
+            raise ValidationError(
+                f"lock target {name} contains control characters ({_first_unplain(value)}:"
+                " control, format, separator and blank characters are refused)"
+            )
 
 
 def _is_unicode_text(text: str) -> bool:
@@ -233,19 +237,27 @@ class Lock:
 
     def validate(self) -> None:
         """Raise ValidationError naming the first broken rule of SPEC §1."""
-        validate_name(self.name, "lock")
-        self.target.validate()
-        for label, text in (("message", self.message), ("created_by", self.created_by)):
-            if not _is_unicode_text(text):
-                raise ValidationError(f"lock {label} is not valid Unicode text")
-        if _utf8_length(self.message) > MAX_MESSAGE_BYTES:
-            raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
-        bad = forbidden_in_message(self.message)
-        if bad is not None:
-            raise ValidationError(
-                f"lock message contains U+{ord(bad):04X}: control characters (but tab and "
-                "newline), bidirectional controls and line/paragraph separators are refused"
-            )
+        validate_lock_text(self.name, self.target.pairs(), self.message, self.created_by)
         for label, moment in (("expires", self.expires), ("created_at", self.created_at)):
             if moment is not None and moment.utcoffset() is None:
                 raise ValidationError(f"lock {label} must carry a time zone")
+
+
+def validate_lock_text(
+    name: str, pairs: tuple[TargetPair, ...], message: str, created_by: str
+) -> None:
+    """The rules of SPEC §1 on a lock's text: its name, target pairs, message and
+    creator (`Lock.validate`, and the agent's records made straight from the wire)."""
+    validate_name(name, "lock")
+    validate_target_pairs(pairs)
+    for label, text in (("message", message), ("created_by", created_by)):
+        if not _is_unicode_text(text):
+            raise ValidationError(f"lock {label} is not valid Unicode text")
+    if _utf8_length(message) > MAX_MESSAGE_BYTES:
+        raise ValidationError(f"lock message is longer than {MAX_MESSAGE_BYTES} bytes")
+    bad = forbidden_in_message(message)
+    if bad is not None:
+        raise ValidationError(
+            f"lock message contains U+{ord(bad):04X}: control characters (but tab and "
+            "newline), bidirectional controls and line/paragraph separators are refused"
+        )

@@ -22,7 +22,7 @@ from enum import StrEnum
 from lockd.domain.errors import PreconditionError, ValidationError
 from lockd.domain.identity import Identity
 from lockd.domain.index import PairIndex
-from lockd.domain.lock import LockTarget, TargetPair
+from lockd.domain.lock import TargetPair
 
 # Bounds of what a sidecar may send for one session (checked before anything is kept).
 MAX_SESSION_ID = 128
@@ -140,9 +140,9 @@ class SessionRegistry:
             self.remove(record.key)
         return records
 
-    def hit_by(self, target: LockTarget) -> list[SessionRecord]:
-        """The sessions a lock with `target` hits, in key order (stable output)."""
-        keys = self._index.keys_hit_by(target.pairs())
+    def hit_by(self, pairs: tuple[TargetPair, ...]) -> list[SessionRecord]:
+        """The sessions a lock with these target pairs hits, in key order (stable output)."""
+        keys = self._index.keys_hit_by(pairs)
         records = []
         for key in sorted(keys):
             record = self._index.get(key)

@@ -23,13 +23,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from lockd.domain.errors import PreconditionError
-from lockd.domain.events import Event, EventType, ReplicatedState, apply_change
+from lockd.domain.events import Event, EventType, ReplicatedState, StreamedResource, apply_change
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock, TargetPair
-from lockd.domain.lock_table import LockTable
+from lockd.domain.lock_table import LockTable, PackedLock
 from lockd.domain.modes import LockingMode, resolve_mode
-from lockd.domain.resources import ClusterAuthPreference, Kind, ReplicatedResource, Role
+from lockd.domain.resources import ClusterAuthPreference, Kind, Role
 from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord, SessionRegistry
+
+# A lock as an event or snapshot carries it (a tuple: isinstance is faster than with A | B).
+_LOCK_FORMS = (PackedLock, Lock)
 
 
 class SyncState(StrEnum):
@@ -123,6 +126,7 @@ class LocalView:
         self._incoming: _Incoming | None = None
         self.heartbeat_interval = settings.heartbeat_interval.total_seconds()
         self.fresh_at: float | None = None
+        self._stale_after = settings.max_staleness.total_seconds()
         self.connected = False
         self.store_healthy = True
         self.sessions = SessionRegistry()
@@ -133,7 +137,7 @@ class LocalView:
         if self.fresh_at is None:
             return SyncState.SYNCING
         age = now - self.fresh_at
-        if age > self.settings.max_staleness.total_seconds():
+        if age > self._stale_after:
             return SyncState.STALE
         missed = age > self.settings.missed_heartbeats * self.heartbeat_interval
         if missed or not self.connected or not self.store_healthy:
@@ -168,7 +172,7 @@ class LocalView:
         self,
         epoch: str,
         revision: int,
-        resources: Iterable[ReplicatedResource],
+        resources: Iterable[StreamedResource],
         now: float,
         wall: datetime,
     ) -> list[Termination]:
@@ -194,17 +198,17 @@ class LocalView:
         self._incoming = _Incoming(epoch, revision)
 
     def add_to_snapshot(
-        self, resources: Iterable[ReplicatedResource], wall: datetime
+        self, resources: Iterable[StreamedResource], wall: datetime
     ) -> list[Termination]:
         """Apply one chunk of the snapshot; end sessions that a new or changed lock hits."""
         incoming = self._incoming
         if incoming is None:
             raise ViewMismatch("snapshot chunk without SnapshotBegin")
-        changed: list[Lock] = []
+        changed: list[Lock | PackedLock] = []
         state = self.state
         for resource in resources:
             incoming.count += 1
-            if isinstance(resource, Lock):
+            if isinstance(resource, _LOCK_FORMS):
                 incoming.locks.add(resource.name)
                 if self.locks.put(resource):
                     changed.append(resource)
@@ -235,7 +239,7 @@ class LocalView:
             state.cluster_auth_preference = ClusterAuthPreference()
         state.epoch, state.revision = epoch, revision
         self.assumed = None  # the snapshot says the cluster's modes
-        self._mark_fresh(now, healthy=True)
+        self.fresh_at, self.store_healthy = now, True
         return []
 
     def abandon_snapshot(self) -> None:
@@ -265,21 +269,21 @@ class LocalView:
             raise ViewMismatch(
                 f"events {from_revision}..{to_revision} do not follow revision {state.revision}"
             )
-        put_locks: list[Lock] = []
+        put_locks: list[Lock | PackedLock] = []
         locks = self.locks
         for event in events:
             if event.kind is not Kind.LOCK:
                 apply_change(state, event)
             elif event.type is not EventType.PUT:
                 locks.remove(event.name)
-            elif isinstance(event.resource, Lock):
+            elif isinstance(event.resource, _LOCK_FORMS):
                 locks.put(event.resource)
                 put_locks.append(event.resource)
             else:
                 apply_change(state, event)  # refuses a PUT that carries no lock
         state.revision = to_revision
-        self._mark_fresh(now, healthy=True)
-        return self._terminate_hits(put_locks, wall) if self.sessions else []
+        self.fresh_at, self.store_healthy = now, True
+        return self._terminate_hits(put_locks, wall) if put_locks and self.sessions else []
 
     def heartbeat(
         self, epoch: str, revision: int, healthy: bool, interval: float, now: float
@@ -294,10 +298,6 @@ class LocalView:
         self.store_healthy = healthy
         if healthy:
             self.fresh_at = now
-
-    def _mark_fresh(self, now: float, *, healthy: bool) -> None:
-        self.fresh_at = now
-        self.store_healthy = healthy
 
     # -- sessions and decisions ------------------------------------------------------
 
@@ -371,15 +371,21 @@ class LocalView:
     def session_count(self) -> int:
         return len(self.sessions)
 
-    def _terminate_hits(self, locks: Iterable[Lock], wall: datetime) -> list[Termination]:
+    def _terminate_hits(
+        self, locks: Iterable[Lock | PackedLock], wall: datetime
+    ) -> list[Termination]:
         ended: list[Termination] = []
         if not self.sessions:
             return ended
-        for lock in locks:
-            if not lock.in_force(wall):
-                continue
-            hit = self.sessions.hit_by(lock.target)
-            if not hit:
+        for put in locks:
+            if put.expires is not None and not wall < put.expires:
+                continue  # not in force
+            if isinstance(put, PackedLock):
+                hit = self.sessions.hit_by(put.pairs)
+                lock = put.unpack() if hit else None  # only a lock that hits is built
+            else:
+                hit, lock = self.sessions.hit_by(put.target.pairs()), put
+            if lock is None or not hit:
                 continue
             cause = (
                 TerminationCause.SERVER_LOCK

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock
 from lockd.domain.modes import LockingMode
+from lockd.obs.loop_histogram import LoopHistogram
 
 # Label values known in advance (pre-initialised); others are accepted but appear lazily.
 TARGET_KINDS: tuple[str, ...] = TARGET_FIELDS
@@ -176,7 +177,7 @@ class AgentMetrics:
             ["decision", "mode"],
             registry=registry,
         )
-        self.lock_propagation_seconds = Histogram(
+        self.lock_propagation_seconds = LoopHistogram(
             "lockd_agent_lock_propagation_seconds",
             "Seconds from a lock's created_at on the auth server to its application here.",
             buckets=PROPAGATION_BUCKETS,
@@ -206,7 +207,7 @@ class AgentMetrics:
             ["reason"],
             registry=registry,
         )
-        self.termination_propagation_seconds = Histogram(
+        self.termination_propagation_seconds = LoopHistogram(
             "lockd_agent_termination_propagation_seconds",
             "Seconds from a lock's created_at on the auth server to the termination of "
             "the sessions it hit being handed to their sidecar channels.",

@@ -17,9 +17,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lockd.domain.errors import ValidationError
-from lockd.domain.events import Event, EventType
+from lockd.domain.events import Event, EventType, StreamedResource, unpacked
 from lockd.domain.identity import Identity
-from lockd.domain.lock import Lock, LockTarget
+from lockd.domain.lock import Lock, LockTarget, validate_lock_text
+from lockd.domain.lock_table import PackedLock, pack
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import (
@@ -97,6 +98,19 @@ def timestamp_from_pb(message: object, field: str, label: str = "") -> datetime 
     ValidationError naming `label` (default: `field`) when it is outside the range a
     Timestamp may hold.
     """
+    stamp = _checked_stamp(message, field, label)
+    # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its own checks and calls
+    # (it runs for every event an agent receives).
+    return None if stamp is None else _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
+
+
+def _micros_from_pb(message: object, field: str, label: str) -> int | None:
+    """`timestamp_from_pb` as microseconds since 1970."""
+    stamp = _checked_stamp(message, field, label)
+    return None if stamp is None else stamp.seconds * 1_000_000 + stamp.nanos // 1000
+
+
+def _checked_stamp(message: object, field: str, label: str) -> Timestamp | None:
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
     stamp: Timestamp = getattr(message, field)
@@ -110,9 +124,7 @@ def timestamp_from_pb(message: object, field: str, label: str = "") -> datetime 
         raise ValidationError(
             f"{label or field}: timestamp nanos {nanos} out of range (0 to 999999999)"
         )
-    # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its own checks and calls
-    # (it runs for every lock and event an agent receives).
-    return _EPOCH + timedelta(0, seconds, nanos // 1000)
+    return stamp
 
 
 def duration_to_pb(value: timedelta) -> Duration:
@@ -196,6 +208,25 @@ def lock_from_pb(message: pb.Lock, *, validate: bool = True) -> Lock:
     return lock
 
 
+# A target field's descriptor → its name (the descriptor's `name` builds a new str).
+_TARGET_FIELD_NAME = {field: field.name for field in pb.LockTarget.DESCRIPTOR.fields}
+
+
+def streamed_lock_from_pb(message: pb.Lock) -> PackedLock | Lock:
+    """A lock an agent receives, validated, packed as its view files it (a `Lock`
+    when it cannot be packed): no `LockTarget`, `Lock` or datetime is built for it."""
+    # ListFields: the set target fields, in field-number (= TARGET_FIELDS) order.
+    pairs = tuple(
+        [(_TARGET_FIELD_NAME[field], value) for field, value in message.target.ListFields()]
+    )
+    name, text, created_by = message.name, message.message, message.created_by
+    expires = _micros_from_pb(message, "expires", "lock.expires")
+    created = _micros_from_pb(message, "created_at", "lock.created_at")
+    validate_lock_text(name, pairs, text, created_by)
+    packed = pack(name, pairs, text, expires, created, created_by)
+    return lock_from_pb(message) if packed is None else packed
+
+
 def _rules_to_pb(rules: tuple[Rule, ...]) -> list[pb.RoleRule]:
     return [pb.RoleRule(resources=rule.resources, verbs=rule.verbs) for rule in rules]
 
@@ -268,10 +299,11 @@ def resource_to_pb(resource: ReplicatedResource) -> pb.Resource:
             return pb.Resource(cluster_auth_preference=cap_to_pb(resource))
 
 
-def resource_from_pb(message: pb.Resource) -> ReplicatedResource:
+def resource_from_pb(message: pb.Resource) -> StreamedResource:
+    """A resource of a snapshot or an event (locks packed: `streamed_lock_from_pb`)."""
     which = message.WhichOneof("resource")
     if which == "lock":
-        return lock_from_pb(message.lock)
+        return streamed_lock_from_pb(message.lock)
     if which == "role":
         return role_from_pb(message.role)
     if which == "cluster_auth_preference":
@@ -285,7 +317,7 @@ def event_to_pb(event: Event) -> watch_pb.WatchEvent:
         type=EVENT_TYPE_TO_PB[event.type],
         kind=KIND_TO_PB[event.kind],
         name=event.name,
-        resource=None if event.resource is None else resource_to_pb(event.resource),
+        resource=None if event.resource is None else resource_to_pb(unpacked(event.resource)),
         commit_time=timestamp_to_pb(event.time),
     )
 

@@ -242,7 +242,7 @@ identity_operations = st.lists(
 def test_session_registry_hit_by_equals_brute_force_over_registered_identities(
     ops: list[tuple[str, str, Identity | None]], lock_targets: list[LockTarget]
 ) -> None:
-    """hit_by(target) is exactly the registered sessions a lock with that target hits."""
+    """hit_by(pairs) is exactly the registered sessions a lock with those pairs hits."""
     registry = SessionRegistry()
     model: dict[str, Identity] = {}
     for action, key, identity in ops:
@@ -260,7 +260,7 @@ def test_session_registry_hit_by_equals_brute_force_over_registered_identities(
             for key, identity in model.items()
             if any(LockTarget(**{f: v}).matches(target) for f, v in identity.query_targets())
         }
-        assert {record.session_id for record in registry.hit_by(target)} == expected
+        assert {record.session_id for record in registry.hit_by(target.pairs())} == expected
 
 
 def test_session_registry_finds_sessions_on_a_locked_server_and_drops_a_channel() -> None:
@@ -271,7 +271,7 @@ def test_session_registry_finds_sessions_on_a_locked_server_and_drops_a_channel(
     registry.add(SessionRecord("c1", "s1", Identity(user="alice").on_server("node-1"), ssh))
     registry.add(SessionRecord("c2", "s1", Identity(user="bob").on_server("node-1"), ssh))
     registry.add(SessionRecord("c2", "s2", Identity(user="bob").on_server("node-2"), ssh))
-    hit = registry.hit_by(LockTarget(server_id="node-1"))
+    hit = registry.hit_by(LockTarget(server_id="node-1").pairs())
     assert [record.key for record in hit] == [("c1", "s1"), ("c2", "s1")]
     with pytest.raises(PreconditionError, match='session "s1" is already registered'):
         registry.add(SessionRecord("c1", "s1", Identity(user="carol"), ssh))
