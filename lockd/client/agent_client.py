@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 
-from lockd.client.auth_client import AGENT_STATE_NAMES
 from lockd.client.calls import ChannelClient, call, channel_target
 from lockd.client.session_channel import ChannelSettings, SessionChannel, clock_now
 from lockd.client.session_handle import Session, SessionDenied, SessionRequest
@@ -148,7 +147,7 @@ class AgentClient(ChannelClient):
         response = await call(self._stub.GetStatus(agent_pb.GetStatusRequest()))
         return AgentStatus(
             server_id=response.server_id,
-            state=AGENT_STATE_NAMES.get(response.state, "unknown"),
+            state=convert.AGENT_STATE_NAMES.get(response.state, "unknown"),
             epoch=response.epoch,
             revision=response.revision,
             freshness_age=convert.duration_from_pb(response.freshness_age),

@@ -40,15 +40,6 @@ PUT_MODE_TO_PB = {
     PutMode.UPDATE: cluster_pb.PUT_MODE_UPDATE,
     PutMode.UPSERT: cluster_pb.PUT_MODE_UPSERT,
 }
-AGENT_STATE_NAMES = {
-    cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED: "unknown",
-    cluster_pb.AGENT_SYNC_STATE_SYNCING: "syncing",
-    cluster_pb.AGENT_SYNC_STATE_SYNCED: "synced",
-    cluster_pb.AGENT_SYNC_STATE_DEGRADED: "degraded",
-    cluster_pb.AGENT_SYNC_STATE_STALE: "stale",
-    cluster_pb.AGENT_SYNC_STATE_UNRESPONSIVE: "unresponsive",
-    cluster_pb.AGENT_SYNC_STATE_LOCKED: "locked",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +346,7 @@ class AuthClient(ChannelClient):
                 AgentInfo(
                     server_id=agent.server_id,
                     address=agent.address,
-                    state=AGENT_STATE_NAMES.get(agent.state, "unknown"),
+                    state=convert.AGENT_STATE_NAMES.get(agent.state, "unknown"),
                     applied_revision=agent.applied_revision,
                     lag=agent.lag,
                     last_ack=convert.timestamp_from_pb(agent, "last_ack"),

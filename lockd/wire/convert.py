@@ -65,6 +65,17 @@ PUT_MODE_FROM_PB: dict[int, PutMode] = {
     cluster_pb.PUT_MODE_UPSERT: PutMode.UPSERT,
 }
 
+# An agent's state as clients print it (the server's states and its own verdicts).
+AGENT_STATE_NAMES = {
+    cluster_pb.AGENT_SYNC_STATE_UNSPECIFIED: "unknown",
+    cluster_pb.AGENT_SYNC_STATE_SYNCING: "syncing",
+    cluster_pb.AGENT_SYNC_STATE_SYNCED: "synced",
+    cluster_pb.AGENT_SYNC_STATE_DEGRADED: "degraded",
+    cluster_pb.AGENT_SYNC_STATE_STALE: "stale",
+    cluster_pb.AGENT_SYNC_STATE_UNRESPONSIVE: "unresponsive",
+    cluster_pb.AGENT_SYNC_STATE_LOCKED: "locked",
+}
+
 SYNC_STATE_TO_PB = {
     SyncState.SYNCING: cluster_pb.AGENT_SYNC_STATE_SYNCING,
     SyncState.SYNCED: cluster_pb.AGENT_SYNC_STATE_SYNCED,
