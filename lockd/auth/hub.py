@@ -237,27 +237,64 @@ class ReplicationHub:
         for waiter in waiters:
             _release(waiter)
 
-    async def wait_beyond(self, seq: int, at_most: float | None = None) -> None:
-        """Return when a batch with sequence ≥ seq exists, on close, or after `at_most`
-        seconds (whichever comes first)."""
+    async def wait_beyond(self, seq: int, alarm: Alarm | None = None) -> None:
+        """Return when a batch with sequence ≥ seq exists, on close, or when `alarm`
+        rings (whichever comes first)."""
         if self.ring.next_seq > seq or self.closing:
             return
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter = asyncio.get_running_loop().create_future()
         waiters = self._waiters
         waiters.add(waiter)
-        timer = None if at_most is None else loop.call_later(at_most, _release, waiter)
+        if alarm is not None:
+            alarm.waiter = waiter
         try:
             await waiter
         finally:
             waiters.discard(waiter)  # O(1), whichever way it ended
-            if timer is not None:
-                timer.cancel()
+            if alarm is not None:
+                alarm.waiter = None
 
     def close(self) -> None:
         """Ask every stream to end with Reset(shutdown)."""
         self.closing = True
         self._wake()
+
+
+class Alarm:
+    """A stream's heartbeat timer, kept across its waits (`Hub.wait_beyond`).
+
+    A timer per wait cost every stream a timer set and cancelled for every batch (3.5 µs
+    of the server's CPU per stream per lock). A stream's heartbeat only ever moves later,
+    so a timer already set for sooner is kept: it rings early at most once an interval,
+    the stream finds its heartbeat not yet due and sets it again.
+    """
+
+    __slots__ = ("_due", "_handle", "waiter")
+
+    def __init__(self) -> None:
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self.waiter: asyncio.Future[None] | None = None  # the wait it ends when it rings
+
+    def set(self, delay: float) -> None:
+        """Ring in `delay` seconds, or sooner if already set for sooner."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        if self._handle is not None:
+            if self._due <= due:
+                return
+            self._handle.cancel()
+        self._due, self._handle = due, loop.call_at(due, self._ring)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _ring(self) -> None:
+        self._handle = None
+        if self.waiter is not None:
+            _release(self.waiter)
 
 
 def _release(waiter: asyncio.Future[None]) -> None:

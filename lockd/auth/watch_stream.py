@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lockd.auth.hub import ReplicationHub, ResetReason, encode_within
+from lockd.auth.hub import Alarm, ReplicationHub, ResetReason, encode_within
 from lockd.auth.ring import Overrun
 from lockd.domain.errors import CompactedError
 from lockd.domain.ports import Clock, Store
@@ -176,57 +176,64 @@ class WatchStream:
         # is the agent's proof that its view is current (it would otherwise wait a full
         # interval in DEGRADED).
         last_sent = following_since - interval
-        while True:
-            if hub.closing:
-                yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
-                return
-            if hub.generation != self._generation:
-                yield self._reset(hub.rebase_reason, "the auth server reloaded its state")
-                return
-            awaited = self._awaited()
-            if awaited > self._asked and self.position >= awaited:
-                self._asked = awaited
-                yield hub.encoder.ack_request(hub.epoch, awaited)
-            try:
-                batch = hub.ring.get(seq)
-            except Overrun:
-                yield self._reset(ResetReason.SLOW_CONSUMER, "stream fell behind the event ring")
-                return
-            now = self._clock.monotonic()
-            if batch is not None:
-                # Lag counts from when this stream could first send the batch: resuming
-                # into batches that went into the ring long ago is not being slow.
-                if now - max(batch.created, following_since) > slow_after:
+        alarm = Alarm()
+        try:
+            while True:
+                if hub.closing:
+                    yield self._reset(ResetReason.SHUTDOWN, "auth server is shutting down")
+                    return
+                if hub.generation != self._generation:
+                    yield self._reset(hub.rebase_reason, "the auth server reloaded its state")
+                    return
+                awaited = self._awaited()
+                if awaited > self._asked and self.position >= awaited:
+                    self._asked = awaited
+                    yield hub.encoder.ack_request(hub.epoch, awaited)
+                try:
+                    batch = hub.ring.get(seq)
+                except Overrun:
                     yield self._reset(
-                        ResetReason.SLOW_CONSUMER,
-                        f"stream lagged more than {settings.slow_consumer_after}",
+                        ResetReason.SLOW_CONSUMER, "stream fell behind the event ring"
                     )
                     return
-                seq += 1
-                self.position = batch.last
-                if batch.ack_requested:  # the batch's frame asks for it: no AckRequest
-                    self._asked = max(self._asked, batch.last)
-                last_sent = now
-                # Decided before the batch goes out (the agent's acks after it already
-                # count as those of a locked-out agent), sent after it: the batch that
-                # locks this agent goes first, its own view must see the lock to end its
-                # sessions. Then the stream ends.
-                message = self._locked()
-                yield batch.payload
-                self._on_batch_sent(batch.count)
-                if message is not None:
-                    yield self._reset(ResetReason.LOCKED, message)
-                    return
-                continue
-            wait = last_sent + interval - now
-            if wait <= 0:
-                last_sent = now
-                yield hub.encoder.heartbeat(
-                    hub.epoch,
-                    self.position,
-                    self._clock.now(),
-                    hub.healthy,
-                    settings.heartbeat_interval,
-                )
-                continue
-            await hub.wait_beyond(seq, wait)
+                now = self._clock.monotonic()
+                if batch is not None:
+                    # Lag counts from when this stream could first send the batch: resuming
+                    # into batches that went into the ring long ago is not being slow.
+                    if now - max(batch.created, following_since) > slow_after:
+                        yield self._reset(
+                            ResetReason.SLOW_CONSUMER,
+                            f"stream lagged more than {settings.slow_consumer_after}",
+                        )
+                        return
+                    seq += 1
+                    self.position = batch.last
+                    if batch.ack_requested:  # the batch's frame asks for it: no AckRequest
+                        self._asked = max(self._asked, batch.last)
+                    last_sent = now
+                    # Decided before the batch goes out (the agent's acks after it already
+                    # count as those of a locked-out agent), sent after it: the batch that
+                    # locks this agent goes first, its own view must see the lock to end its
+                    # sessions. Then the stream ends.
+                    message = self._locked()
+                    yield batch.payload
+                    self._on_batch_sent(batch.count)
+                    if message is not None:
+                        yield self._reset(ResetReason.LOCKED, message)
+                        return
+                    continue
+                wait = last_sent + interval - now
+                if wait <= 0:
+                    last_sent = now
+                    yield hub.encoder.heartbeat(
+                        hub.epoch,
+                        self.position,
+                        self._clock.now(),
+                        hub.healthy,
+                        settings.heartbeat_interval,
+                    )
+                    continue
+                alarm.set(wait)
+                await hub.wait_beyond(seq, alarm)
+        finally:
+            alarm.cancel()  # the stream ended: no timer outlives it

@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "GRPC_VERBOSITY" not in os.environ and "grpc" not in sys.modules:
         os.environ["GRPC_VERBOSITY"] = "NONE"
         try:
-            import lockd.client  # noqa: F401  (gRPC reads its log level at first import)
+            import grpc  # noqa: F401  (gRPC reads its log level at first import)
         finally:
             del os.environ["GRPC_VERBOSITY"]
     from lockd.cli.app import main as run_command
