@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "GRPC_VERBOSITY" not in os.environ and "grpc" not in sys.modules:
         os.environ["GRPC_VERBOSITY"] = "NONE"
         try:
-            import grpc  # noqa: F401  (gRPC reads its log level at first import)
+            import lockd.client.calls  # noqa: F401  (imports gRPC, which reads its log level then)
         finally:
             del os.environ["GRPC_VERBOSITY"]
     from lockd.cli.app import main as run_command
