@@ -129,6 +129,23 @@ class BareUnary:
         await self.server.stop(0)
 
 
+class _Channel:
+    """One SessionChannel stream: its victims and the lock that keeps its writes one at a time.
+
+    grpc.aio allows one outstanding write per call; a termination sent while a
+    registration answer is still being written fails with TOO_MANY_OPERATIONS.
+    """
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self.context = context
+        self.victims: list[str] = []
+        self._writing = asyncio.Lock()
+
+    async def write(self, payload: bytes) -> None:
+        async with self._writing:
+            await self.context.write(payload)
+
+
 class BareChannels:
     """SessionChannel streams that only do the transport (the session floor): a welcome,
     every registration allowed, and on `terminate` one pre-built-shape message per
@@ -138,7 +155,7 @@ class BareChannels:
         welcome = agent_pb.ChannelWelcome(server_id="bare", channel_id="bare", max_batch=1000)
         self._welcome = agent_pb.AgentMessage(welcome=welcome).SerializeToString()
         self._allowed = decision_to_pb(Decision(True, LockingMode.BEST_EFFORT))
-        self._victims: list[tuple[grpc.aio.ServicerContext[Any, Any], list[str]]] = []
+        self._channels: list[_Channel] = []
         self._reason = 'lock targeting User:"bench-victim"'
         self.server = grpc.aio.server()
         handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.stream_stream_rpc_method_handler(
@@ -156,12 +173,12 @@ class BareChannels:
     async def _channel(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        victims: list[str] = []
-        self._victims.append((context, victims))
+        channel = _Channel(context)
+        self._channels.append(channel)
         async for payload in requests:
             message = agent_pb.SidecarMessage.FromString(payload)
             if message.HasField("hello"):
-                await context.write(self._welcome)
+                await channel.write(self._welcome)
             elif message.HasField("register"):
                 batch = message.register
                 results = []
@@ -172,20 +189,22 @@ class BareChannels:
                         )
                     )
                     if session.identity.user == VICTIM:
-                        victims.append(session.session_id)
+                        channel.victims.append(session.session_id)
                 answer = agent_pb.SessionsRegistered(request_id=batch.request_id, results=results)
-                await context.write(agent_pb.AgentMessage(registered=answer).SerializeToString())
+                await channel.write(agent_pb.AgentMessage(registered=answer).SerializeToString())
 
     async def handle(self, command: Message) -> Message:
         if command["cmd"] == "terminate":
             arrived = time.monotonic()
             count = 0
-            for context, victims in self._victims:
-                if victims:
-                    ended = agent_pb.SessionsTerminated(session_ids=victims, reason=self._reason)
-                    count += len(victims)
-                    victims.clear()
-                    await context.write(agent_pb.AgentMessage(terminated=ended).SerializeToString())
+            for channel in self._channels:
+                if channel.victims:
+                    ended = agent_pb.SessionsTerminated(
+                        session_ids=channel.victims, reason=self._reason
+                    )
+                    count += len(channel.victims)
+                    channel.victims.clear()
+                    await channel.write(agent_pb.AgentMessage(terminated=ended).SerializeToString())
             return {"arrived": arrived, "count": count}
         raise ValueError(f"unknown command {command['cmd']!r}")
 
