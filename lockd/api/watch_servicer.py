@@ -202,6 +202,7 @@ class WatchHandler:
             return
         caller, hello = admitted
         token = self._agents.connect(hello.agent_id, context.peer(), self._clock.now())
+        targets = caller.identity().query_targets_on(hello.agent_id)
         reader = asyncio.create_task(self._read_acks(requests, hello.agent_id, token))
         stream = WatchStream(
             self._hub,
@@ -213,13 +214,9 @@ class WatchHandler:
             on_batch_sent=self._count_batch,
             # The agent the stream serves is the Hello's agent_id (for an agent caller the
             # same as its certificate's server_id): a lock on that server_id cuts it off.
-            locked=functools.partial(
-                self._lock_out,
-                caller.identity().query_targets_on(hello.agent_id),
-                hello.agent_id,
-                token,
-            ),
+            locked=functools.partial(self._lock_out, targets, hello.agent_id, token),
             awaited=lambda: self._agents.awaited,
+            lock_targets=targets,
         )
         self._metrics.watch_streams.inc()
         try:

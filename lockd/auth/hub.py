@@ -24,6 +24,7 @@ import structlog
 
 from lockd.auth.ring import EventRing
 from lockd.domain.events import Event, ReplicatedState
+from lockd.domain.lock import Lock, TargetPair
 from lockd.domain.ports import Clock
 from lockd.domain.resources import ReplicatedResource
 
@@ -189,7 +190,9 @@ class ReplicationHub:
             now = self._clock.monotonic()
             for part, payload in encode_within(batch, encode):
                 first, last = part[0].revision, part[-1].revision
-                self.ring.append(first, last, payload, len(part), now, _holds(part, awaited))
+                self.ring.append(
+                    first, last, payload, len(part), now, _holds(part, awaited), _lock_pairs(part)
+                )
             self.last_event = batch[-1]
             for listener in self.on_batch:
                 listener(batch)
@@ -304,3 +307,8 @@ def _release(waiter: asyncio.Future[None]) -> None:
 
 def _holds(part: Sequence[Event], revision: int) -> bool:
     return part[0].revision <= revision <= part[-1].revision
+
+
+def _lock_pairs(part: Sequence[Event]) -> frozenset[TargetPair]:
+    locks = [event.resource for event in part if isinstance(event.resource, Lock)]
+    return frozenset(pair for lock in locks for pair in lock.target.pairs())

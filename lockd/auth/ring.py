@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from lockd.domain.lock import TargetPair
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -25,6 +27,9 @@ class Batch:
     # Somebody waited for a revision of this batch when it was encoded: its frame asks
     # the agents to ack it at once (no AckRequest frame needed after it).
     ack_requested: bool = False
+    # The target pairs of the locks this batch puts: a stream whose agent matches none of
+    # them need not ask whether the batch locked it out.
+    lock_pairs: frozenset[TargetPair] = frozenset()
 
 
 class Overrun(Exception):
@@ -56,10 +61,11 @@ class EventRing:
         count: int,
         now: float,
         ack_requested: bool = False,
+        lock_pairs: frozenset[TargetPair] = frozenset(),
     ) -> Batch:
         if self._batches and first != self._batches[-1].last + 1:
             raise ValueError(f"batch {first}..{last} does not follow {self._batches[-1].last}")
-        batch = Batch(self._next_seq, first, last, payload, count, now, ack_requested)
+        batch = Batch(self._next_seq, first, last, payload, count, now, ack_requested, lock_pairs)
         self._batches.append(batch)
         self._next_seq += 1
         if len(self._batches) > self._capacity:

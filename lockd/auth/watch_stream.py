@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
 from lockd.auth.hub import Alarm, ReplicationHub, ResetReason, encode_within
 from lockd.auth.ring import Overrun
 from lockd.domain.errors import CompactedError
+from lockd.domain.lock import TargetPair
 from lockd.domain.ports import Clock, Store
 
 SNAPSHOT_CHUNK = 500
@@ -78,7 +79,11 @@ class WatchStream:
         on_batch_sent: Callable[[int], None] = lambda events: None,
         locked: Callable[[], str | None] = lambda: None,
         awaited: Callable[[], int] = lambda: 0,
+        lock_targets: Collection[TargetPair] = (),
     ) -> None:
+        """`locked`: the message of a lock in force on the agent, if any; asked when the
+        stream starts following and after every batch putting a lock that names one of
+        `lock_targets` (the agent's query targets) — no other batch can lock it out."""
         self._hub = hub
         self._store = store
         self._clock = clock
@@ -88,6 +93,7 @@ class WatchStream:
         self._on_batch_sent = on_batch_sent
         self._locked = locked
         self._awaited = awaited
+        self._lock_targets = frozenset(lock_targets)
         self._asked = 0  # the highest awaited revision this stream asked an ack for
         self.position = 0
         self.snapshotted = False
@@ -176,6 +182,11 @@ class WatchStream:
         # is the agent's proof that its view is current (it would otherwise wait a full
         # interval in DEGRADED).
         last_sent = following_since - interval
+        # A lock put since the agent was admitted reached it in the snapshot or catch-up.
+        if (message := self._locked()) is not None:
+            yield self._reset(ResetReason.LOCKED, message)
+            return
+        targets = self._lock_targets
         alarm = Alarm()
         try:
             while True:
@@ -215,7 +226,9 @@ class WatchStream:
                     # count as those of a locked-out agent), sent after it: the batch that
                     # locks this agent goes first, its own view must see the lock to end its
                     # sessions. Then the stream ends.
-                    message = self._locked()
+                    message = None
+                    if not targets.isdisjoint(batch.lock_pairs):
+                        message = self._locked()
                     yield batch.payload
                     self._on_batch_sent(batch.count)
                     if message is not None:

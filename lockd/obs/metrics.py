@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock
 from lockd.domain.modes import LockingMode
-from lockd.obs.loop_histogram import LoopHistogram
+from lockd.obs.loop_metrics import LoopCounter, LoopHistogram
 
 # Label values known in advance (pre-initialised); others are accepted but appear lazily.
 TARGET_KINDS: tuple[str, ...] = TARGET_FIELDS
@@ -70,12 +70,12 @@ class AuthMetrics:
         self.watch_streams = Gauge(
             "lockd_watch_streams", "Open WatchLocks streams (connected agents).", registry=registry
         )
-        self.events_sent_total = Counter(
+        self.events_sent_total = LoopCounter(
             "lockd_events_sent",
             "Events delivered to watch streams (one per event per stream).",
             registry=registry,
         )
-        self.event_batches_sent_total = Counter(
+        self.event_batches_sent_total = LoopCounter(
             "lockd_event_batches_sent",
             "Events messages (batches of contiguous revisions) delivered to watch streams.",
             registry=registry,

@@ -34,6 +34,7 @@ from lockd.domain.events import Event
 from lockd.domain.ports import Clock
 from lockd.domain.timeparse import parse_rfc3339
 from lockd.obs.audit import AuditEvent, AuditSink
+from lockd.obs.loop_metrics import LoopCounter
 from lockd.obs.metrics import AuthMetrics
 from lockd.runtime.fanout_worker import WorkerSpec
 from lockd.runtime.worker_channel import ChannelClosed, ControlChannel, Message
@@ -229,12 +230,12 @@ class WatchWorkers:
             elif delta > 0:
                 self._counter(key).inc(delta)
 
-    def _counter(self, key: str) -> Counter:
+    def _counter(self, key: str) -> Counter | LoopCounter:
         metrics = self._metrics
         name, _, reason = key.partition(":")
         if reason:
             return metrics.resets_total.labels(reason=reason)
-        counters = {
+        counters: dict[str, Counter | LoopCounter] = {
             "lockd_events_sent_total": metrics.events_sent_total,
             "lockd_event_batches_sent_total": metrics.event_batches_sent_total,
             "lockd_snapshots_sent_total": metrics.snapshots_sent_total,

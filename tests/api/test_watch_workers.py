@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from lockd.domain.errors import UnavailableError
 from lockd.obs.audit import AuditEvent
+from lockd.obs.loop_metrics import LoopCounter
 from lockd.runtime.auth_app import AuthApp, AuthServerSettings, TlsSettings
 from lockd.runtime.call_forwarder import FORWARDED_CERT
 from lockd.store import SqliteStore
@@ -176,7 +177,7 @@ async def test_a_killed_worker_is_noticed_replaced_and_its_agent_resumes_elsewhe
     assert [e.name for e in await spread.on_server.until(later)] == ["after-the-death"]
 
 
-def sample(metric: Gauge | Counter) -> float:
+def sample(metric: Gauge | Counter | LoopCounter) -> float:
     """The value of an unlabelled gauge or counter."""
     (family,) = metric.collect()
     return next(s.value for s in family.samples if not s.name.endswith("_created"))

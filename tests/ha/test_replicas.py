@@ -80,7 +80,7 @@ async def test_an_agent_resumes_on_the_other_replica_without_a_snapshot(
 ) -> None:
     """An agent that followed A resumes on B from its revision: events only, no snapshot."""
     app_a, channel_a = await replicas("a")
-    _, channel_b = await replicas("b")
+    app_b, channel_b = await replicas("b")
     on_a = await start_following(await WatchClient.open(channel_a, "agent-1"))
     for index in range(3):
         await create_lock(channel_a, lock_pb_of(f"before-{index}", user=f"u{index}"))
@@ -88,6 +88,9 @@ async def test_an_agent_resumes_on_the_other_replica_without_a_snapshot(
     await app_a.stop()
 
     await create_lock(channel_b, lock_pb_of("after", user="late"))
+    # B tails the shared log: until it has A's revisions it would (rightly) answer the
+    # agent that it is ahead of the server, and the agent would come back later.
+    await eventually(lambda: app_b.hub.revision >= 4, what="b to tail revisions 1..4")
     resumed = await WatchClient.open(channel_b, "agent-1", on_a.epoch, on_a.revision)
     first = await resumed.read_kind("events")
     assert first.events.from_revision == 4
