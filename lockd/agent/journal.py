@@ -35,6 +35,7 @@ from lockd.domain.errors import ValidationError
 from lockd.domain.events import Event, EventType, ReplicatedState, unpacked
 from lockd.domain.lock import Lock
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role
+from lockd.domain.unix_micros import to_micros
 from lockd.durable_files import fsync_directory
 
 JOURNAL_FILE_NAME = "view.journal"
@@ -78,6 +79,9 @@ def _decode_events(payload: dict[str, Any]) -> tuple[str, list[Event]]:
         resource = None if document is None else decode_resource(document)
         if not isinstance(resource, Lock | Role | ClusterAuthPreference | None):
             raise ValueError("an event of a kind that is not replicated")
+        moment = datetime.fromisoformat(item["ts"])
+        if moment.utcoffset() is None:
+            raise ValueError("an event time without a time zone")
         events.append(
             Event(
                 int(item["r"]),
@@ -85,7 +89,7 @@ def _decode_events(payload: dict[str, Any]) -> tuple[str, list[Event]]:
                 Kind(item["k"]),
                 str(item["n"]),
                 resource,
-                datetime.fromisoformat(item["ts"]),
+                to_micros(moment),
             )
         )
     return epoch, events

@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--gap",
             type=float,
             default=None,
-            help="seconds between locks (default: 1.2 + 0.1 ms per agent, so that the "
-            "agents' acks of one lock are in before the next)",
+            help="seconds between one lock being everywhere and the next CreateLock "
+            "(default: 0.2 + 0.1 ms per agent, so that each fan-out is measured on its own)",
         )
         if name == "propagation":
             command.add_argument(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from lockd.domain.errors import InvariantError
 from lockd.domain.lock import Lock
@@ -23,6 +24,7 @@ from lockd.domain.resources import (
     Role,
     kind_of,
 )
+from lockd.domain.unix_micros import from_micros, to_micros
 
 REPLICATED_KINDS = (Kind.LOCK, Kind.ROLE, Kind.CLUSTER_AUTH_PREFERENCE)
 
@@ -42,26 +44,37 @@ class EventType(StrEnum):
     EXPIRE = "expire"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One committed change. PUT carries the resource; DELETE and EXPIRE only its name."""
+class Event(NamedTuple):
+    """One committed change. PUT carries the resource; DELETE and EXPIRE only its name.
+
+    `time_us` is the commit time in microseconds since 1970 (UTC), as stores keep and
+    frames carry it; `time` builds its datetime when read. An agent receives every event
+    and reads few commit times. A named tuple: immutable, and built in a third of a
+    frozen dataclass's time.
+    """
 
     revision: int
     type: EventType
     kind: Kind
     name: str
     resource: StreamedResource | None
-    time: datetime
+    time_us: int
+
+    @property
+    def time(self) -> datetime:
+        return from_micros(self.time_us)
 
     @classmethod
     def put(cls, revision: int, resource: ReplicatedResource, time: datetime) -> Event:
-        return cls(revision, EventType.PUT, kind_of(resource), resource.name, resource, time)
+        return cls(
+            revision, EventType.PUT, kind_of(resource), resource.name, resource, to_micros(time)
+        )
 
     @classmethod
     def removal(
         cls, revision: int, event_type: EventType, kind: Kind, name: str, time: datetime
     ) -> Event:
-        return cls(revision, event_type, kind, name, None, time)
+        return cls(revision, event_type, kind, name, None, to_micros(time))
 
 
 @dataclass(slots=True)

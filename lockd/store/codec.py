@@ -10,28 +10,13 @@ integers: microseconds since the Unix epoch, UTC — exact, and ordered like the
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 from lockd.domain.documents import decode_resource, encode_resource
 from lockd.domain.errors import InvariantError, ValidationError
 from lockd.domain.events import Event, EventType
 from lockd.domain.lock import Lock
 from lockd.domain.resources import Kind, ReplicatedResource, Resource, User
-from lockd.store.rules import require_aware
-
-_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """An aware datetime as integer microseconds since the Unix epoch (no float rounding)."""
-    require_aware(moment)
-    return (moment - _UNIX_EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    """The inverse of `to_micros`: an aware UTC datetime."""
-    return _UNIX_EPOCH + timedelta(microseconds=micros)
+from lockd.domain.unix_micros import to_micros
 
 
 def expires_micros(resource: ReplicatedResource) -> int | None:
@@ -66,7 +51,7 @@ def event_from_row(
 ) -> Event:
     """An event as the durable stores keep it: one row, body NULL for DELETE/EXPIRE."""
     resource = None if body is None else load_replicated(body)
-    return Event(revision, EventType(event_type), Kind(kind), name, resource, from_micros(micros))
+    return Event(revision, EventType(event_type), Kind(kind), name, resource, micros)
 
 
 def load_user(body: str) -> User:

@@ -27,6 +27,7 @@ from asyncpg.pool import PoolConnectionProxy
 from lockd.domain.events import Event, EventType
 from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
+from lockd.domain.unix_micros import from_micros, to_micros
 from lockd.store import codec, rules
 
 NOTIFY_CHANNEL = "lockd_log"
@@ -132,7 +133,7 @@ async def put(conn: Conn, resource: ReplicatedResource, mode: PutMode, now: date
         codec.expires_micros(resource),
         stored_mode.value,
         EventType.PUT.value,
-        codec.to_micros(now),
+        to_micros(now),
         NOTIFY_CHANNEL,
     )
     if row is None:
@@ -149,7 +150,7 @@ async def delete(conn: Conn, kind: Kind, name: str, now: datetime) -> Event:
         kind.value,
         name,
         EventType.DELETE.value,
-        codec.to_micros(now),
+        to_micros(now),
         NOTIFY_CHANNEL,
     )
     if revision is None:
@@ -165,7 +166,7 @@ _DUE = (
 
 
 async def expire_due(conn: Conn, now: datetime) -> list[Event]:
-    now_us = codec.to_micros(now)
+    now_us = to_micros(now)
     # Cheap and lock-free when nothing is due (almost always): no write, no counter lock.
     if await conn.fetchval(_ANY_DUE, now_us) is None:
         return []
@@ -189,8 +190,8 @@ async def expire_due(conn: Conn, now: datetime) -> list[Event]:
 
 
 async def compact(conn: Conn, now: datetime, age: timedelta, count: int) -> int:
-    now_us = codec.to_micros(now)
-    cutoff_us = codec.to_micros(now - age)
+    now_us = to_micros(now)
+    cutoff_us = to_micros(now - age)
     async with conn.transaction():
         # Expired join tokens go too; they are not log entries, so not counted.
         await conn.execute("DELETE FROM tokens WHERE expires <= $1", now_us)
@@ -260,7 +261,7 @@ async def put_token(conn: Conn, token: JoinToken) -> None:
         "ON CONFLICT (digest) DO NOTHING RETURNING 1",
         token.digest,
         token.kind,
-        codec.to_micros(token.expires),
+        to_micros(token.expires),
         token.created_by,
     )
     if inserted is None:
@@ -270,11 +271,9 @@ async def put_token(conn: Conn, token: JoinToken) -> None:
 async def list_tokens(conn: Conn, now: datetime) -> list[JoinToken]:
     rows = await conn.fetch(
         "SELECT digest, kind, expires, created_by FROM tokens WHERE expires > $1 ORDER BY digest",
-        codec.to_micros(now),
+        to_micros(now),
     )
-    return [
-        JoinToken(str(row[0]), str(row[1]), codec.from_micros(row[2]), str(row[3])) for row in rows
-    ]
+    return [JoinToken(str(row[0]), str(row[1]), from_micros(row[2]), str(row[3])) for row in rows]
 
 
 async def delete_token(conn: Conn, digest: str) -> None:
@@ -290,7 +289,7 @@ async def consume_token(conn: Conn, digest: str, kind: str, now: datetime) -> Jo
         )
         if row is None:
             raise rules.token_refused()
-        token = JoinToken(digest, str(row[0]), codec.from_micros(row[1]), str(row[2]))
+        token = JoinToken(digest, str(row[0]), from_micros(row[1]), str(row[2]))
         usable = rules.token_usable(token, kind, now)
         if usable or token.expires <= now:
             # An expired token is useless from now on, whoever asks: it goes as well.

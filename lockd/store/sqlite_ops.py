@@ -24,6 +24,7 @@ from pathlib import Path
 from lockd.domain.events import Event, EventType
 from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
+from lockd.domain.unix_micros import from_micros, to_micros
 from lockd.store import codec, rules
 
 SCHEMA_VERSION = 2  # PRAGMA user_version
@@ -221,7 +222,7 @@ def put(
 ) -> Committed:
     kind = kind_of(resource)
     body = codec.dump_resource(resource)
-    now_us = codec.to_micros(now)
+    now_us = to_micros(now)
     with write_transaction(conn):
         exists = _exists(conn, kind, resource.name)
         rules.check_put(kind, resource.name, exists, mode)
@@ -236,7 +237,7 @@ def put(
 
 
 def delete(conn: sqlite3.Connection, kind: Kind, name: str, now: datetime) -> Event:
-    now_us = codec.to_micros(now)
+    now_us = to_micros(now)
     with write_transaction(conn):
         deleted = conn.execute(
             "DELETE FROM resources WHERE kind = ? AND name = ?", (kind.value, name)
@@ -250,7 +251,7 @@ def delete(conn: sqlite3.Connection, kind: Kind, name: str, now: datetime) -> Ev
 
 
 def expire_due(conn: sqlite3.Connection, now: datetime) -> list[Event]:
-    now_us = codec.to_micros(now)
+    now_us = to_micros(now)
     with write_transaction(conn):
         names = [name for (name,) in conn.execute(EXPIRE_DUE_QUERY, (now_us,))]
         if not names:
@@ -269,8 +270,8 @@ def expire_due(conn: sqlite3.Connection, now: datetime) -> list[Event]:
 
 
 def compact(conn: sqlite3.Connection, now: datetime, age: timedelta, count: int) -> int:
-    now_us = codec.to_micros(now)
-    cutoff_us = codec.to_micros(now - age)
+    now_us = to_micros(now)
+    cutoff_us = to_micros(now - age)
     with write_transaction(conn):
         # Expired join tokens go too; they are not log entries, so not counted.
         conn.execute("DELETE FROM tokens WHERE expires <= ?", (now_us,))
@@ -320,7 +321,7 @@ def delete_user(conn: sqlite3.Connection, name: str) -> None:
 
 
 def put_token(conn: sqlite3.Connection, token: JoinToken) -> None:
-    row = (token.digest, token.kind, codec.to_micros(token.expires), token.created_by)
+    row = (token.digest, token.kind, to_micros(token.expires), token.created_by)
     with write_transaction(conn):
         inserted = conn.execute(
             "INSERT INTO tokens (digest, kind, expires, created_by) VALUES (?, ?, ?, ?) "
@@ -334,11 +335,9 @@ def put_token(conn: sqlite3.Connection, token: JoinToken) -> None:
 def list_tokens(conn: sqlite3.Connection, now: datetime) -> list[JoinToken]:
     rows = conn.execute(
         "SELECT digest, kind, expires, created_by FROM tokens WHERE expires > ? ORDER BY digest",
-        (codec.to_micros(now),),
+        (to_micros(now),),
     ).fetchall()
-    return [
-        JoinToken(str(row[0]), str(row[1]), codec.from_micros(row[2]), str(row[3])) for row in rows
-    ]
+    return [JoinToken(str(row[0]), str(row[1]), from_micros(row[2]), str(row[3])) for row in rows]
 
 
 def delete_token(conn: sqlite3.Connection, digest: str) -> None:
@@ -357,7 +356,7 @@ def consume_token(conn: sqlite3.Connection, digest: str, kind: str, now: datetim
         ).fetchone()
         if row is None:
             raise rules.token_refused()
-        token = JoinToken(digest, str(row[0]), codec.from_micros(row[1]), str(row[2]))
+        token = JoinToken(digest, str(row[0]), from_micros(row[1]), str(row[2]))
         usable = rules.token_usable(token, kind, now)
         if usable or token.expires <= now:
             # An expired token is useless from now on, whoever asks: it goes as well.

@@ -336,14 +336,13 @@ def event_to_pb(event: Event) -> watch_pb.WatchEvent:
 def event_from_pb(message: watch_pb.WatchEvent) -> Event:
     if message.type not in EVENT_TYPE_FROM_PB or message.kind not in KIND_FROM_PB:
         raise ValidationError(f"event {message.revision} has an unknown type or kind")
-    time = timestamp_from_pb(message, "commit_time") or _EPOCH
     return Event(
         message.revision,
         EVENT_TYPE_FROM_PB[message.type],
         KIND_FROM_PB[message.kind],
         message.name,
         resource_from_pb(message.resource) if message.HasField("resource") else None,
-        time,
+        _micros_from_pb(message, "commit_time", "commit_time") or 0,
     )
 
 

@@ -34,7 +34,7 @@ class Model:
         self.cap_set = False
 
     def _commit(self, event_type: EventType, kind: Kind, name: str, now: datetime) -> Event:
-        return Event(self.state.revision + 1, event_type, kind, name, None, now)
+        return Event.removal(self.state.revision + 1, event_type, kind, name, now)
 
     def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
         if isinstance(resource, Lock):

@@ -19,6 +19,7 @@ from lockd.domain.events import (
 from lockd.domain.lock import Lock, LockTarget
 from lockd.domain.modes import LockingMode
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role, User
+from lockd.domain.unix_micros import to_micros
 from tests.unit.strategies import T0
 
 LOCK = Lock(name="l1", target=LockTarget(user="alice"), message="m")
@@ -152,7 +153,7 @@ def test_replaying_the_last_event_raises_invariant_error() -> None:
 def test_put_event_without_resource_raises_invariant_error_and_keeps_the_revision() -> None:
     """A PUT must carry its resource; the revision does not move on failure."""
     state = ReplicatedState()
-    broken = Event(1, EventType.PUT, Kind.LOCK, "l1", None, T0)
+    broken = Event(1, EventType.PUT, Kind.LOCK, "l1", None, to_micros(T0))
     with pytest.raises(InvariantError, match="PUT event 1 carries no resource"):
         state.apply(broken)
     assert state.revision == 0

@@ -16,6 +16,7 @@ from lockd.domain.identity import Identity
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget
 from lockd.domain.lock_table import LockTable, PackedLock, encode
 from lockd.domain.resources import Kind
+from lockd.domain.unix_micros import to_micros
 from lockd.domain.view import LocalView, ViewSettings
 from lockd.v1 import resources_pb2 as pb
 from lockd.wire import convert
@@ -113,7 +114,7 @@ def test_a_packed_lock_terminates_the_sessions_it_hits_as_its_lock_would() -> No
     view.apply_snapshot("e", 0, [], 0.0, WALL)
     view.open_session("s1", Identity(user="alice"), 0.0, WALL)
     view.open_session("s2", Identity(user="bob"), 0.0, WALL)
-    event = Event(1, EventType.PUT, Kind.LOCK, "l1", packed, WALL)
+    event = Event(1, EventType.PUT, Kind.LOCK, "l1", packed, to_micros(WALL))
     [ended] = view.apply_events("e", 1, 1, [event], 0.0, WALL)
     assert (ended.session_id, ended.lock_name) == ("s1", "l1")
     assert ended.reason == lock.in_force_message()

@@ -1,0 +1,25 @@
+"""Times as integer microseconds since the Unix epoch (UTC), the form lockd stores and
+streams them in: exact (no float rounding) and cheaper to carry than a datetime, which
+is built only when somebody reads one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from lockd.domain.errors import InvariantError
+
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime as microseconds since the epoch; a naive one is a bug (it would
+    be read as local time somewhere)."""
+    if moment.utcoffset() is None:
+        raise InvariantError(f"naive datetime {moment.isoformat()} where a UTC time is kept")
+    return (moment - UNIX_EPOCH) // MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The inverse of `to_micros`: an aware UTC datetime."""
+    return UNIX_EPOCH + timedelta(microseconds=micros)
