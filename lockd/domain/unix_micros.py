@@ -12,11 +12,15 @@ UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
 
-def to_micros(moment: datetime) -> int:
-    """An aware datetime as microseconds since the epoch; a naive one is a bug (it would
-    be read as local time somewhere)."""
+def require_aware(moment: datetime) -> None:
+    """A naive time would be read as local time somewhere: refuse it loudly (a bug)."""
     if moment.utcoffset() is None:
         raise InvariantError(f"naive datetime {moment.isoformat()} where a UTC time is kept")
+
+
+def to_micros(moment: datetime) -> int:
+    """An aware datetime as microseconds since the epoch (a naive one: `require_aware`)."""
+    require_aware(moment)
     return (moment - UNIX_EPOCH) // MICROSECOND
 
 

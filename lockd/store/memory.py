@@ -24,6 +24,7 @@ from lockd.domain.ports import (
     Snapshot,
 )
 from lockd.domain.resources import Kind, ReplicatedResource, User, kind_of
+from lockd.domain.unix_micros import require_aware
 from lockd.store import rules
 
 # Rebuild the expiry heap when stale entries outnumber live ones by this much + the slack.
@@ -119,7 +120,7 @@ class MemoryStore:
         return self._log[start : start + limit]
 
     async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         kind = kind_of(resource)
         table = self._resources[kind]
@@ -133,7 +134,7 @@ class MemoryStore:
 
     async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
         rules.check_replicated_kind(kind)
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         table = self._resources[kind]
         if name not in table:
@@ -142,7 +143,7 @@ class MemoryStore:
         return self._append(Event.removal(self._revision + 1, EventType.DELETE, kind, name, now))
 
     async def expire_due(self, now: datetime) -> list[Event]:
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         locks = self._resources[Kind.LOCK]
         events: list[Event] = []
@@ -159,7 +160,7 @@ class MemoryStore:
         return events
 
     async def compact(self, now: datetime) -> int:
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         cutoff = now - self._retention_age
         bound = self._revision - self._retention_count
@@ -203,7 +204,7 @@ class MemoryStore:
         self._tokens[token.digest] = token
 
     async def list_tokens(self, now: datetime) -> list[JoinToken]:
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         return sorted(
             (token for token in self._tokens.values() if now < token.expires),
@@ -216,7 +217,7 @@ class MemoryStore:
             raise rules.token_not_found()
 
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
-        rules.require_aware(now)
+        require_aware(now)
         self._begin()
         # No await from here on: the lookup and the removal are one atomic step.
         token = self._tokens.get(digest)

@@ -20,6 +20,7 @@ from lockd.domain.errors import UnavailableError
 from lockd.domain.events import Event
 from lockd.domain.ports import Committed, JoinToken, PutMode, Snapshot
 from lockd.domain.resources import Kind, ReplicatedResource, User
+from lockd.domain.unix_micros import require_aware
 from lockd.store import rules
 
 
@@ -59,20 +60,20 @@ class OpsStore(ABC):
         return cast(list[Event], await self._run(self.OPS.events_since, revision, limit))
 
     async def put(self, resource: ReplicatedResource, mode: PutMode, now: datetime) -> Committed:
-        rules.require_aware(now)
+        require_aware(now)
         return cast(Committed, await self._run(self.OPS.put, resource, mode, now))
 
     async def delete(self, kind: Kind, name: str, now: datetime) -> Event:
         rules.check_replicated_kind(kind)
-        rules.require_aware(now)
+        require_aware(now)
         return cast(Event, await self._run(self.OPS.delete, kind, name, now))
 
     async def expire_due(self, now: datetime) -> list[Event]:
-        rules.require_aware(now)
+        require_aware(now)
         return cast(list[Event], await self._run(self.OPS.expire_due, now))
 
     async def compact(self, now: datetime) -> int:
-        rules.require_aware(now)
+        require_aware(now)
         age, count = self._retention_age, self._retention_count
         return cast(int, await self._run(self.OPS.compact, now, age, count))
 
@@ -93,12 +94,12 @@ class OpsStore(ABC):
         await self._run(self.OPS.put_token, token)
 
     async def list_tokens(self, now: datetime) -> list[JoinToken]:
-        rules.require_aware(now)
+        require_aware(now)
         return cast(list[JoinToken], await self._run(self.OPS.list_tokens, now))
 
     async def delete_token(self, digest: str) -> None:
         await self._run(self.OPS.delete_token, digest)
 
     async def consume_token(self, digest: str, kind: str, now: datetime) -> JoinToken:
-        rules.require_aware(now)
+        require_aware(now)
         return cast(JoinToken, await self._run(self.OPS.consume_token, digest, kind, now))

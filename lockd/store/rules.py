@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from lockd.domain.errors import (
     AlreadyExistsError,
     CompactedError,
-    InvariantError,
     NotFoundError,
     UnauthenticatedError,
     UnavailableError,
@@ -21,6 +20,7 @@ from lockd.domain.events import REPLICATED_KINDS
 from lockd.domain.lock import quote
 from lockd.domain.ports import JoinToken, PutMode
 from lockd.domain.resources import CLUSTER_AUTH_PREFERENCE_NAME, Kind
+from lockd.domain.unix_micros import require_aware
 
 # One message for every refused join token, so a caller cannot tell unknown from used,
 # expired or of another kind.
@@ -87,12 +87,6 @@ def check_retention(age: timedelta, count: int) -> None:
         raise ValueError(f"retention age must not be negative, got {age}")
     if count < 0:
         raise ValueError(f"retention count must not be negative, got {count}")
-
-
-def require_aware(moment: datetime) -> None:
-    """A naive time would be read as local time somewhere: refuse it loudly (a bug)."""
-    if moment.utcoffset() is None:
-        raise InvariantError(f"naive datetime {moment.isoformat()} given to the store")
 
 
 def token_refused() -> UnauthenticatedError:
