@@ -71,7 +71,9 @@ class AgentRuntime:
         # The access-check counter of each (allowed, mode): resolved once, not per check.
         self._checks: dict[tuple[bool, LockingMode], Counter] = {}
         self._state = view.sync_state(clock.monotonic())
-        self.synced_once = asyncio.Event()
+        self.synced_once = asyncio.Event()  # set as the state becomes SYNCED
+        if self._state is SyncState.SYNCED:
+            self.synced_once.set()
         # Read at each scrape, not set per batch (the batch path is the agent's hot one).
         metrics.view_revision.set_function(lambda: view.state.revision)
 
@@ -199,7 +201,8 @@ class AgentRuntime:
         now, monotonic = self.clock.now(), self.clock.monotonic()
         ended = self.view.apply_events(epoch, first, last, events, monotonic, now)
         self._observe_propagation(events, now.timestamp())
-        self._carry_out(ended)
+        if ended:
+            self._carry_out(ended)
         for listener in self._listeners:
             listener.events_applied(epoch, events)
         self._refresh_state(monotonic)
@@ -211,7 +214,8 @@ class AgentRuntime:
             resource = event.resource
             if isinstance(resource, PackedLock):
                 if resource.created_us is not None:
-                    observe(max(0.0, now - resource.created_us / 1e6))
+                    delay = now - resource.created_us / 1e6
+                    observe(delay if delay > 0.0 else 0.0)  # a clock behind the server's
             elif isinstance(resource, Lock) and resource.created_at is not None:
                 observe(max(0.0, now - resource.created_at.timestamp()))
 
@@ -239,8 +243,8 @@ class AgentRuntime:
             _log.info("view state changed", old=self._state.value, new=state.value)
             self._state = state
             self.metrics.set_state(state.value)
-        if state is SyncState.SYNCED:
-            self.synced_once.set()
+            if state is SyncState.SYNCED:
+                self.synced_once.set()
 
     def sync_state(self) -> SyncState:
         return self.view.sync_state(self.clock.monotonic())

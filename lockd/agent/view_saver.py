@@ -131,8 +131,10 @@ class ViewSaver:
             self._advance((epoch, self._view.state.revision))
             return
         self._pending.append(_Records(epoch, events))
-        if any(event.kind is not Kind.LOCK for event in events):
-            self._note_modes()
+        for event in events:  # a loop, not any(): this runs for every batch applied
+            if event.kind is not Kind.LOCK:
+                self._note_modes()
+                break
         self._wake.set()
 
     def snapshot_applied(self) -> None:

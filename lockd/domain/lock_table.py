@@ -126,15 +126,10 @@ def _key(code: str, value: str) -> int:
     return hash(code + value) & _KEY_MASK
 
 
-def _pair_keys(pairs: Iterable[TargetPair]) -> list[int]:
-    # `_key` written out: this runs for every lock filed.
-    return [hash(_CODE[field] + value) & _KEY_MASK for field, value in pairs]
-
-
 def _keys(record: Record) -> list[int]:
     """The index keys of a record, one per target pair of the lock it was made of."""
     if isinstance(record, Lock):
-        return _pair_keys(record.target.pairs())
+        return [_key(_CODE[field], value) for field, value in record.target.pairs()]
     pairs = record.decode().split(_SEP)[4:]
     return [_key(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
 
@@ -207,7 +202,8 @@ class LockTable(MutableMapping[str, Lock]):
             self.remove(name)
         self._records[name] = record
         index = self._index
-        for key in _pair_keys(pairs):
+        for field, value in pairs:
+            key = hash(_CODE[field] + value) & _KEY_MASK  # `_key`, written out: per lock
             filed = index.get(key)
             if filed is None:
                 index[key] = name

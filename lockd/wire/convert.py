@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lockd.domain.errors import ValidationError
 from lockd.domain.events import Event, EventType, StreamedResource, unpacked
 from lockd.domain.identity import Identity
-from lockd.domain.lock import Lock, LockTarget, validate_lock_text
+from lockd.domain.lock import Lock, LockTarget, TargetPair, validate_lock_text
 from lockd.domain.lock_table import PackedLock, pack
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import PutMode
@@ -109,33 +109,25 @@ def timestamp_from_pb(message: object, field: str, label: str = "") -> datetime 
     ValidationError naming `label` (default: `field`) when it is outside the range a
     Timestamp may hold.
     """
-    stamp = _checked_stamp(message, field, label)
-    # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its own checks and calls
-    # (it runs for every event an agent receives).
-    return None if stamp is None else _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
-
-
-def _micros_from_pb(message: object, field: str, label: str) -> int | None:
-    """`timestamp_from_pb` as microseconds since 1970."""
-    stamp = _checked_stamp(message, field, label)
-    return None if stamp is None else stamp.seconds * 1_000_000 + stamp.nanos // 1000
-
-
-def _checked_stamp(message: object, field: str, label: str) -> Timestamp | None:
     if not message.HasField(field):  # type: ignore[attr-defined]
         return None
-    stamp: Timestamp = getattr(message, field)
+    # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its own checks and calls.
+    return _EPOCH + timedelta(microseconds=_micros(getattr(message, field), label or field))
+
+
+def _micros(stamp: Timestamp, label: str) -> int:
+    """A set Timestamp as microseconds since 1970; ValidationError naming `label` when
+    it is outside the range a Timestamp may hold (one chained comparison: every lock
+    and event an agent receives carries one or two)."""
     seconds, nanos = stamp.seconds, stamp.nanos
+    if TIMESTAMP_MIN_SECONDS <= seconds <= TIMESTAMP_MAX_SECONDS and 0 <= nanos < NANOS_PER_SECOND:
+        return seconds * 1_000_000 + nanos // 1000
     if not TIMESTAMP_MIN_SECONDS <= seconds <= TIMESTAMP_MAX_SECONDS:
         raise ValidationError(
-            f"{label or field}: timestamp seconds {seconds} out of range "
+            f"{label}: timestamp seconds {seconds} out of range "
             "(0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z)"
         )
-    if not 0 <= nanos < NANOS_PER_SECOND:
-        raise ValidationError(
-            f"{label or field}: timestamp nanos {nanos} out of range (0 to 999999999)"
-        )
-    return stamp
+    raise ValidationError(f"{label}: timestamp nanos {nanos} out of range (0 to 999999999)")
 
 
 def duration_to_pb(value: timedelta) -> Duration:
@@ -226,13 +218,18 @@ _TARGET_FIELD_NAME = {field: field.name for field in pb.LockTarget.DESCRIPTOR.fi
 def streamed_lock_from_pb(message: pb.Lock) -> PackedLock | Lock:
     """A lock an agent receives, validated, packed as its view files it (a `Lock`
     when it cannot be packed): no `LockTarget`, `Lock` or datetime is built for it."""
-    # ListFields: the set target fields, in field-number (= TARGET_FIELDS) order.
-    pairs = tuple(
-        [(_TARGET_FIELD_NAME[field], value) for field, value in message.target.ListFields()]
-    )
+    # ListFields: the set target fields, in field-number (= TARGET_FIELDS) order. Most
+    # locks target one field: that pair without a comprehension's frame.
+    fields = message.target.ListFields()
+    if len(fields) == 1:
+        ((field, value),) = fields
+        pairs: tuple[TargetPair, ...] = ((_TARGET_FIELD_NAME[field], value),)
+    else:
+        pairs = tuple([(_TARGET_FIELD_NAME[field], value) for field, value in fields])
     name, text, created_by = message.name, message.message, message.created_by
-    expires = _micros_from_pb(message, "expires", "lock.expires")
-    created = _micros_from_pb(message, "created_at", "lock.created_at")
+    has = message.HasField
+    expires = _micros(message.expires, "lock.expires") if has("expires") else None
+    created = _micros(message.created_at, "lock.created_at") if has("created_at") else None
     validate_lock_text(name, pairs, text, created_by)
     packed = pack(name, pairs, text, expires, created, created_by)
     return lock_from_pb(message) if packed is None else packed
@@ -334,15 +331,18 @@ def event_to_pb(event: Event) -> watch_pb.WatchEvent:
 
 
 def event_from_pb(message: watch_pb.WatchEvent) -> Event:
-    if message.type not in EVENT_TYPE_FROM_PB or message.kind not in KIND_FROM_PB:
+    event_type = EVENT_TYPE_FROM_PB.get(message.type)
+    kind = KIND_FROM_PB.get(message.kind)
+    if event_type is None or kind is None:
         raise ValidationError(f"event {message.revision} has an unknown type or kind")
     return Event(
         message.revision,
-        EVENT_TYPE_FROM_PB[message.type],
-        KIND_FROM_PB[message.kind],
+        event_type,
+        kind,
         message.name,
         resource_from_pb(message.resource) if message.HasField("resource") else None,
-        _micros_from_pb(message, "commit_time", "commit_time") or 0,
+        # An unset commit_time reads as the default Timestamp: 0, the Event's "unknown".
+        _micros(message.commit_time, "commit_time"),
     )
 
 

@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockd.domain.errors import ValidationError
-from lockd.domain.lock import Lock, LockTarget, validate_name
+from lockd.domain.lock import (
+    Lock,
+    LockTarget,
+    check_lock_text_rules,
+    plainly_valid_lock_text,
+    validate_name,
+)
 from tests.unit.strategies import BLANK_FILLERS, T0, names, target_values
 
 REVIEW_VALUES = ["\u202e", "\u200b", "\xa0", "\u2028"]  # the review's target values
@@ -91,3 +97,32 @@ def test_names_with_an_invisible_character_are_refused(name: str, bad: str) -> N
     """Resource names follow the target rule (and refuse the space as well)."""
     with pytest.raises(ValidationError, match="may not contain"):
         validate_name(name + bad, "role")
+
+
+# Plain ASCII, the same with one character at a rule's edge ('/', ' ', tab, newline,
+# DEL, NUL, non-ASCII), or a run of a length at a limit.
+_PLAIN = st.text("ab", min_size=1, max_size=4)
+_EDGE_STRINGS = st.one_of(
+    st.builds(lambda size: "x" * size, st.sampled_from([0, 253, 254, 1024, 1025, 4096, 4097])),
+    st.builds(lambda text, char: text + char + text, _PLAIN, st.sampled_from("/ \t\n\x7f\x00é")),
+)
+
+
+@pytest.mark.parametrize("part", ["name", "value", "message", "created_by", "no pairs"])
+@given(edge=_EDGE_STRINGS, plain=_PLAIN)
+def test_text_the_quick_check_passes_breaks_none_of_the_rules(
+    part: str, edge: str, plain: str
+) -> None:
+    """The one-pass check an agent runs on every lock never accepts what a rule refuses:
+    with any one part at a rule's edge, whenever it passes, the rules one by one pass."""
+    text = {"name": plain, "value": plain, "message": plain, "created_by": plain, part: edge}
+    pairs = () if part == "no pairs" else (("user", "alice"), ("role", text["value"]))
+    name, message, created_by = text["name"], text["message"], text["created_by"]
+    if plainly_valid_lock_text(name, pairs, message, created_by):
+        check_lock_text_rules(name, pairs, message, created_by)
+
+
+def test_the_quick_check_passes_an_ordinary_lock() -> None:
+    """A plain lock takes the quick path (the property above is not vacuous)."""
+    assert plainly_valid_lock_text("l1", (("user", "alice"),), "bye", "admin")
+    assert not plainly_valid_lock_text("l 1", (("user", "alice"),), "bye", "admin")
