@@ -112,7 +112,7 @@ class ProtoSidecarEncoder:
         return pb.AgentMessage(snapshot_begin=begin).SerializeToString()
 
     def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes:
-        chunk = watch_pb.SnapshotChunk(resources=[convert.resource_to_pb(r) for r in resources])
+        chunk = convert.snapshot_chunk_to_pb(resources)
         return pb.AgentMessage(snapshot_chunk=chunk).SerializeToString()
 
     def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes:

@@ -60,12 +60,18 @@ LOCKED_ACK_WAIT = 5.0
 class ProtoWatchEncoder:
     """The WatchEncoder port, in lockd.v1 protobuf."""
 
-    def events(self, epoch: str, events: Sequence[Event], ack_requested: bool = False) -> bytes:
+    def events(
+        self,
+        epoch: str,
+        events: Sequence[Event],
+        ack_requested: bool = False,
+        packed: bool = False,
+    ) -> bytes:
         batch = pb.EventBatch(
             epoch=epoch,
             from_revision=events[0].revision,
             to_revision=events[-1].revision,
-            events=[convert.event_to_pb(event) for event in events],
+            events=[convert.event_to_pb(event, packed) for event in events],
             ack_requested=ack_requested,
         )
         return pb.WatchLocksResponse(events=batch).SerializeToString()
@@ -74,8 +80,10 @@ class ProtoWatchEncoder:
         begin = pb.SnapshotBegin(epoch=epoch, revision=revision, count=count)
         return pb.WatchLocksResponse(snapshot_begin=begin).SerializeToString()
 
-    def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes:
-        chunk = pb.SnapshotChunk(resources=[convert.resource_to_pb(r) for r in resources])
+    def snapshot_chunk(
+        self, resources: Sequence[ReplicatedResource], packed: bool = False
+    ) -> bytes:
+        chunk = convert.snapshot_chunk_to_pb(resources, packed)
         return pb.WatchLocksResponse(snapshot_chunk=chunk).SerializeToString()
 
     def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes:
@@ -246,7 +254,8 @@ class WatchHandler:
         if first is None or first.WhichOneof("message") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
             return None
-        hello = Hello(first.hello.agent_id, first.hello.epoch, first.hello.applied_revision)
+        said = first.hello
+        hello = Hello(said.agent_id, said.epoch, said.applied_revision, said.packed_locks)
         try:
             caller = caller_of(context)
             self._admit(caller, hello)

@@ -52,13 +52,22 @@ class ResetReason(StrEnum):
 class WatchEncoder(Protocol):
     """Serialises WatchLocks responses (implemented by lockd.api with protobuf)."""
 
-    def events(self, epoch: str, events: Sequence[Event], ack_requested: bool = False) -> bytes:
-        """An EventBatch frame; `ack_requested`: agents, ack it as soon as it is saved."""
+    def events(
+        self,
+        epoch: str,
+        events: Sequence[Event],
+        ack_requested: bool = False,
+        packed: bool = False,
+    ) -> bytes:
+        """An EventBatch frame; `ack_requested`: agents, ack it as soon as it is saved;
+        `packed`: its locks in their packed form (lockd.domain.packed_form)."""
         ...
 
     def snapshot_begin(self, epoch: str, revision: int, count: int) -> bytes: ...
 
-    def snapshot_chunk(self, resources: Sequence[ReplicatedResource]) -> bytes: ...
+    def snapshot_chunk(
+        self, resources: Sequence[ReplicatedResource], packed: bool = False
+    ) -> bytes: ...
 
     def snapshot_end(self, epoch: str, revision: int, count: int) -> bytes: ...
 
@@ -111,7 +120,8 @@ class ReplicationHub:
         self._waiters: set[asyncio.Future[None]] = set()
         # The snapshot frames of one (epoch, revision), encoded once for every stream
         # that snapshots at that revision (a thousand agents starting together).
-        self._snapshot: tuple[tuple[str, int], list[bytes]] | None = None
+        # Locks packed or not → ((epoch, revision), the frames of that snapshot).
+        self._snapshots: dict[bool, tuple[tuple[str, int], list[bytes]]] = {}
         self.closing = False
         self.on_batch: list[Callable[[Sequence[Event]], None]] = []
         self.on_rebase: list[Callable[[ReplicatedState], None]] = []
@@ -152,12 +162,16 @@ class ReplicationHub:
             return self.ring.next_seq
         return self.ring.seq_after(revision)
 
-    def snapshot_frames(self, encode: Callable[[], list[bytes]]) -> list[bytes]:
-        """The current state's snapshot frames: `encode()`d once per epoch and revision."""
+    def snapshot_frames(
+        self, encode: Callable[[bool], list[bytes]], packed: bool = False
+    ) -> list[bytes]:
+        """The current state's snapshot frames: `encode(packed)`d once per epoch,
+        revision and form (locks packed or not)."""
         key = (self.state.epoch, self.state.revision)
-        if self._snapshot is None or self._snapshot[0] != key:
-            self._snapshot = (key, encode())
-        return self._snapshot[1]
+        cached = self._snapshots.get(packed)
+        if cached is None or cached[0] != key:
+            cached = self._snapshots[packed] = (key, encode(packed))
+        return cached[1]
 
     def publish(self, events: Iterable[Event]) -> None:
         """Hand over committed events; they reach the ring on this loop tick."""
@@ -190,8 +204,12 @@ class ReplicationHub:
             now = self._clock.monotonic()
             for part, payload in encode_within(batch, encode):
                 first, last = part[0].revision, part[-1].revision
+                asks = _holds(part, awaited)
+                # The same events packed: no bigger than the Resource form but for a few
+                # bytes a lock, so well within the receive limit `encode_within` keeps to.
+                packed = self.encoder.events(epoch, part, asks, packed=True)
                 self.ring.append(
-                    first, last, payload, len(part), now, _holds(part, awaited), _lock_pairs(part)
+                    first, last, payload, packed, len(part), now, asks, _lock_pairs(part)
                 )
             self.last_event = batch[-1]
             for listener in self.on_batch:
@@ -218,7 +236,7 @@ class ReplicationHub:
         self.state = state
         self.ring = EventRing(self.ring.capacity)
         self._pending.clear()
-        self._snapshot = None
+        self._snapshots.clear()
         self.last_event = None
         self.generation += 1
         self.rebase_reason = reason

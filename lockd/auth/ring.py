@@ -16,12 +16,14 @@ from lockd.domain.lock import TargetPair
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Contiguous revisions first..last, serialised once as `payload`."""
+    """Contiguous revisions first..last, serialised once as `payload` and once as
+    `packed_payload` (its locks packed, for agents that asked: WatchHello.packed_locks)."""
 
     seq: int
     first: int
     last: int
     payload: bytes
+    packed_payload: bytes
     count: int
     created: float  # monotonic seconds, for the slow-consumer time bound
     # Somebody waited for a revision of this batch when it was encoded: its frame asks
@@ -58,6 +60,7 @@ class EventRing:
         first: int,
         last: int,
         payload: bytes,
+        packed_payload: bytes,
         count: int,
         now: float,
         ack_requested: bool = False,
@@ -65,7 +68,17 @@ class EventRing:
     ) -> Batch:
         if self._batches and first != self._batches[-1].last + 1:
             raise ValueError(f"batch {first}..{last} does not follow {self._batches[-1].last}")
-        batch = Batch(self._next_seq, first, last, payload, count, now, ack_requested, lock_pairs)
+        batch = Batch(
+            self._next_seq,
+            first,
+            last,
+            payload,
+            packed_payload,
+            count,
+            now,
+            ack_requested,
+            lock_pairs,
+        )
         self._batches.append(batch)
         self._next_seq += 1
         if len(self._batches) > self._capacity:

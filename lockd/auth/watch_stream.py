@@ -43,6 +43,7 @@ class Hello:
     agent_id: str
     epoch: str
     applied_revision: int
+    packed_locks: bool = False  # the agent reads locks packed (lockd.domain.packed_form)
 
 
 class SnapshotGate:
@@ -129,7 +130,7 @@ class WatchStream:
                 seq = None
         if seq is None:
             seq = hub.ring.next_seq  # state and ring position together: no await between
-            frames = hub.snapshot_frames(self._encode_snapshot)
+            frames = hub.snapshot_frames(self._encode_snapshot, hello.packed_locks)
             left = sum(map(len, frames))
             if not self._gate.try_enter(left):
                 jitter = self._settings.retry_after * (1 + random.random())
@@ -156,20 +157,23 @@ class WatchStream:
             events = [event for event in events if event.revision <= hub.revision]
             if not events:
                 return
-            encode = functools.partial(hub.encoder.events, hub.epoch)
+            encode = functools.partial(
+                hub.encoder.events, hub.epoch, packed=self._hello.packed_locks
+            )
             for part, frame in encode_within(events, encode):
                 self.position = part[-1].revision
                 yield frame
                 self._on_batch_sent(len(part))
 
-    def _encode_snapshot(self) -> list[bytes]:
+    def _encode_snapshot(self, packed: bool) -> list[bytes]:
         hub = self._hub
         resources = hub.state.resources()
         epoch, revision, count = hub.epoch, hub.revision, len(resources)
         frames = [hub.encoder.snapshot_begin(epoch, revision, count)]
+        encode = functools.partial(hub.encoder.snapshot_chunk, packed=packed)
         for start in range(0, count, SNAPSHOT_CHUNK):
             chunk = resources[start : start + SNAPSHOT_CHUNK]
-            frames.extend(frame for _, frame in encode_within(chunk, hub.encoder.snapshot_chunk))
+            frames.extend(frame for _, frame in encode_within(chunk, encode))
         frames.append(hub.encoder.snapshot_end(epoch, revision, count))
         return frames
 
@@ -186,7 +190,7 @@ class WatchStream:
         if (message := self._locked()) is not None:
             yield self._reset(ResetReason.LOCKED, message)
             return
-        targets = self._lock_targets
+        targets, packed = self._lock_targets, self._hello.packed_locks
         alarm = Alarm()
         try:
             while True:
@@ -229,7 +233,7 @@ class WatchStream:
                     message = None
                     if not targets.isdisjoint(batch.lock_pairs):
                         message = self._locked()
-                    yield batch.payload
+                    yield batch.packed_payload if packed else batch.payload
                     self._on_batch_sent(batch.count)
                     if message is not None:
                         yield self._reset(ResetReason.LOCKED, message)

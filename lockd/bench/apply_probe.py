@@ -1,10 +1,11 @@
 """The `apply` worker role: one real agent runtime fed pre-encoded frames in-process.
 
 What an agent's Python costs per lock, without gRPC and without another process on the
-cores: the frames are the auth server's own encoding (`ProtoWatchEncoder`), parsed with
+cores: the frames are the auth server's own encoding (`ProtoWatchEncoder`), locks packed as
+lockd's agents ask for them (WatchHello.packed_locks), parsed with
 `WatchLocksResponse.FromString` and handed to `AgentRuntime` exactly as
 `lockd.client.agent_watcher` does (snapshot chunks one by one, event batches through
-`convert.event_from_pb`). CPU is `time.process_time`, each figure the best of `rounds`;
+`convert.events_from_pb`). CPU is `time.process_time`, each figure the best of `rounds`;
 RSS is this process's VmRSS: before the run (the interpreter, grpcio, protobuf,
 prometheus_client and lockd's agent modules), with the snapshot's locks (freed heap
 handed back, as the agent does after writing its base), and after the events (each a
@@ -73,7 +74,7 @@ def measure(idle: int, locks: int, events: int, rounds: int) -> Message:
     resources: list[ReplicatedResource] = [ClusterAuthPreference()]
     resources.extend(_lock(index, now) for index in range(locks))
     chunks = [
-        encoder.snapshot_chunk(resources[start : start + SNAPSHOT_CHUNK])
+        encoder.snapshot_chunk(resources[start : start + SNAPSHOT_CHUNK], packed=True)
         for start in range(0, len(resources), SNAPSHOT_CHUNK)
     ]
     del resources
@@ -81,8 +82,8 @@ def measure(idle: int, locks: int, events: int, rounds: int) -> Message:
     def apply_snapshot(frames: list[bytes]) -> None:
         runtime.on_snapshot_begin(EPOCH, locks)
         for frame in frames:
-            chunk = watch_pb.WatchLocksResponse.FromString(frame).snapshot_chunk.resources
-            runtime.on_snapshot_chunk([convert.resource_from_pb(r) for r in chunk])
+            chunk = watch_pb.WatchLocksResponse.FromString(frame).snapshot_chunk
+            runtime.on_snapshot_chunk(convert.snapshot_chunk_from_pb(chunk))
         runtime.on_snapshot_end(EPOCH, locks, locks + 1)  # the locks and the preference
 
     snapshot_s = _cpu(lambda: apply_snapshot(chunks))
@@ -97,7 +98,7 @@ def measure(idle: int, locks: int, events: int, rounds: int) -> Message:
         for _ in range(events):
             revision += 1
             lock = _lock(revision, now)
-            frames.append(encoder.events(EPOCH, [Event.put(revision, lock, now)]))
+            frames.append(encoder.events(EPOCH, [Event.put(revision, lock, now)], packed=True))
         per_event.append(_cpu(functools.partial(_apply_events, runtime, frames)) / events)
     _trim()
     return {
@@ -127,7 +128,7 @@ def _runtime() -> AgentRuntime:
 def _apply_events(runtime: AgentRuntime, frames: Sequence[bytes]) -> None:
     for frame in frames:
         batch = watch_pb.WatchLocksResponse.FromString(frame).events
-        applied = [convert.event_from_pb(event) for event in batch.events]
+        applied = convert.events_from_pb(batch.events)
         runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, applied)
 
 

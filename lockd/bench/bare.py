@@ -47,10 +47,11 @@ def probe_lock(index: int) -> Lock:
 
 
 def event_frame(index: int) -> bytes:
-    """The WatchLocks frame an auth server sends for the `probe_lock(index)` event."""
+    """The WatchLocks frame an auth server sends lockd's agents (locks packed) for the
+    `probe_lock(index)` event."""
     now = datetime.now(UTC)
     lock = replace(probe_lock(index), created_at=now, created_by="admin")
-    return ProtoWatchEncoder().events(EPOCH, [Event.put(index + 1, lock, now)])
+    return ProtoWatchEncoder().events(EPOCH, [Event.put(index + 1, lock, now)], packed=True)
 
 
 def allowed_response() -> bytes:

@@ -257,7 +257,9 @@ class LightFleet:
     async def _watch(self, agent_id: str) -> None:
         """Stream until the server ends it; a stream refused before its snapshot (too many
         snapshots in flight: Reset(overloaded)) is tried again, as an agent would."""
-        hello = watch_pb.WatchLocksRequest(hello=watch_pb.WatchHello(agent_id=agent_id))
+        # Locks packed, as lockd's agents ask: the frames the floor sends too.
+        said = watch_pb.WatchHello(agent_id=agent_id, packed_locks=True)
+        hello = watch_pb.WatchLocksRequest(hello=said)
         options: list[tuple[str, Any]] = [*CHANNEL_OPTIONS, *OWN_CONNECTION]
         synced = False
         while not synced:

@@ -152,6 +152,7 @@ class WatchClient:
                 epoch=state.epoch,
                 applied_revision=state.revision,
                 version=__version__,
+                packed_locks=True,  # lockd.domain.packed_form: filed for less than a Lock
             )
             self._wanted = self._acked = 0
             await call.write(pb.WatchLocksRequest(hello=hello))
@@ -205,8 +206,7 @@ class WatchClient:
                 runtime.on_snapshot_begin(begin.epoch, begin.revision)
             elif kind == "snapshot_chunk":
                 # Applied as it arrives: the view never holds a second copy.
-                chunk = response.snapshot_chunk.resources
-                runtime.on_snapshot_chunk([convert.resource_from_pb(r) for r in chunk])
+                runtime.on_snapshot_chunk(convert.snapshot_chunk_from_pb(response.snapshot_chunk))
             elif kind == "snapshot_end":
                 end = response.snapshot_end
                 held = runtime.view.state.epoch  # "" = an empty view's first fill
@@ -235,7 +235,7 @@ class WatchClient:
         items = batch.events
         count = len(items)
         if count <= APPLY_SLICE:
-            events = [convert.event_from_pb(event) for event in items]
+            events = convert.events_from_pb(items)
             runtime.on_events(batch.epoch, batch.from_revision, batch.to_revision, events)
             return
         if count != batch.to_revision - batch.from_revision + 1:
@@ -243,7 +243,7 @@ class WatchClient:
                 f"batch {batch.from_revision}..{batch.to_revision} carries {count} events"
             )
         for start in range(0, count, APPLY_SLICE):
-            events = [convert.event_from_pb(event) for event in items[start : start + APPLY_SLICE]]
+            events = convert.events_from_pb(items[start : start + APPLY_SLICE])
             first = batch.from_revision + start
             runtime.on_events(batch.epoch, first, first + len(events) - 1, events)
             await asyncio.sleep(0)  # let the socket's calls in

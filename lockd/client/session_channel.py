@@ -274,9 +274,7 @@ class SessionChannel:
             elif kind == "snapshot_begin":
                 snapshot = []
             elif kind == "snapshot_chunk" and snapshot is not None:
-                snapshot.extend(
-                    convert.resource_from_pb(r) for r in message.snapshot_chunk.resources
-                )
+                snapshot.extend(convert.snapshot_chunk_from_pb(message.snapshot_chunk))
             elif kind == "snapshot_end" and snapshot is not None and self.copy is not None:
                 end = message.snapshot_end
                 now, wall = clock_now()
@@ -285,7 +283,7 @@ class SessionChannel:
                 snapshot = None
             elif kind == "events" and self.copy is not None:
                 batch = message.events
-                events = [convert.event_from_pb(event) for event in batch.events]
+                events = convert.events_from_pb(batch.events)
                 now, wall = clock_now()
                 self.copy.apply_events(
                     batch.epoch, batch.from_revision, batch.to_revision, events, now, wall

@@ -24,10 +24,10 @@ from typing import NamedTuple
 from lockd.domain.errors import InvariantError
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget, TargetPair
 
-_SEP = "\x00"
+SEPARATOR = "\x00"
 # One character per target field in records and index keys (TARGET_FIELDS order).
-_CODE = {field: chr(ord("a") + index) for index, field in enumerate(TARGET_FIELDS)}
-_FIELD = {code: field for field, code in _CODE.items()}
+FIELD_CODES = {field: chr(ord("a") + index) for index, field in enumerate(TARGET_FIELDS)}
+CODE_FIELDS = {code: field for field, code in FIELD_CODES.items()}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # Index keys below 2**60 are 32-byte ints (a full 64-bit hash takes 48 bytes).
@@ -53,7 +53,7 @@ def encode(lock: Lock, pairs: tuple[TargetPair, ...] | None = None) -> Record:
     """The compact record of `lock` (the lock itself when it cannot be one exactly);
     `pairs` are its target's pairs when the caller has them already."""
     expires, created = _stamp(lock.expires), _stamp(lock.created_at)
-    if expires is None or created is None or _SEP in lock.created_by:
+    if expires is None or created is None or SEPARATOR in lock.created_by:
         return lock
     pairs = lock.target.pairs() if pairs is None else pairs
     return _record(lock.message, lock.created_by, expires, created, pairs)
@@ -64,9 +64,9 @@ def _record(
 ) -> bytes:
     parts = [message, created_by, expires, created]
     for field, value in pairs:
-        parts.append(_CODE[field])
+        parts.append(FIELD_CODES[field])
         parts.append(value)
-    return _SEP.join(parts).encode()
+    return SEPARATOR.join(parts).encode()
 
 
 class PackedLock(NamedTuple):
@@ -98,7 +98,7 @@ def pack(
 ) -> PackedLock | None:
     """The lock of these parts (already validated), times in microseconds since 1970;
     None when it has no record (a creator containing NUL: build a `Lock`)."""
-    if _SEP in created_by:
+    if SEPARATOR in created_by:
         return None
     record = _record(
         message,
@@ -115,8 +115,8 @@ def decode(name: str, record: Record) -> Lock:
     """The lock `encode` made `record` of."""
     if isinstance(record, Lock):
         return record
-    message, created_by, expires, created, *pairs = record.decode().split(_SEP)
-    target = LockTarget(**{_FIELD[pairs[i]]: pairs[i + 1] for i in range(0, len(pairs), 2)})
+    message, created_by, expires, created, *pairs = record.decode().split(SEPARATOR)
+    target = LockTarget(**{CODE_FIELDS[pairs[i]]: pairs[i + 1] for i in range(0, len(pairs), 2)})
     return Lock(name, target, message, _moment(expires), _moment(created), created_by)
 
 
@@ -129,8 +129,8 @@ def _key(code: str, value: str) -> int:
 def _keys(record: Record) -> list[int]:
     """The index keys of a record, one per target pair of the lock it was made of."""
     if isinstance(record, Lock):
-        return [_key(_CODE[field], value) for field, value in record.target.pairs()]
-    pairs = record.decode().split(_SEP)[4:]
+        return [_key(FIELD_CODES[field], value) for field, value in record.target.pairs()]
+    pairs = record.decode().split(SEPARATOR)[4:]
     return [_key(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)]
 
 
@@ -203,7 +203,7 @@ class LockTable(MutableMapping[str, Lock]):
         self._records[name] = record
         index = self._index
         for field, value in pairs:
-            key = hash(_CODE[field] + value) & _KEY_MASK  # `_key`, written out: per lock
+            key = hash(FIELD_CODES[field] + value) & _KEY_MASK  # `_key`, written out: per lock
             filed = index.get(key)
             if filed is None:
                 index[key] = name
@@ -249,7 +249,7 @@ class LockTable(MutableMapping[str, Lock]):
     def _matching(self, pair: TargetPair, now: datetime) -> Iterator[Lock]:
         """The locks in force at `now` whose target has `pair`."""
         field, value = pair
-        filed = self._index.get(_key(_CODE[field], value))
+        filed = self._index.get(_key(FIELD_CODES[field], value))
         if filed is None:
             return
         expiring = self._expiring

@@ -95,8 +95,10 @@ class _Incoming:
 
     epoch: str
     revision: int
+    # The locks named so far; None when the view held none as the snapshot began: then
+    # nothing is left to drop at its end, and a cold start tracks no names.
+    locks: set[str] | None
     count: int = 0
-    locks: set[str] = field(default_factory=set)
     roles: set[str] = field(default_factory=set)
     preference: bool = False
 
@@ -195,22 +197,24 @@ class LocalView:
             raise ViewMismatch(
                 f"snapshot at revision {revision} is older than the applied {self.state.revision}"
             )
-        self._incoming = _Incoming(epoch, revision)
+        self._incoming = _Incoming(epoch, revision, set() if self.locks else None)
 
     def add_to_snapshot(
-        self, resources: Iterable[StreamedResource], wall: datetime
+        self, resources: Sequence[StreamedResource], wall: datetime
     ) -> list[Termination]:
         """Apply one chunk of the snapshot; end sessions that a new or changed lock hits."""
         incoming = self._incoming
         if incoming is None:
             raise ViewMismatch("snapshot chunk without SnapshotBegin")
+        incoming.count += len(resources)
         changed: list[Lock | PackedLock] = []
-        state = self.state
+        state, named, put = self.state, incoming.locks, self.locks.put
+        may_hit = bool(self.sessions)  # no session: no lock to collect for terminations
         for resource in resources:
-            incoming.count += 1
             if isinstance(resource, _LOCK_FORMS):
-                incoming.locks.add(resource.name)
-                if self.locks.put(resource):
+                if named is not None:
+                    named.add(resource.name)
+                if put(resource) and may_hit:
                     changed.append(resource)
             elif isinstance(resource, Role):
                 incoming.roles.add(resource.name)
@@ -231,7 +235,8 @@ class LocalView:
         if incoming.count != count:
             raise ViewMismatch("snapshot ended with a different count than it sent")
         state = self.state
-        for name in [name for name in self.locks if name not in incoming.locks]:
+        named = incoming.locks
+        for name in [] if named is None else [name for name in self.locks if name not in named]:
             self.locks.remove(name)
         for name in [name for name in state.roles if name not in incoming.roles]:
             del state.roles[name]

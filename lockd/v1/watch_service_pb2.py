@@ -28,41 +28,41 @@ from lockd.v1 import cluster_service_pb2 as lockd_dot_v1_dot_cluster__service__p
 from lockd.v1 import resources_pb2 as lockd_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clockd/v1/watch_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elockd/v1/cluster_service.proto\x1a\x18lockd/v1/resources.proto\"h\n\x11WatchLocksRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.lockd.v1.WatchHelloH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.lockd.v1.WatchAckH\x00\x42\t\n\x07message\"X\n\nWatchHello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\"\\\n\x08WatchAck\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\"\xd5\x02\n\x12WatchLocksResponse\x12\x31\n\x0esnapshot_begin\x18\x01 \x01(\x0b\x32\x17.lockd.v1.SnapshotBeginH\x00\x12\x31\n\x0esnapshot_chunk\x18\x02 \x01(\x0b\x32\x17.lockd.v1.SnapshotChunkH\x00\x12-\n\x0csnapshot_end\x18\x03 \x01(\x0b\x32\x15.lockd.v1.SnapshotEndH\x00\x12&\n\x06\x65vents\x18\x04 \x01(\x0b\x32\x14.lockd.v1.EventBatchH\x00\x12(\n\theartbeat\x18\x05 \x01(\x0b\x32\x13.lockd.v1.HeartbeatH\x00\x12 \n\x05reset\x18\x06 \x01(\x0b\x32\x0f.lockd.v1.ResetH\x00\x12+\n\x0b\x61\x63k_request\x18\x07 \x01(\x0b\x32\x14.lockd.v1.AckRequestH\x00\x42\t\n\x07message\"?\n\rSnapshotBegin\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"6\n\rSnapshotChunk\x12%\n\tresources\x18\x01 \x03(\x0b\x32\x12.lockd.v1.Resource\"=\n\x0bSnapshotEnd\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xcc\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12!\n\x04type\x18\x02 \x01(\x0e\x32\x13.lockd.v1.EventType\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.lockd.v1.ResourceKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12$\n\x08resource\x18\x05 \x01(\x0b\x32\x12.lockd.v1.Resource\x12/\n\x0b\x63ommit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\nEventBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\x12\x13\n\x0bto_revision\x18\x03 \x01(\x03\x12$\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x14.lockd.v1.WatchEvent\x12\x15\n\rack_requested\x18\x05 \x01(\x08\"\xa1\x01\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rstore_healthy\x18\x04 \x01(\x08\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"-\n\nAckRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"n\n\x05Reset\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.lockd.v1.ResetReason\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t*i\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_TYPE_PUT\x10\x01\x12\x15\n\x11\x45VENT_TYPE_DELETE\x10\x02\x12\x15\n\x11\x45VENT_TYPE_EXPIRE\x10\x03*\xf8\x01\n\x0bResetReason\x12\x1c\n\x18RESET_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14RESET_REASON_TOO_OLD\x10\x01\x12\x1e\n\x1aRESET_REASON_EPOCH_CHANGED\x10\x02\x12\x1e\n\x1aRESET_REASON_SLOW_CONSUMER\x10\x03\x12 \n\x1cRESET_REASON_AHEAD_OF_SERVER\x10\x04\x12\x19\n\x15RESET_REASON_SHUTDOWN\x10\x05\x12\x1b\n\x17RESET_REASON_OVERLOADED\x10\x06\x12\x17\n\x13RESET_REASON_LOCKED\x10\x07\x32[\n\x0cWatchService\x12K\n\nWatchLocks\x12\x1b.lockd.v1.WatchLocksRequest\x1a\x1c.lockd.v1.WatchLocksResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1clockd/v1/watch_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1elockd/v1/cluster_service.proto\x1a\x18lockd/v1/resources.proto\"h\n\x11WatchLocksRequest\x12%\n\x05hello\x18\x01 \x01(\x0b\x32\x14.lockd.v1.WatchHelloH\x00\x12!\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x12.lockd.v1.WatchAckH\x00\x42\t\n\x07message\"n\n\nWatchHello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x03 \x01(\x03\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x14\n\x0cpacked_locks\x18\x05 \x01(\x08\"\\\n\x08WatchAck\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x18\n\x10\x61pplied_revision\x18\x02 \x01(\x03\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\"\xd5\x02\n\x12WatchLocksResponse\x12\x31\n\x0esnapshot_begin\x18\x01 \x01(\x0b\x32\x17.lockd.v1.SnapshotBeginH\x00\x12\x31\n\x0esnapshot_chunk\x18\x02 \x01(\x0b\x32\x17.lockd.v1.SnapshotChunkH\x00\x12-\n\x0csnapshot_end\x18\x03 \x01(\x0b\x32\x15.lockd.v1.SnapshotEndH\x00\x12&\n\x06\x65vents\x18\x04 \x01(\x0b\x32\x14.lockd.v1.EventBatchH\x00\x12(\n\theartbeat\x18\x05 \x01(\x0b\x32\x13.lockd.v1.HeartbeatH\x00\x12 \n\x05reset\x18\x06 \x01(\x0b\x32\x0f.lockd.v1.ResetH\x00\x12+\n\x0b\x61\x63k_request\x18\x07 \x01(\x0b\x32\x14.lockd.v1.AckRequestH\x00\x42\t\n\x07message\"?\n\rSnapshotBegin\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"L\n\rSnapshotChunk\x12%\n\tresources\x18\x01 \x03(\x0b\x32\x12.lockd.v1.Resource\x12\x14\n\x0cpacked_locks\x18\x02 \x03(\x0c\"=\n\x0bSnapshotEnd\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xed\x01\n\nWatchEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12!\n\x04type\x18\x02 \x01(\x0e\x32\x13.lockd.v1.EventType\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.lockd.v1.ResourceKind\x12\x0c\n\x04name\x18\x04 \x01(\t\x12&\n\x08resource\x18\x05 \x01(\x0b\x32\x12.lockd.v1.ResourceH\x00\x12\x15\n\x0bpacked_lock\x18\x07 \x01(\x0cH\x00\x12/\n\x0b\x63ommit_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\n\x04\x62ody\"\x84\x01\n\nEventBatch\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\x12\x13\n\x0bto_revision\x18\x03 \x01(\x03\x12$\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x14.lockd.v1.WatchEvent\x12\x15\n\rack_requested\x18\x05 \x01(\x08\"\xa1\x01\n\tHeartbeat\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rstore_healthy\x18\x04 \x01(\x08\x12+\n\x08interval\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"-\n\nAckRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\x03\"n\n\x05Reset\x12%\n\x06reason\x18\x01 \x01(\x0e\x32\x15.lockd.v1.ResetReason\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t*i\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45VENT_TYPE_PUT\x10\x01\x12\x15\n\x11\x45VENT_TYPE_DELETE\x10\x02\x12\x15\n\x11\x45VENT_TYPE_EXPIRE\x10\x03*\xf8\x01\n\x0bResetReason\x12\x1c\n\x18RESET_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14RESET_REASON_TOO_OLD\x10\x01\x12\x1e\n\x1aRESET_REASON_EPOCH_CHANGED\x10\x02\x12\x1e\n\x1aRESET_REASON_SLOW_CONSUMER\x10\x03\x12 \n\x1cRESET_REASON_AHEAD_OF_SERVER\x10\x04\x12\x19\n\x15RESET_REASON_SHUTDOWN\x10\x05\x12\x1b\n\x17RESET_REASON_OVERLOADED\x10\x06\x12\x17\n\x13RESET_REASON_LOCKED\x10\x07\x32[\n\x0cWatchService\x12K\n\nWatchLocks\x12\x1b.lockd.v1.WatchLocksRequest\x1a\x1c.lockd.v1.WatchLocksResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.watch_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=1648
-  _globals['_EVENTTYPE']._serialized_end=1753
-  _globals['_RESETREASON']._serialized_start=1756
-  _globals['_RESETREASON']._serialized_end=2004
+  _globals['_EVENTTYPE']._serialized_start=1725
+  _globals['_EVENTTYPE']._serialized_end=1830
+  _globals['_RESETREASON']._serialized_start=1833
+  _globals['_RESETREASON']._serialized_end=2081
   _globals['_WATCHLOCKSREQUEST']._serialized_start=165
   _globals['_WATCHLOCKSREQUEST']._serialized_end=269
   _globals['_WATCHHELLO']._serialized_start=271
-  _globals['_WATCHHELLO']._serialized_end=359
-  _globals['_WATCHACK']._serialized_start=361
-  _globals['_WATCHACK']._serialized_end=453
-  _globals['_WATCHLOCKSRESPONSE']._serialized_start=456
-  _globals['_WATCHLOCKSRESPONSE']._serialized_end=797
-  _globals['_SNAPSHOTBEGIN']._serialized_start=799
-  _globals['_SNAPSHOTBEGIN']._serialized_end=862
-  _globals['_SNAPSHOTCHUNK']._serialized_start=864
-  _globals['_SNAPSHOTCHUNK']._serialized_end=918
-  _globals['_SNAPSHOTEND']._serialized_start=920
-  _globals['_SNAPSHOTEND']._serialized_end=981
-  _globals['_WATCHEVENT']._serialized_start=984
-  _globals['_WATCHEVENT']._serialized_end=1188
-  _globals['_EVENTBATCH']._serialized_start=1191
-  _globals['_EVENTBATCH']._serialized_end=1323
-  _globals['_HEARTBEAT']._serialized_start=1326
-  _globals['_HEARTBEAT']._serialized_end=1487
-  _globals['_ACKREQUEST']._serialized_start=1489
-  _globals['_ACKREQUEST']._serialized_end=1534
-  _globals['_RESET']._serialized_start=1536
-  _globals['_RESET']._serialized_end=1646
-  _globals['_WATCHSERVICE']._serialized_start=2006
-  _globals['_WATCHSERVICE']._serialized_end=2097
+  _globals['_WATCHHELLO']._serialized_end=381
+  _globals['_WATCHACK']._serialized_start=383
+  _globals['_WATCHACK']._serialized_end=475
+  _globals['_WATCHLOCKSRESPONSE']._serialized_start=478
+  _globals['_WATCHLOCKSRESPONSE']._serialized_end=819
+  _globals['_SNAPSHOTBEGIN']._serialized_start=821
+  _globals['_SNAPSHOTBEGIN']._serialized_end=884
+  _globals['_SNAPSHOTCHUNK']._serialized_start=886
+  _globals['_SNAPSHOTCHUNK']._serialized_end=962
+  _globals['_SNAPSHOTEND']._serialized_start=964
+  _globals['_SNAPSHOTEND']._serialized_end=1025
+  _globals['_WATCHEVENT']._serialized_start=1028
+  _globals['_WATCHEVENT']._serialized_end=1265
+  _globals['_EVENTBATCH']._serialized_start=1268
+  _globals['_EVENTBATCH']._serialized_end=1400
+  _globals['_HEARTBEAT']._serialized_start=1403
+  _globals['_HEARTBEAT']._serialized_end=1564
+  _globals['_ACKREQUEST']._serialized_start=1566
+  _globals['_ACKREQUEST']._serialized_end=1611
+  _globals['_RESET']._serialized_start=1613
+  _globals['_RESET']._serialized_end=1723
+  _globals['_WATCHSERVICE']._serialized_start=2083
+  _globals['_WATCHSERVICE']._serialized_end=2174
 # @@protoc_insertion_point(module_scope)

@@ -107,10 +107,15 @@ class WatchHello(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     APPLIED_REVISION_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    PACKED_LOCKS_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     epoch: _builtins.str
     applied_revision: _builtins.int
     version: _builtins.str
+    packed_locks: _builtins.bool
+    """The agent reads locks in their packed form (docs/protocol.md "Packed locks"): the
+    server sends every lock it can pack as packed bytes instead of a Resource.
+    """
     def __init__(
         self,
         *,
@@ -118,10 +123,11 @@ class WatchHello(_message.Message):
         epoch: _builtins.str = ...,
         applied_revision: _builtins.int = ...,
         version: _builtins.str = ...,
+        packed_locks: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_revision", b"applied_revision", "epoch", b"epoch", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "applied_revision", b"applied_revision", "epoch", b"epoch", "packed_locks", b"packed_locks", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -233,16 +239,24 @@ class SnapshotChunk(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESOURCES_FIELD_NUMBER: _builtins.int
+    PACKED_LOCKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Resource]: ...
+    @_builtins.property
+    def packed_locks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Locks in their packed form, to an agent that asked (WatchHello.packed_locks); they
+        count in SnapshotBegin/End.count like the resources.
+        """
+
     def __init__(
         self,
         *,
         resources: _abc.Iterable[_resources_pb2.Resource] | None = ...,
+        packed_locks: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["packed_locks", b"packed_locks", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,11 +300,13 @@ class WatchEvent(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
+    PACKED_LOCK_FIELD_NUMBER: _builtins.int
     COMMIT_TIME_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     type: Global___EventType.ValueType
     kind: _resources_pb2.ResourceKind.ValueType
     name: _builtins.str
+    packed_lock: _builtins.bytes
     @_builtins.property
     def resource(self) -> _resources_pb2.Resource: ...
     @_builtins.property
@@ -303,13 +319,16 @@ class WatchEvent(_message.Message):
         kind: _resources_pb2.ResourceKind.ValueType = ...,
         name: _builtins.str = ...,
         resource: _resources_pb2.Resource | None = ...,
+        packed_lock: _builtins.bytes = ...,
         commit_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["commit_time", b"commit_time", "resource", b"resource"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "commit_time", b"commit_time", "packed_lock", b"packed_lock", "resource", b"resource"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_time", b"commit_time", "kind", b"kind", "name", b"name", "resource", b"resource", "revision", b"revision", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "commit_time", b"commit_time", "kind", b"kind", "name", b"name", "packed_lock", b"packed_lock", "resource", b"resource", "revision", b"revision", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["resource", "packed_lock"]  # noqa: Y015
+    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___WatchEvent: _TypeAlias = WatchEvent  # noqa: Y015
 

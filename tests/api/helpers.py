@@ -106,10 +106,15 @@ class WatchClient:
         agent_id: str = "agent-1",
         epoch: str = "",
         applied_revision: int = 0,
+        packed_locks: bool = False,
     ) -> WatchClient:
         call = WatchServiceStub(channel).WatchLocks()
         hello = watch_pb.WatchHello(
-            agent_id=agent_id, epoch=epoch, applied_revision=applied_revision, version="test"
+            agent_id=agent_id,
+            epoch=epoch,
+            applied_revision=applied_revision,
+            version="test",
+            packed_locks=packed_locks,
         )
         await call.write(watch_pb.WatchLocksRequest(hello=hello))
         return cls(call, agent_id)
@@ -159,6 +164,7 @@ class Snapshot:
     resources: list[res_pb.Resource]
     end: watch_pb.SnapshotEnd
     chunks: int
+    packed: list[bytes]  # packed locks (a stream that asked for them)
 
     def lock_names(self) -> list[str]:
         return [r.lock.name for r in self.resources if r.WhichOneof("resource") == "lock"]
@@ -171,6 +177,7 @@ async def read_snapshot(client: WatchClient, within: float = WAIT) -> Snapshot:
     """Begin, the chunks, End; checks that counts and revisions agree."""
     begin = (await client.read_kind("snapshot_begin", within)).snapshot_begin
     resources: list[res_pb.Resource] = []
+    packed: list[bytes] = []
     chunks = 0
     while True:
         response = await client.read(within)
@@ -178,13 +185,14 @@ async def read_snapshot(client: WatchClient, within: float = WAIT) -> Snapshot:
         if which == "snapshot_chunk":
             chunks += 1
             resources.extend(response.snapshot_chunk.resources)
+            packed.extend(response.snapshot_chunk.packed_locks)
             continue
         assert which == "snapshot_end", f"unexpected {which} inside a snapshot"
         end = response.snapshot_end
         break
     assert (end.epoch, end.revision, end.count) == (begin.epoch, begin.revision, begin.count)
-    assert len(resources) == begin.count
-    return Snapshot(begin, resources, end, chunks)
+    assert len(resources) + len(packed) == begin.count
+    return Snapshot(begin, resources, end, chunks, packed)
 
 
 @dataclass

@@ -47,6 +47,7 @@ async def test_a_fresh_stream_gets_a_snapshot_then_the_events_after_it(servers: 
     assert snapshot.chunks == 2
     assert snapshot.kinds()[0] == "cluster_auth_preference"
     assert len(snapshot.lock_names()) == SNAPSHOT_CHUNK + 20
+    assert not snapshot.packed  # not asked for: every lock a Resource
 
     follower = Follower(client, snapshot.begin.epoch, snapshot.begin.revision)
     put = await create_lock(channel, lock_pb_of("after", user="bob"))
