@@ -280,15 +280,20 @@ def plainly_valid_lock_text(
     False sends the lock through the rules one by one, which name the first broken."""
     joined = name + message + created_by
     for _, value in pairs:
+        joined += value
+    return joined.isascii() and joined.isprintable() and plain_lock_shape(name, pairs, message)
+
+
+def plain_lock_shape(name: str, pairs: tuple[TargetPair, ...], message: str) -> bool:
+    """For text already known to be printable ASCII: whether it is a valid lock's —
+    a target, the lengths within the limits, a name without '/' or ' '."""
+    for _, value in pairs:
         if len(value) > MAX_TARGET_VALUE_LENGTH:
             return False
-        joined += value
     return (
         bool(pairs)
         and 0 < len(name) <= MAX_NAME_LENGTH
         and len(message) <= MAX_MESSAGE_BYTES
-        and joined.isascii()
-        and joined.isprintable()
         and "/" not in name
         and " " not in name
     )

@@ -17,10 +17,11 @@ would make of the same `Lock`, byte for byte, and anything else is refused.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from lockd.domain.errors import ValidationError
-from lockd.domain.lock import Lock, TargetPair, validate_lock_text
+from lockd.domain.lock import Lock, TargetPair, plain_lock_shape, validate_lock_text
 from lockd.domain.lock_table import CODE_FIELDS, SEPARATOR, PackedLock, encode
 from lockd.domain.unix_micros import from_micros, to_micros
 
@@ -28,6 +29,10 @@ from lockd.domain.unix_micros import from_micros, to_micros
 MIN_MICROS = to_micros(datetime(1, 1, 1, tzinfo=UTC))
 MAX_MICROS = to_micros(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
 _FIXED_FIELDS = 5  # name, message, created_by, expires, created_at
+# Between a chunk's packed locks when they are checked together (`from_packed_forms`):
+# RS, which no lock's name, message or target may hold (a creator may: see there).
+_CHUNK_SEPARATOR_TEXT = "\x1e"
+_CHUNK_SEPARATOR = _CHUNK_SEPARATOR_TEXT.encode()
 
 
 def packed_form(lock: Lock) -> bytes | None:
@@ -67,6 +72,48 @@ def from_packed_form(data: bytes) -> PackedLock:
         None if expires_us is None else from_micros(expires_us),
         _micros(created, "created_at") if created else None,
     )
+
+
+def from_packed_forms(datas: Sequence[bytes]) -> list[PackedLock]:
+    """`from_packed_form` of each (a snapshot chunk's), with the text checked once for
+    them all: one join, one decode and one scan when the chunk is printable ASCII, as
+    nearly every one is; then each lock needs only its split and its limits. Any other
+    chunk, and any lock not of one target field, goes lock by lock (the exact error)."""
+    try:
+        text = _CHUNK_SEPARATOR.join(datas).decode()
+    except UnicodeDecodeError:
+        return [from_packed_form(data) for data in datas]  # raises for the first bad one
+    entries = text.split(_CHUNK_SEPARATOR_TEXT)
+    plain = (
+        len(entries) == len(datas)  # no creator held the separator
+        and text.isascii()
+        and text.replace(SEPARATOR, "").replace(_CHUNK_SEPARATOR_TEXT, "").isprintable()
+    )
+    if not plain:
+        return [from_packed_form(data) for data in datas]
+    locks: list[PackedLock] = []
+    for data, entry in zip(datas, entries, strict=True):
+        parts = entry.split(SEPARATOR)
+        field = CODE_FIELDS.get(parts[-2]) if len(parts) == _FIXED_FIELDS + 2 else None
+        if field is None:
+            locks.append(from_packed_form(data))
+            continue
+        name, message, _, expires, created, _, value = parts
+        pairs = ((field, value),)
+        if not (value and plain_lock_shape(name, pairs, message)):
+            locks.append(from_packed_form(data))
+            continue
+        expires_us = _micros(expires, "expires") if expires else None
+        locks.append(
+            PackedLock(
+                name,
+                data[len(name) + 1 :],  # ASCII: the name's length in bytes
+                pairs,
+                None if expires_us is None else from_micros(expires_us),
+                _micros(created, "created_at") if created else None,
+            )
+        )
+    return locks
 
 
 def _pairs(parts: list[str]) -> tuple[TargetPair, ...]:

@@ -22,7 +22,7 @@ from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget, TargetPair, validate_lock_text
 from lockd.domain.lock_table import PackedLock, pack
 from lockd.domain.modes import LockingMode
-from lockd.domain.packed_form import from_packed_form, packed_form
+from lockd.domain.packed_form import from_packed_form, from_packed_forms, packed_form
 from lockd.domain.ports import PutMode
 from lockd.domain.resources import (
     ClusterAuthPreference,
@@ -399,7 +399,7 @@ def snapshot_chunk_to_pb(
 def snapshot_chunk_from_pb(chunk: watch_pb.SnapshotChunk) -> list[StreamedResource]:
     """The resources of a chunk, its packed locks included (each validated)."""
     resources: list[StreamedResource] = [resource_from_pb(r) for r in chunk.resources]
-    resources.extend(map(from_packed_form, chunk.packed_locks))
+    resources.extend(from_packed_forms(chunk.packed_locks))
     return resources
 
 

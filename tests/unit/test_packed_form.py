@@ -4,6 +4,7 @@ a packed lock — or holds text a lock may not — is refused with a ValidationE
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import TARGET_FIELDS, Lock, LockTarget
 from lockd.domain.lock_table import FIELD_CODES, PackedLock
-from lockd.domain.packed_form import MAX_MICROS, MIN_MICROS, from_packed_form, packed_form
+from lockd.domain.packed_form import (
+    MAX_MICROS,
+    MIN_MICROS,
+    from_packed_form,
+    from_packed_forms,
+    packed_form,
+)
 from lockd.v1 import resources_pb2 as pb
 from lockd.wire import convert
 from tests.unit.strategies import any_texts, target_values
@@ -130,3 +137,57 @@ def test_the_limits_of_a_timestamp_are_accepted() -> None:
 def test_a_lock_without_a_record_has_no_packed_form() -> None:
     """A creator containing NUL cannot be packed: the server sends that lock as a Lock."""
     assert packed_form(Lock("l1", LockTarget(user="alice"), created_by="a\x00b")) is None
+
+
+def _outcome(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except ValidationError as error:
+        return ("refused", str(error))
+
+
+@given(st.lists(valid_locks, max_size=6), st.lists(any_texts, max_size=3))
+def test_a_chunk_checked_at_once_gives_what_each_lock_alone_gives(
+    locks: list[Lock], messages: list[str]
+) -> None:
+    """A snapshot chunk's packed locks read together are the locks read one by one, and
+    a chunk holding a bad one (any text as a message, a separator in a creator) is
+    refused with the error of its first bad lock."""
+    datas = [
+        data
+        for lock in locks
+        if (data := packed_form(convert.lock_from_pb(convert.lock_to_pb(lock)))) is not None
+    ]
+    datas += [_packed("bad", {"user": "u"}, message, "\x1e") for message in messages]
+
+    assert _outcome(lambda: from_packed_forms(datas)) == _outcome(
+        lambda: [from_packed_form(data) for data in datas]
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"l9\x00\x00\x00\x00\x00a\x00\xff",
+        b"l9\x00\x00\x00\x00\x00a\x00ali\x1bce",
+        b"l9\x00\x00",
+        b"l/9\x00\x00\x00\x00\x00a\x00alice",
+        b"l 9\x00\x00\x00\x00\x00a\x00alice",
+        b"l9\x00" + b"x" * 4097 + b"\x00\x00\x00\x00a\x00alice",
+        b"l9\x00\x00\x00\x00\x00a\x00" + b"x" * 1025,
+        b"x" * 254 + b"\x00\x00\x00\x00\x00a\x00alice",
+        b"l9\x00\x00\x00\x00\x00z\x00alice",
+        b"l9\x00\x00\x00\x00\x00a\x00",
+        b"l9\x00\x00\x00\x001F\x00a\x00alice",
+    ],
+)
+def test_a_chunk_with_one_bad_lock_is_refused_as_that_lock(bad: bytes) -> None:
+    """Bad UTF-8, a control character, a malformed line, a name, message or value the
+    rules refuse, an unknown or empty target, a time not canonical, among good locks:
+    the chunk is refused with the error that lock gets on its own."""
+    good = packed_form(Lock("l1", LockTarget(user="alice")))
+    assert good is not None
+    with pytest.raises(ValidationError) as alone:
+        from_packed_form(bad)
+    with pytest.raises(ValidationError, match=re.escape(str(alone.value))):
+        from_packed_forms([good, bad, good])
