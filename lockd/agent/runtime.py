@@ -23,7 +23,7 @@ from lockd.agent.view_saver import ViewSaver
 from lockd.domain.events import Event, StreamedResource
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock
-from lockd.domain.lock_table import PackedLock
+from lockd.domain.lock_table import PackedLock, PackedRun
 from lockd.domain.modes import LockingMode
 from lockd.domain.ports import Clock
 from lockd.domain.view import Decision, LocalView, SyncState, Termination
@@ -187,9 +187,11 @@ class AgentRuntime:
     def on_snapshot_begin(self, epoch: str, revision: int) -> None:
         self.view.begin_snapshot(epoch, revision)
 
-    def on_snapshot_chunk(self, resources: Sequence[StreamedResource]) -> None:
+    def on_snapshot_chunk(
+        self, resources: Sequence[StreamedResource], run: PackedRun | None = None
+    ) -> None:
         """Apply one chunk as it arrives (no copy of the whole snapshot is buffered)."""
-        self._carry_out(self.view.add_to_snapshot(resources, self.clock.now()))
+        self._carry_out(self.view.add_to_snapshot(resources, self.clock.now(), run))
 
     def on_snapshot_end(self, epoch: str, revision: int, count: int) -> None:
         self.view.end_snapshot(epoch, revision, count, self.clock.monotonic())

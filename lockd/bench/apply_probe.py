@@ -83,7 +83,7 @@ def measure(idle: int, locks: int, events: int, rounds: int) -> Message:
         runtime.on_snapshot_begin(EPOCH, locks)
         for frame in frames:
             chunk = watch_pb.WatchLocksResponse.FromString(frame).snapshot_chunk
-            runtime.on_snapshot_chunk(convert.snapshot_chunk_from_pb(chunk))
+            runtime.on_snapshot_chunk(*convert.snapshot_chunk_from_pb(chunk))
         runtime.on_snapshot_end(EPOCH, locks, locks + 1)  # the locks and the preference
 
     snapshot_s = _cpu(lambda: apply_snapshot(chunks))

@@ -206,7 +206,7 @@ class WatchClient:
                 runtime.on_snapshot_begin(begin.epoch, begin.revision)
             elif kind == "snapshot_chunk":
                 # Applied as it arrives: the view never holds a second copy.
-                runtime.on_snapshot_chunk(convert.snapshot_chunk_from_pb(response.snapshot_chunk))
+                runtime.on_snapshot_chunk(*convert.snapshot_chunk_from_pb(response.snapshot_chunk))
             elif kind == "snapshot_end":
                 end = response.snapshot_end
                 held = runtime.view.state.epoch  # "" = an empty view's first fill

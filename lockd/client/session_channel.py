@@ -274,7 +274,9 @@ class SessionChannel:
             elif kind == "snapshot_begin":
                 snapshot = []
             elif kind == "snapshot_chunk" and snapshot is not None:
-                snapshot.extend(convert.snapshot_chunk_from_pb(message.snapshot_chunk))
+                resources, run = convert.snapshot_chunk_from_pb(message.snapshot_chunk)
+                snapshot += resources
+                snapshot += run.locks()
             elif kind == "snapshot_end" and snapshot is not None and self.copy is not None:
                 end = message.snapshot_end
                 now, wall = clock_now()

@@ -17,6 +17,7 @@ is kept as its `Lock` object instead — rare, and always exact.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -86,6 +87,46 @@ class PackedLock(NamedTuple):
 
     def unpack(self) -> Lock:
         return decode(self.name, self.record)
+
+
+class PackedRun(NamedTuple):
+    """Packed locks column by column: a snapshot chunk's, as read off the wire
+    (lockd.domain.packed_form.from_packed_forms). `LockTable.put_run` files them in one
+    loop, without a `PackedLock` tuple each — a cold start files every lock of the
+    cluster, and that tuple was a fifth of what each one cost."""
+
+    names: list[str]
+    records: list[bytes]
+    pairs: list[tuple[TargetPair, ...]]
+    expires: list[datetime | None]
+    created_us: list[int | None]
+
+    def append(self, lock: PackedLock) -> None:
+        self.names.append(lock.name)
+        self.records.append(lock.record)
+        self.pairs.append(lock.pairs)
+        self.expires.append(lock.expires)
+        self.created_us.append(lock.created_us)
+
+    def lock(self, position: int) -> PackedLock:
+        return PackedLock(
+            self.names[position],
+            self.records[position],
+            self.pairs[position],
+            self.expires[position],
+            self.created_us[position],
+        )
+
+    def locks(self) -> list[PackedLock]:
+        """Each lock of the run, in order."""
+        columns = zip(
+            self.names, self.records, self.pairs, self.expires, self.created_us, strict=True
+        )
+        return list(itertools.starmap(PackedLock, columns))
+
+
+def empty_run() -> PackedRun:
+    return PackedRun([], [], [], [], [])
 
 
 def pack(
@@ -188,13 +229,26 @@ class LockTable(MutableMapping[str, Lock]):
 
     def put(self, lock: Lock | PackedLock) -> bool:
         """Insert or replace `lock`; whether anything changed (an equal lock: no)."""
-        name = lock.name
-        record: Record
         if isinstance(lock, PackedLock):
-            pairs, record = lock.pairs, lock.record
-        else:
-            pairs = lock.target.pairs()
-            record = encode(lock, pairs)
+            return self._file(lock.name, lock.record, lock.pairs, lock.expires)
+        pairs = lock.target.pairs()
+        return self._file(lock.name, encode(lock, pairs), pairs, lock.expires)
+
+    def put_run(self, run: PackedRun) -> list[int]:
+        """`put` each lock of `run`, in order; the positions of those that changed
+        anything."""
+        file = self._file
+        return [
+            position
+            for position, (name, record, pairs, expires) in enumerate(
+                zip(run.names, run.records, run.pairs, run.expires, strict=True)
+            )
+            if file(name, record, pairs, expires)
+        ]
+
+    def _file(
+        self, name: str, record: Record, pairs: tuple[TargetPair, ...], expires: datetime | None
+    ) -> bool:
         old = self._records.get(name)
         if old is not None:
             if old == record:
@@ -211,8 +265,8 @@ class LockTable(MutableMapping[str, Lock]):
                 filed.add(name)
             elif filed != name:
                 index[key] = {filed, name}
-        if lock.expires is not None:
-            self._expiring[name] = lock.expires
+        if expires is not None:
+            self._expiring[name] = expires
         return True
 
     def remove(self, name: str) -> Record | None:

@@ -22,7 +22,14 @@ from datetime import UTC, datetime
 
 from lockd.domain.errors import ValidationError
 from lockd.domain.lock import Lock, TargetPair, plain_lock_shape, validate_lock_text
-from lockd.domain.lock_table import CODE_FIELDS, SEPARATOR, PackedLock, encode
+from lockd.domain.lock_table import (
+    CODE_FIELDS,
+    SEPARATOR,
+    PackedLock,
+    PackedRun,
+    empty_run,
+    encode,
+)
 from lockd.domain.unix_micros import from_micros, to_micros
 
 # The times a Timestamp (and a datetime) can hold: 0001-01-01 to 9999-12-31, in µs.
@@ -74,46 +81,46 @@ def from_packed_form(data: bytes) -> PackedLock:
     )
 
 
-def from_packed_forms(datas: Sequence[bytes]) -> list[PackedLock]:
-    """`from_packed_form` of each (a snapshot chunk's), with the text checked once for
-    them all: one join, one decode and one scan when the chunk is printable ASCII, as
-    nearly every one is; then each lock needs only its split and its limits. Any other
-    chunk, and any lock not of one target field, goes lock by lock (the exact error)."""
+def from_packed_forms(datas: Sequence[bytes]) -> PackedRun:
+    """`from_packed_form` of each (a snapshot chunk's), as a run, with the text checked
+    once for them all: one join, one decode and one scan when the chunk is printable
+    ASCII, as nearly every one is; then each lock needs only its split and its limits.
+    Any other chunk, and any lock not of one target field, goes lock by lock (the exact
+    error)."""
+    run = empty_run()
     try:
-        text = _CHUNK_SEPARATOR.join(datas).decode()
+        text: str | None = _CHUNK_SEPARATOR.join(datas).decode()
     except UnicodeDecodeError:
-        return [from_packed_form(data) for data in datas]  # raises for the first bad one
-    entries = text.split(_CHUNK_SEPARATOR_TEXT)
+        text = None
+    entries = [] if text is None else text.split(_CHUNK_SEPARATOR_TEXT)
     plain = (
-        len(entries) == len(datas)  # no creator held the separator
+        text is not None
+        and len(entries) == len(datas)  # no creator held the separator
         and text.isascii()
         and text.replace(SEPARATOR, "").replace(_CHUNK_SEPARATOR_TEXT, "").isprintable()
     )
     if not plain:
-        return [from_packed_form(data) for data in datas]
-    locks: list[PackedLock] = []
+        for data in datas:
+            run.append(from_packed_form(data))  # raises for the first bad one
+        return run
+    names, records, pairs_of, expiring, created_of = run
     for data, entry in zip(datas, entries, strict=True):
         parts = entry.split(SEPARATOR)
         field = CODE_FIELDS.get(parts[-2]) if len(parts) == _FIXED_FIELDS + 2 else None
         if field is None:
-            locks.append(from_packed_form(data))
+            run.append(from_packed_form(data))
             continue
         name, message, _, expires, created, _, value = parts
         pairs = ((field, value),)
         if not (value and plain_lock_shape(name, pairs, message)):
-            locks.append(from_packed_form(data))
+            run.append(from_packed_form(data))
             continue
-        expires_us = _micros(expires, "expires") if expires else None
-        locks.append(
-            PackedLock(
-                name,
-                data[len(name) + 1 :],  # ASCII: the name's length in bytes
-                pairs,
-                None if expires_us is None else from_micros(expires_us),
-                _micros(created, "created_at") if created else None,
-            )
-        )
-    return locks
+        names.append(name)
+        records.append(data[len(name) + 1 :])  # ASCII: the name's length in bytes
+        pairs_of.append(pairs)
+        expiring.append(from_micros(_micros(expires, "expires")) if expires else None)
+        created_of.append(_micros(created, "created_at") if created else None)
+    return run
 
 
 def _pairs(parts: list[str]) -> tuple[TargetPair, ...]:

@@ -26,7 +26,7 @@ from lockd.domain.errors import PreconditionError
 from lockd.domain.events import Event, EventType, ReplicatedState, StreamedResource, apply_change
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock, TargetPair
-from lockd.domain.lock_table import LockTable, PackedLock
+from lockd.domain.lock_table import LockTable, PackedLock, PackedRun
 from lockd.domain.modes import LockingMode, resolve_mode
 from lockd.domain.resources import ClusterAuthPreference, Kind, Role
 from lockd.domain.sessions import NO_METADATA, SessionMetadata, SessionRecord, SessionRegistry
@@ -200,9 +200,13 @@ class LocalView:
         self._incoming = _Incoming(epoch, revision, set() if self.locks else None)
 
     def add_to_snapshot(
-        self, resources: Sequence[StreamedResource], wall: datetime
+        self,
+        resources: Sequence[StreamedResource],
+        wall: datetime,
+        run: PackedRun | None = None,
     ) -> list[Termination]:
-        """Apply one chunk of the snapshot; end sessions that a new or changed lock hits."""
+        """Apply one chunk of the snapshot (its packed locks, if any, as a `run`); end
+        sessions that a new or changed lock hits."""
         incoming = self._incoming
         if incoming is None:
             raise ViewMismatch("snapshot chunk without SnapshotBegin")
@@ -210,6 +214,13 @@ class LocalView:
         changed: list[Lock | PackedLock] = []
         state, named, put = self.state, incoming.locks, self.locks.put
         may_hit = bool(self.sessions)  # no session: no lock to collect for terminations
+        if run is not None:
+            incoming.count += len(run.names)
+            if named is not None:
+                named.update(run.names)
+            positions = self.locks.put_run(run)
+            if may_hit:
+                changed.extend(map(run.lock, positions))
         for resource in resources:
             if isinstance(resource, _LOCK_FORMS):
                 if named is not None:

@@ -20,7 +20,7 @@ from lockd.domain.errors import ValidationError
 from lockd.domain.events import Event, EventType, StreamedResource, unpacked
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget, TargetPair, validate_lock_text
-from lockd.domain.lock_table import PackedLock, pack
+from lockd.domain.lock_table import PackedLock, PackedRun, pack
 from lockd.domain.modes import LockingMode
 from lockd.domain.packed_form import from_packed_form, from_packed_forms, packed_form
 from lockd.domain.ports import PutMode
@@ -396,11 +396,12 @@ def snapshot_chunk_to_pb(
     return chunk
 
 
-def snapshot_chunk_from_pb(chunk: watch_pb.SnapshotChunk) -> list[StreamedResource]:
-    """The resources of a chunk, its packed locks included (each validated)."""
+def snapshot_chunk_from_pb(
+    chunk: watch_pb.SnapshotChunk,
+) -> tuple[list[StreamedResource], PackedRun]:
+    """The resources of a chunk, and its packed locks as a run (each validated)."""
     resources: list[StreamedResource] = [resource_from_pb(r) for r in chunk.resources]
-    resources.extend(from_packed_forms(chunk.packed_locks))
-    return resources
+    return resources, from_packed_forms(chunk.packed_locks)
 
 
 def identity_to_pb(identity: Identity) -> pb.Identity:

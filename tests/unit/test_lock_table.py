@@ -13,7 +13,8 @@ from lockd.domain import lock_table
 from lockd.domain.errors import InvariantError
 from lockd.domain.identity import Identity
 from lockd.domain.lock import Lock, LockTarget
-from lockd.domain.lock_table import LockTable, decode, encode
+from lockd.domain.lock_table import LockTable, decode, empty_run, encode
+from lockd.domain.packed_form import from_packed_form, packed_form
 from tests.unit.strategies import T0
 from tests.unit.strategies import locks as valid_locks
 from tests.unit.test_index import (
@@ -22,6 +23,7 @@ from tests.unit.test_index import (
     Remove,
     brute_force_hits,
     identities,
+    lock_values,
     operations,
     replay,
     times,
@@ -117,3 +119,34 @@ def test_a_copy_does_not_follow_later_changes() -> None:
     assert sorted(twin) == ["l0", "l1", "l2", "l9"]
     assert [lock.name for lock in twin.hits((("role", "dev"),), T0)] == ["l0", "l1", "l2", "l9"]
     assert [lock.name for lock in table.hits((("role", "dev"),), T0)] == ["l1", "l2"]
+
+
+@given(
+    before=st.lists(lock_values, max_size=5),
+    filed=st.lists(lock_values, max_size=8),
+    people=st.lists(identities, min_size=1, max_size=3),
+    now=times,
+)
+def test_a_run_files_its_locks_as_putting_each_in_turn_would(
+    before: list[Lock], filed: list[Lock], people: list[Identity], now: datetime
+) -> None:
+    """put_run of packed locks (a snapshot chunk's) leaves the table as `put` of each
+    in turn does — records, index and expiry — and gives the positions of those that
+    changed something: a lock equal to the one already filed under its name is not."""
+    packed = [from_packed_form(data) for lock in filed if (data := packed_form(lock)) is not None]
+    packed += packed[:2]  # repeated: by then equal to what is filed
+    one_by_one, at_once = LockTable(before), LockTable(before)
+    changed = [position for position, lock in enumerate(packed) if one_by_one.put(lock)]
+    run = empty_run()
+    for lock in packed:
+        run.append(lock)
+    assert run.locks() == packed
+    assert at_once.put_run(run) == changed
+    assert {name: at_once.record(name) for name in at_once} == {
+        name: one_by_one.record(name) for name in one_by_one
+    }
+    assert at_once.in_force(now) == one_by_one.in_force(now)
+    assert at_once.count_in_force(now) == one_by_one.count_in_force(now)
+    for identity in people:
+        query = identity.query_targets()
+        assert at_once.hits(query, now) == one_by_one.hits(query, now)

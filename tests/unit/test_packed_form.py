@@ -160,7 +160,7 @@ def test_a_chunk_checked_at_once_gives_what_each_lock_alone_gives(
     ]
     datas += [_packed("bad", {"user": "u"}, message, "\x1e") for message in messages]
 
-    assert _outcome(lambda: from_packed_forms(datas)) == _outcome(
+    assert _outcome(lambda: from_packed_forms(datas).locks()) == _outcome(
         lambda: [from_packed_form(data) for data in datas]
     )
 

@@ -13,10 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lockd.domain.errors import PreconditionError
-from lockd.domain.events import Event, EventType, ReplicatedState
+from lockd.domain.events import Event, EventType, ReplicatedState, StreamedResource
 from lockd.domain.identity import Identity
 from lockd.domain.lock import STRICT_LOCKOUT_MESSAGE, Lock, LockTarget
+from lockd.domain.lock_table import PackedRun
 from lockd.domain.modes import LockingMode
+from lockd.domain.packed_form import from_packed_forms, packed_form
 from lockd.domain.resources import ClusterAuthPreference, Kind, ReplicatedResource, Role
 from lockd.domain.view import (
     Decision,
@@ -434,16 +436,34 @@ def test_a_resync_snapshot_terminates_only_for_new_or_changed_locks() -> None:
     assert [t.session_id for t in view.apply_snapshot(EPOCH, 4, changed, T + 2, WALL)] == ["a1"]
 
 
-def test_a_snapshot_applied_chunk_by_chunk_refuses_what_either_view_refuses_until_it_ends() -> None:
+def _chunk(
+    packed: bool, *resources: Lock | ClusterAuthPreference
+) -> tuple[list[StreamedResource], PackedRun | None]:
+    """A snapshot chunk as the view takes it: its locks as objects, or (`packed`) as the
+    run a chunk of packed locks is read into (lockd.wire.convert)."""
+    if not packed:
+        return list(resources), None
+    locks = [resource for resource in resources if isinstance(resource, Lock)]
+    run = from_packed_forms([data for lock in locks if (data := packed_form(lock)) is not None])
+    return [resource for resource in resources if not isinstance(resource, Lock)], run
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["objects", "packed-run"])
+def test_a_snapshot_applied_chunk_by_chunk_refuses_what_either_view_refuses_until_it_ends(
+    packed: bool,
+) -> None:
     """Chunks go into the view as they arrive: until SnapshotEnd it holds the old locks
     and the snapshot's (a session a new lock hits ends at once), at the old revision;
-    the end drops what the snapshot did not name and takes its revision."""
+    the end drops what the snapshot did not name and takes its revision. The same when
+    the chunks' locks come packed, as a run."""
     carol = Identity(user="carol")
     view = synced_view(lock("l1", user="alice"), lock("l2", user="bob"), revision=3)
     view.open_session("c1", carol, T, WALL)
     view.begin_snapshot(EPOCH, 7)
-    assert view.add_to_snapshot([ClusterAuthPreference(), lock("l2", user="bob")], WALL) == []
-    ended = view.add_to_snapshot([lock("l3", user="carol", message="new")], WALL)
+    resources, run = _chunk(packed, ClusterAuthPreference(), lock("l2", user="bob"))
+    assert view.add_to_snapshot(resources, WALL, run) == []
+    resources, run = _chunk(packed, lock("l3", user="carol", message="new"))
+    ended = view.add_to_snapshot(resources, WALL, run)
     assert [t.session_id for t in ended] == ["c1"]
     assert view.state.revision == 3
     assert not any(view.decide(who, T, WALL).allowed for who in (ALICE, BOB, carol))
