@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds between one lock being everywhere and the next CreateLock "
             "(default: 0.2 + 0.1 ms per agent, so that each fan-out is measured on its own)",
         )
+        command.add_argument(
+            "--floor-work",
+            type=float,
+            default=0.0,
+            metavar="US",
+            help="CPU the bare floor's watchers spend on each frame, in µs (e.g. what a "
+            "lockd agent spends: its agents' CPU over their frames), so that the floor's "
+            "server shares the cores as lockd's does (default 0)",
+        )
         if name == "propagation":
             command.add_argument(
                 "--with-baseline", action="store_true", help="run baseline too, and compare"
@@ -200,7 +209,15 @@ def _common(args: argparse.Namespace) -> Common:
 
 async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
     light = args.scenario == "propagation" and args.light
-    params = FanOutParams(args.agents, args.locks, args.procs, args.warmup, args.gap, light)
+    params = FanOutParams(
+        args.agents,
+        args.locks,
+        args.procs,
+        args.warmup,
+        args.gap,
+        light,
+        floor_work=args.floor_work,
+    )
     if args.scenario == "baseline":
         return [await baseline(reaper, params)]
     results = []
@@ -231,6 +248,8 @@ async def _fan_out(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """ValueError for options that do not go together (before anything starts)."""
+    if args.scenario in ("propagation", "baseline") and not args.floor_work >= 0:
+        raise ValueError("--floor-work is µs of CPU per frame: 0 or more")
     if args.scenario == "propagation":
         check_replicas(_common(args), args.replicas)
         if args.replicas > 1 and args.watch_workers != (1,):

@@ -200,11 +200,13 @@ class AgentFleet:
 
 
 class BareFleet:
-    """N raw streams on the bare fan-out server; frame k stands for revision k."""
+    """N raw streams on the bare fan-out server; frame k stands for revision k. `work`:
+    seconds of CPU each stream spends on each frame (`--floor-work`), as an agent would."""
 
-    def __init__(self, address: str, count: int) -> None:
+    def __init__(self, address: str, count: int, work: float = 0.0) -> None:
         self.address = address
         self.count = count
+        self.work = work
         self.probe = Probe(count)
         self.probe.track_from = 1
         self._tasks: list[asyncio.Task[None]] = []
@@ -224,6 +226,8 @@ class BareFleet:
             received = 0
             while (frame := await call.read()) is not grpc.aio.EOF:
                 del frame
+                if self.work:
+                    _spend(self.work)
                 received += 1
                 self.probe.applied(received - 1, received, time.monotonic())
 
@@ -322,6 +326,14 @@ class EtcdFleet(LightFleet):
                 if response.events and response.revision > revision:
                     self.probe.applied(revision, response.revision, now)
                     revision = response.revision
+
+
+def _spend(seconds: float) -> None:
+    """Keep this thread on the CPU for `seconds` of its own CPU time (not wall time: on
+    loaded cores it spends as much, only later)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--socket", type=Path, default=Path("agent.sock"))
     parser.add_argument("--matching", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--work-us", type=float, default=0.0, help="bare-watchers: CPU per frame")
     return parser
 
 
@@ -61,7 +62,7 @@ async def build(args: argparse.Namespace) -> tuple[Role, Message]:
     if role == "etcd-watchers":
         return fleet.EtcdFleet(args.auth, args.count, args.prefix), {}
     if role == "bare-watchers":
-        return fleet.BareFleet(args.auth, args.count), {}
+        return fleet.BareFleet(args.auth, args.count, args.work_us / 1e6), {}
     if role == "bare-fanout":
         fanout = bare.BareFanOut()
         await fanout.server.start()

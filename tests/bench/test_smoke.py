@@ -151,6 +151,25 @@ def test_propagation_with_baseline(tmp_path: Path) -> None:
     assert float(figures["last_p50_ms"]) >= float(figures["first_p50_ms"])  # type: ignore[arg-type]
 
 
+def test_baseline_with_floor_work_spends_that_cpu_on_every_frame(tmp_path: Path) -> None:
+    """baseline --floor-work US has the bare floor's watchers spend US µs of CPU on each
+    frame they read: their CPU over the run is at least that for every frame; a negative
+    figure is a usage error before anything starts."""
+    (result,) = bench(
+        tmp_path, "baseline", "--agents", "4", "--procs", "2", "--locks", "3",
+        "--warmup", "1", "--gap", "0", "--floor-work", "20000",
+    )  # fmt: skip
+    figures = check_fields(result, "baseline")
+    assert result["params"] == {"agents": 4, "locks": 3, "procs": 2, "floor_work_us": 20000.0}
+    assert float(figures["agents_cpu_s"]) >= 4 * (1 + 3) * 0.020 * 0.95  # type: ignore[arg-type]
+    refused = subprocess.run(
+        [sys.executable, "-m", "lockd", "bench", "baseline", "--floor-work", "-1"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "--floor-work is µs of CPU per frame" in refused.stderr
+
+
 @pytest.mark.skipif(
     shutil.which("etcd") is None,
     reason="etcd is not installed (Debian's etcd-server: `make system-deps` as root)",

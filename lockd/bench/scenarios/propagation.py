@@ -73,6 +73,7 @@ class FanOutParams:
     gap: float | None = None
     light: bool = False  # minimal clients instead of real agents: the server alone
     replicas: int = 1  # auth replicas on one PostgreSQL; the agents spread over them
+    floor_work: float = 0.0  # µs of CPU the bare floor's watchers spend on each frame
 
     def pause(self) -> float:
         if self.gap is not None:
@@ -240,15 +241,17 @@ async def _watch_and_measure(
     server_pid: int,
     publish: Publisher,
     track_from: int | None = None,
+    work: Sequence[str] = (),
 ) -> dict[str, Value]:
     """The fan-out harness on a floor or peer server: `watchers` is (role, server
-    address, name prefix) of the worker processes; their figures and the server's."""
+    address, name prefix) of the worker processes, `work` more of their arguments; their
+    figures and the server's."""
     role, address, prefix = watchers
     workers: list[Worker] = []
     try:
         idle_rss = total_rss([server_pid])
         sizes = split(params.agents, params.procs)
-        workers = await start_workers(reaper, role, sizes, ["--auth", address], prefix)
+        workers = await start_workers(reaper, role, sizes, ["--auth", address, *work], prefix)
         started, synced = await connect_and_sync(workers, params.agents)
         await settle()
         streams_rss = total_rss([server_pid])
@@ -270,6 +273,8 @@ async def _watch_and_measure(
 
 async def baseline(reaper: Reaper, params: FanOutParams) -> Result:
     result = Result("baseline", _params(params, None))
+    if params.floor_work:
+        result.params["floor_work_us"] = params.floor_work
     server = await Worker.start(reaper, "fanout", "bare-fanout", [])
     try:
         ready = await server.event("ready", 60.0)
@@ -279,7 +284,10 @@ async def baseline(reaper: Reaper, params: FanOutParams) -> Result:
             return index + 1
 
         watchers = ("bare-watchers", f"127.0.0.1:{ready['port']}", "b")
-        result.update(await _watch_and_measure(reaper, params, watchers, server.pid, publish))
+        work = ["--work-us", str(params.floor_work)]
+        result.update(
+            await _watch_and_measure(reaper, params, watchers, server.pid, publish, work=work)
+        )
     finally:
         await close_workers(reaper, [server])
     return result
