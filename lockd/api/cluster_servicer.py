@@ -6,14 +6,22 @@ the replica set (lockd.auth.replica_set); this replica's own part is live.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from lockd import __version__
 from lockd.api.handler import CallerResolver, Context, unary
 from lockd.auth.auth_service import AuthService
 from lockd.auth.replica_set import ReplicaSet
+from lockd.domain.errors import ValidationError
 from lockd.domain.replicas import AgentPresence
+from lockd.domain.timeparse import format_duration
 from lockd.v1 import cluster_service_pb2 as cluster_pb
 from lockd.v1 import cluster_service_pb2_grpc as cluster_grpc
 from lockd.wire import convert
+
+# The longest a status call waits for acks (GetClusterStatusRequest.hold): long enough to
+# save most calls while the agents ack, short enough for progress to be shown.
+MAX_HOLD = timedelta(seconds=10)
 
 AGENT_STATE_TO_PB = {
     "syncing": cluster_pb.AGENT_SYNC_STATE_SYNCING,
@@ -122,8 +130,15 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
     ) -> cluster_pb.GetClusterStatusResponse:
         service = self._service
         service.authorize_status(self._caller_of(context))
+        hold = _hold(request)
         if request.await_revision:  # lockctl lock --wait: agents, ack it at once
             service.agents.request_ack(request.await_revision)
+        expired = False
+        if hold:
+            applied = await self._replicas.hold_until_applied(
+                service.hub.epoch, request.await_revision, hold
+            )
+            expired = not applied
         members = await self._replicas.members()
         return cluster_pb.GetClusterStatusResponse(
             cluster_name=service.cluster.name,
@@ -148,6 +163,7 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
                 for view in members.replicas
             ],
             replica_id=self._replicas.replica_id,
+            hold_expired=expired,
         )
 
     def _agent_status(self, agent: AgentPresence) -> cluster_pb.AgentStatus:
@@ -166,3 +182,15 @@ class ClusterServicer(cluster_grpc.ClusterServiceServicer):
             epoch=agent.epoch,
             replica_id=agent.replica_id,
         )
+
+
+def _hold(request: cluster_pb.GetClusterStatusRequest) -> float:
+    """The request's hold in seconds (0: none); ValidationError when out of bounds."""
+    if not request.HasField("hold"):
+        return 0.0
+    hold = convert.duration_from_pb(request.hold, "hold").total_seconds()
+    if not 0 <= hold <= MAX_HOLD.total_seconds():
+        raise ValidationError(f"hold must be between 0 and {format_duration(MAX_HOLD)}")
+    if hold and not request.await_revision:
+        raise ValidationError("hold needs await_revision: it waits for the agents' acks of it")
+    return hold

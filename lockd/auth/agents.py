@@ -21,7 +21,7 @@ too (`relayed=True`: not relayed again); an ack that reaches the awaited revisio
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -128,6 +128,11 @@ class AgentRegistry:
 
     def records(self) -> list[AgentRecord]:
         return sorted(self._records.values(), key=lambda record: record.agent_id)
+
+    def unordered(self) -> Iterator[AgentRecord]:
+        """Every record, in no particular order: no sort for a scan that is repeated
+        while acks come in (a held `lock --wait` status)."""
+        return iter(self._records.values())
 
     def connected(self) -> list[AgentRecord]:
         return [record for record in self.records() if record.connected]

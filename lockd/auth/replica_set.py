@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -41,6 +41,10 @@ REPORT_INTERVAL = 1.0
 ALIVE_FOR_REPORTS = 5
 # The shortest pause between reports sent early (acks of an awaited revision).
 SOON_GAP = 0.1
+# A held status (lock --wait) looks again this often even without an ack here, and
+# gathers the acks arriving together for this long after one.
+HOLD_RECHECK = 0.1
+HOLD_GATHER = 0.01
 
 
 @runtime_checkable
@@ -99,6 +103,8 @@ class ReplicaSet:
         # This replica's agents as its last report stored them (None: report them all).
         self._reported: dict[str, AgentPresence] | None = None
         agents.on_awaited_ack.append(self._report_now.set)
+        self._ack_waiters: set[asyncio.Future[None]] = set()  # held statuses (lock --wait)
+        agents.on_awaited_ack.append(self._ack_arrived)
         if relay is not None:
             agents.on_request.append(self._relay_soon)
             relay.on_ack_request(self._requested_elsewhere)
@@ -203,28 +209,15 @@ class ReplicaSet:
         mine = {agent.agent_id: agent for agent in self.local_agents()}
         if self._directory is None:
             return ClusterMembers([local], sorted(mine.values(), key=_agent_key))
-        known = {replica_id: at for replica_id, (at, _) in self._remote.items()}
-        records, fresh = await self._directory.list_replicas(self.replica_id, known)
-        listed = {record.replica_id: record.heartbeat_at for record in records}
-        for replica_id, rows in fresh.items():
-            self._remote[replica_id] = (listed[replica_id], rows)
-        for replica_id in set(self._remote) - set(listed):
-            del self._remote[replica_id]  # forgotten: a clean stop
-        presences = [row for _, rows in self._remote.values() for row in rows]
-        alive_after = self._clock.now() - timedelta(seconds=ALIVE_FOR_REPORTS * self._interval)
+        records, alive = await self._others()
         views = [local]
-        alive: set[str] = {self.replica_id}
-        for record in records:
-            if record.replica_id == self.replica_id:
-                continue
-            up = record.heartbeat_at >= alive_after
-            if up:
-                alive.add(record.replica_id)
-            views.append(ReplicaView(record, alive=up, local=False))
+        views.extend(
+            ReplicaView(record, alive=record.replica_id in alive, local=False)
+            for record in records
+            if record.replica_id != self.replica_id
+        )
         agents = dict(mine)
-        for presence in presences:
-            if presence.replica_id == self.replica_id:
-                continue  # ours come from memory
+        for presence in self._remote_presences():
             if presence.replica_id not in alive:
                 presence = replace(presence, connected=False)
             held = agents.get(presence.agent_id)
@@ -232,6 +225,86 @@ class ReplicaSet:
                 agents[presence.agent_id] = presence
         views.sort(key=lambda view: view.record.replica_id)
         return ClusterMembers(views, sorted(agents.values(), key=_agent_key))
+
+    async def awaited_applied(self, epoch: str, revision: int) -> bool:
+        """Every agent `members` would show connected has acknowledged `revision` of
+        `epoch` — decided without building the members (a held `lock --wait` status asks
+        again and again while the acks come in).
+
+        UnavailableError when the store cannot list the other replicas.
+        """
+        here: set[str] = set()
+        for record in self._agents.unordered():
+            if record.connected:
+                if record.epoch != epoch or record.applied_revision < revision:
+                    return False
+                here.add(record.agent_id)
+        if self._directory is None:
+            return True
+        _, alive = await self._others()
+        chosen: set[str] = set()  # as in `members`: the first connected row elsewhere wins
+        for presence in self._remote_presences():
+            agent_id = presence.agent_id
+            if presence.connected and presence.replica_id in alive and agent_id not in here:
+                if agent_id in chosen:
+                    continue
+                if presence.epoch != epoch or presence.applied_revision < revision:
+                    return False
+                chosen.add(agent_id)
+        return True
+
+    async def hold_until_applied(self, epoch: str, revision: int, seconds: float) -> bool:
+        """Wait until `awaited_applied`, for `seconds` at most; whether it came to that.
+
+        Looked at again after every ack of the awaited revision here (gathered for
+        `HOLD_GATHER`), and every `HOLD_RECHECK` (a disconnect, another replica's report).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            acked = loop.create_future()
+            self._ack_waiters.add(acked)
+            try:
+                if await self.awaited_applied(epoch, revision):
+                    return True
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, HOLD_RECHECK)):
+                        await acked
+                        await asyncio.sleep(HOLD_GATHER)  # the acks arriving together
+            finally:
+                self._ack_waiters.discard(acked)
+
+    def _ack_arrived(self) -> None:
+        waiters, self._ack_waiters = self._ack_waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _others(self) -> tuple[list[ReplicaRecord], set[str]]:
+        """The store's replica rows, after re-reading the agents of those that reported
+        again (`_remote`), and the ids of the replicas alive, this one included."""
+        assert self._directory is not None
+        known = {replica_id: at for replica_id, (at, _) in self._remote.items()}
+        records, fresh = await self._directory.list_replicas(self.replica_id, known)
+        listed = {record.replica_id: record.heartbeat_at for record in records}
+        for replica_id, rows in fresh.items():
+            self._remote[replica_id] = (listed[replica_id], rows)
+        for replica_id in set(self._remote) - set(listed):
+            del self._remote[replica_id]  # forgotten: a clean stop
+        alive_after = self._clock.now() - timedelta(seconds=ALIVE_FOR_REPORTS * self._interval)
+        alive = {self.replica_id}
+        alive.update(record.replica_id for record in records if record.heartbeat_at >= alive_after)
+        return records, alive
+
+    def _remote_presences(self) -> Iterator[AgentPresence]:
+        """The other replicas' agent rows (ours come from memory)."""
+        for _, rows in self._remote.values():
+            for presence in rows:
+                if presence.replica_id != self.replica_id:
+                    yield presence
 
 
 def _stored(agent: AgentPresence) -> AgentPresence:

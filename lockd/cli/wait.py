@@ -15,14 +15,20 @@ before its stream ends; the auth server then shows it as `locked` at that revisi
 has confirmed the lock, and the output says it was cut off by it.
 
 Every status call carries the awaited revision, so the auth server asks the agents to
-acknowledge it at once instead of at their next heartbeat-cadence ack.
+acknowledge it at once instead of at their next heartbeat-cadence ack, and a hold: the
+server answers as soon as every connected agent has acknowledged it, or after `HOLD`
+(then the progress is shown and the wait asks again at once). Nothing is polled while
+the acks come in, and the last one is seen when it arrives. A call answered without
+running out its hold while an agent is still pending (one seen connected that has gone;
+an auth server that does not hold) is followed by a pause, growing from `POLL_INTERVAL`
+to `MAX_POLL_INTERVAL`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,6 +38,7 @@ from lockd.client import AgentInfo, AuthClient, ClusterStatus
 from lockd.domain.timeparse import format_duration
 
 DEFAULT_WAIT = "30s"
+HOLD = 1.0
 POLL_INTERVAL = 0.05
 MAX_POLL_INTERVAL = 0.5
 
@@ -94,13 +101,15 @@ async def wait_for_agents(
     within: timedelta,
     started: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Return once every agent confirmed; OperationError naming the others on timeout.
 
     `before` is the status taken just before the lock was created: its connected agents
     must confirm too (one the lock cuts off at once may never show as connected again).
     `started` (a `clock()` reading taken just before the lock was created) is where the
-    timeout and the reported time count from; default: now.
+    timeout and the reported time count from; default: now. `clock` and `sleep`: the
+    time it reads and the pause it takes between calls answered early.
     """
     epoch = before.epoch
     state = WaitState(revision)
@@ -109,7 +118,8 @@ async def wait_for_agents(
     interval = POLL_INTERVAL
     reported = -1
     while True:
-        status = await client.status(await_revision=revision)
+        left = within.total_seconds() - (clock() - start)
+        status = await client.status(await_revision=revision, hold=min(HOLD, max(0.0, left)))
         if status.epoch != epoch:
             raise OperationError(
                 f"the auth server's history changed (epoch {epoch} → {status.epoch}) while "
@@ -134,5 +144,6 @@ async def wait_for_agents(
         if done != reported:
             console.note(f"waiting: lock applied by {done}/{total} agents")
             reported = done
-        await asyncio.sleep(min(interval, max(0.0, within.total_seconds() - elapsed)))
-        interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+        if not status.hold_expired:
+            await sleep(min(interval, max(0.0, within.total_seconds() - elapsed)))
+            interval = min(interval * 1.5, MAX_POLL_INTERVAL)

@@ -103,6 +103,8 @@ class ClusterStatus:
     agents: tuple[AgentInfo, ...]
     replicas: tuple[ReplicaInfo, ...] = ()
     replica_id: str = ""  # the replica that answered
+    # A held call (`status(hold=…)`) ran out with an agent still pending.
+    hold_expired: bool = False
 
 
 class AuthClient(ChannelClient):
@@ -329,10 +331,13 @@ class AuthClient(ChannelClient):
         request = token_pb.DeleteTokenRequest(id_prefix=id_prefix)
         return _token_info((await call(self._tokens.DeleteToken(request))).token)
 
-    async def status(self, await_revision: int = 0) -> ClusterStatus:
+    async def status(self, await_revision: int = 0, hold: float = 0.0) -> ClusterStatus:
         """The cluster's status; `await_revision` asks the agents to ack that revision at
-        once (somebody waits for it: lockctl lock --wait)."""
+        once (somebody waits for it: lockctl lock --wait), and `hold` (seconds, with it)
+        has the server answer once every connected agent has, or after `hold`."""
         request = cluster_pb.GetClusterStatusRequest(await_revision=await_revision)
+        if hold:
+            request.hold.CopyFrom(convert.duration_to_pb(timedelta(seconds=hold)))
         response = await call(self._cluster.GetClusterStatus(request))
         return ClusterStatus(
             cluster_name=response.cluster_name,
@@ -371,4 +376,5 @@ class AuthClient(ChannelClient):
                 for replica in response.replicas
             ),
             replica_id=response.replica_id,
+            hold_expired=response.hold_expired,
         )

@@ -22,69 +22,70 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lockd.v1 import resources_pb2 as lockd_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elockd/v1/cluster_service.proto\x12\x08lockd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lockd/v1/resources.proto\"!\n\x1fGetClusterAuthPreferenceRequest\"\x9b\x01\n GetClusterAuthPreferenceResponse\x12@\n\x17\x63luster_auth_preference\x18\x01 \x01(\x0b\x32\x1f.lockd.v1.ClusterAuthPreference\x12\x35\n\x16\x65\x66\x66\x65\x63tive_locking_mode\x18\x02 \x01(\x0e\x32\x15.lockd.v1.LockingMode\"c\n\x1fSetClusterAuthPreferenceRequest\x12@\n\x17\x63luster_auth_preference\x18\x01 \x01(\x0b\x32\x1f.lockd.v1.ClusterAuthPreference\"4\n SetClusterAuthPreferenceResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1e\n\x0eGetRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetRoleResponse\x12\x1c\n\x04role\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Role\"\x12\n\x10ListRolesRequest\"2\n\x11ListRolesResponse\x12\x1d\n\x05roles\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.Role\"O\n\x0ePutRoleRequest\x12\x1c\n\x04role\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Role\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.lockd.v1.PutMode\"4\n\x0fPutRoleResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x03\"!\n\x11\x44\x65leteRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x12\x44\x65leteRoleResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetUserResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.User\"\x12\n\x10ListUsersRequest\"2\n\x11ListUsersResponse\x12\x1d\n\x05users\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.User\"O\n\x0ePutUserRequest\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.User\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.lockd.v1.PutMode\"\"\n\x0fPutUserResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"1\n\x17GetClusterStatusRequest\x12\x16\n\x0e\x61wait_revision\x18\x01 \x01(\x03\"\x95\x02\n\x0b\x41gentStatus\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\x12\x18\n\x10\x61pplied_revision\x18\x04 \x01(\x03\x12\x0b\n\x03lag\x18\x05 \x01(\x03\x12,\n\x08last_ack\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tconnected\x18\x07 \x01(\x08\x12\r\n\x05\x65poch\x18\x08 \x01(\t\x12.\n\nlast_frame\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\n \x01(\t\"\xb9\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05\x65poch\x18\x05 \x01(\t\x12\x0e\n\x06\x61gents\x18\x06 \x01(\x05\x12\x32\n\x0eheartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61live\x18\x08 \x01(\x08\"\x83\x02\n\x18GetClusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pin\x18\x03 \x01(\t\x12\x12\n\nstore_type\x18\x04 \x01(\t\x12\x15\n\rstore_healthy\x18\x05 \x01(\x08\x12\r\n\x05\x65poch\x18\x06 \x01(\t\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12%\n\x06\x61gents\x18\x08 \x03(\x0b\x32\x15.lockd.v1.AgentStatus\x12)\n\x08replicas\x18\t \x03(\x0b\x32\x17.lockd.v1.ReplicaStatus\x12\x12\n\nreplica_id\x18\n \x01(\t*b\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x13\n\x0fPUT_MODE_UPDATE\x10\x02\x12\x13\n\x0fPUT_MODE_UPSERT\x10\x03*\xe8\x01\n\x0e\x41gentSyncState\x12 \n\x1c\x41GENT_SYNC_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GENT_SYNC_STATE_SYNCING\x10\x01\x12\x1b\n\x17\x41GENT_SYNC_STATE_SYNCED\x10\x02\x12\x1d\n\x19\x41GENT_SYNC_STATE_DEGRADED\x10\x03\x12\x1a\n\x16\x41GENT_SYNC_STATE_STALE\x10\x04\x12!\n\x1d\x41GENT_SYNC_STATE_UNRESPONSIVE\x10\x05\x12\x1b\n\x17\x41GENT_SYNC_STATE_LOCKED\x10\x06\x32\xef\x06\n\x0e\x43lusterService\x12q\n\x18GetClusterAuthPreference\x12).lockd.v1.GetClusterAuthPreferenceRequest\x1a*.lockd.v1.GetClusterAuthPreferenceResponse\x12q\n\x18SetClusterAuthPreference\x12).lockd.v1.SetClusterAuthPreferenceRequest\x1a*.lockd.v1.SetClusterAuthPreferenceResponse\x12>\n\x07GetRole\x12\x18.lockd.v1.GetRoleRequest\x1a\x19.lockd.v1.GetRoleResponse\x12\x44\n\tListRoles\x12\x1a.lockd.v1.ListRolesRequest\x1a\x1b.lockd.v1.ListRolesResponse\x12>\n\x07PutRole\x12\x18.lockd.v1.PutRoleRequest\x1a\x19.lockd.v1.PutRoleResponse\x12G\n\nDeleteRole\x12\x1b.lockd.v1.DeleteRoleRequest\x1a\x1c.lockd.v1.DeleteRoleResponse\x12>\n\x07GetUser\x12\x18.lockd.v1.GetUserRequest\x1a\x19.lockd.v1.GetUserResponse\x12\x44\n\tListUsers\x12\x1a.lockd.v1.ListUsersRequest\x1a\x1b.lockd.v1.ListUsersResponse\x12>\n\x07PutUser\x12\x18.lockd.v1.PutUserRequest\x1a\x19.lockd.v1.PutUserResponse\x12G\n\nDeleteUser\x12\x1b.lockd.v1.DeleteUserRequest\x1a\x1c.lockd.v1.DeleteUserResponse\x12Y\n\x10GetClusterStatus\x12!.lockd.v1.GetClusterStatusRequest\x1a\".lockd.v1.GetClusterStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1elockd/v1/cluster_service.proto\x12\x08lockd.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18lockd/v1/resources.proto\"!\n\x1fGetClusterAuthPreferenceRequest\"\x9b\x01\n GetClusterAuthPreferenceResponse\x12@\n\x17\x63luster_auth_preference\x18\x01 \x01(\x0b\x32\x1f.lockd.v1.ClusterAuthPreference\x12\x35\n\x16\x65\x66\x66\x65\x63tive_locking_mode\x18\x02 \x01(\x0e\x32\x15.lockd.v1.LockingMode\"c\n\x1fSetClusterAuthPreferenceRequest\x12@\n\x17\x63luster_auth_preference\x18\x01 \x01(\x0b\x32\x1f.lockd.v1.ClusterAuthPreference\"4\n SetClusterAuthPreferenceResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1e\n\x0eGetRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetRoleResponse\x12\x1c\n\x04role\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Role\"\x12\n\x10ListRolesRequest\"2\n\x11ListRolesResponse\x12\x1d\n\x05roles\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.Role\"O\n\x0ePutRoleRequest\x12\x1c\n\x04role\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.Role\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.lockd.v1.PutMode\"4\n\x0fPutRoleResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x03\"!\n\x11\x44\x65leteRoleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x12\x44\x65leteRoleResponse\x12\x10\n\x08revision\x18\x01 \x01(\x03\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"/\n\x0fGetUserResponse\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.User\"\x12\n\x10ListUsersRequest\"2\n\x11ListUsersResponse\x12\x1d\n\x05users\x18\x01 \x03(\x0b\x32\x0e.lockd.v1.User\"O\n\x0ePutUserRequest\x12\x1c\n\x04user\x18\x01 \x01(\x0b\x32\x0e.lockd.v1.User\x12\x1f\n\x04mode\x18\x02 \x01(\x0e\x32\x11.lockd.v1.PutMode\"\"\n\x0fPutUserResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"Z\n\x17GetClusterStatusRequest\x12\x16\n\x0e\x61wait_revision\x18\x01 \x01(\x03\x12\'\n\x04hold\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x95\x02\n\x0b\x41gentStatus\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.lockd.v1.AgentSyncState\x12\x18\n\x10\x61pplied_revision\x18\x04 \x01(\x03\x12\x0b\n\x03lag\x18\x05 \x01(\x03\x12,\n\x08last_ack\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tconnected\x18\x07 \x01(\x08\x12\r\n\x05\x65poch\x18\x08 \x01(\t\x12.\n\nlast_frame\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nreplica_id\x18\n \x01(\t\"\xb9\x01\n\rReplicaStatus\x12\x12\n\nreplica_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12\r\n\x05\x65poch\x18\x05 \x01(\t\x12\x0e\n\x06\x61gents\x18\x06 \x01(\x05\x12\x32\n\x0eheartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61live\x18\x08 \x01(\x08\"\x99\x02\n\x18GetClusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06\x63\x61_pin\x18\x03 \x01(\t\x12\x12\n\nstore_type\x18\x04 \x01(\t\x12\x15\n\rstore_healthy\x18\x05 \x01(\x08\x12\r\n\x05\x65poch\x18\x06 \x01(\t\x12\x10\n\x08revision\x18\x07 \x01(\x03\x12%\n\x06\x61gents\x18\x08 \x03(\x0b\x32\x15.lockd.v1.AgentStatus\x12)\n\x08replicas\x18\t \x03(\x0b\x32\x17.lockd.v1.ReplicaStatus\x12\x12\n\nreplica_id\x18\n \x01(\t\x12\x14\n\x0chold_expired\x18\x0b \x01(\x08*b\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x13\n\x0fPUT_MODE_UPDATE\x10\x02\x12\x13\n\x0fPUT_MODE_UPSERT\x10\x03*\xe8\x01\n\x0e\x41gentSyncState\x12 \n\x1c\x41GENT_SYNC_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41GENT_SYNC_STATE_SYNCING\x10\x01\x12\x1b\n\x17\x41GENT_SYNC_STATE_SYNCED\x10\x02\x12\x1d\n\x19\x41GENT_SYNC_STATE_DEGRADED\x10\x03\x12\x1a\n\x16\x41GENT_SYNC_STATE_STALE\x10\x04\x12!\n\x1d\x41GENT_SYNC_STATE_UNRESPONSIVE\x10\x05\x12\x1b\n\x17\x41GENT_SYNC_STATE_LOCKED\x10\x06\x32\xef\x06\n\x0e\x43lusterService\x12q\n\x18GetClusterAuthPreference\x12).lockd.v1.GetClusterAuthPreferenceRequest\x1a*.lockd.v1.GetClusterAuthPreferenceResponse\x12q\n\x18SetClusterAuthPreference\x12).lockd.v1.SetClusterAuthPreferenceRequest\x1a*.lockd.v1.SetClusterAuthPreferenceResponse\x12>\n\x07GetRole\x12\x18.lockd.v1.GetRoleRequest\x1a\x19.lockd.v1.GetRoleResponse\x12\x44\n\tListRoles\x12\x1a.lockd.v1.ListRolesRequest\x1a\x1b.lockd.v1.ListRolesResponse\x12>\n\x07PutRole\x12\x18.lockd.v1.PutRoleRequest\x1a\x19.lockd.v1.PutRoleResponse\x12G\n\nDeleteRole\x12\x1b.lockd.v1.DeleteRoleRequest\x1a\x1c.lockd.v1.DeleteRoleResponse\x12>\n\x07GetUser\x12\x18.lockd.v1.GetUserRequest\x1a\x19.lockd.v1.GetUserResponse\x12\x44\n\tListUsers\x12\x1a.lockd.v1.ListUsersRequest\x1a\x1b.lockd.v1.ListUsersResponse\x12>\n\x07PutUser\x12\x18.lockd.v1.PutUserRequest\x1a\x19.lockd.v1.PutUserResponse\x12G\n\nDeleteUser\x12\x1b.lockd.v1.DeleteUserRequest\x1a\x1c.lockd.v1.DeleteUserResponse\x12Y\n\x10GetClusterStatus\x12!.lockd.v1.GetClusterStatusRequest\x1a\".lockd.v1.GetClusterStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.cluster_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTMODE']._serialized_start=1922
-  _globals['_PUTMODE']._serialized_end=2020
-  _globals['_AGENTSYNCSTATE']._serialized_start=2023
-  _globals['_AGENTSYNCSTATE']._serialized_end=2255
-  _globals['_GETCLUSTERAUTHPREFERENCEREQUEST']._serialized_start=103
-  _globals['_GETCLUSTERAUTHPREFERENCEREQUEST']._serialized_end=136
-  _globals['_GETCLUSTERAUTHPREFERENCERESPONSE']._serialized_start=139
-  _globals['_GETCLUSTERAUTHPREFERENCERESPONSE']._serialized_end=294
-  _globals['_SETCLUSTERAUTHPREFERENCEREQUEST']._serialized_start=296
-  _globals['_SETCLUSTERAUTHPREFERENCEREQUEST']._serialized_end=395
-  _globals['_SETCLUSTERAUTHPREFERENCERESPONSE']._serialized_start=397
-  _globals['_SETCLUSTERAUTHPREFERENCERESPONSE']._serialized_end=449
-  _globals['_GETROLEREQUEST']._serialized_start=451
-  _globals['_GETROLEREQUEST']._serialized_end=481
-  _globals['_GETROLERESPONSE']._serialized_start=483
-  _globals['_GETROLERESPONSE']._serialized_end=530
-  _globals['_LISTROLESREQUEST']._serialized_start=532
-  _globals['_LISTROLESREQUEST']._serialized_end=550
-  _globals['_LISTROLESRESPONSE']._serialized_start=552
-  _globals['_LISTROLESRESPONSE']._serialized_end=602
-  _globals['_PUTROLEREQUEST']._serialized_start=604
-  _globals['_PUTROLEREQUEST']._serialized_end=683
-  _globals['_PUTROLERESPONSE']._serialized_start=685
-  _globals['_PUTROLERESPONSE']._serialized_end=737
-  _globals['_DELETEROLEREQUEST']._serialized_start=739
-  _globals['_DELETEROLEREQUEST']._serialized_end=772
-  _globals['_DELETEROLERESPONSE']._serialized_start=774
-  _globals['_DELETEROLERESPONSE']._serialized_end=812
-  _globals['_GETUSERREQUEST']._serialized_start=814
-  _globals['_GETUSERREQUEST']._serialized_end=844
-  _globals['_GETUSERRESPONSE']._serialized_start=846
-  _globals['_GETUSERRESPONSE']._serialized_end=893
-  _globals['_LISTUSERSREQUEST']._serialized_start=895
-  _globals['_LISTUSERSREQUEST']._serialized_end=913
-  _globals['_LISTUSERSRESPONSE']._serialized_start=915
-  _globals['_LISTUSERSRESPONSE']._serialized_end=965
-  _globals['_PUTUSERREQUEST']._serialized_start=967
-  _globals['_PUTUSERREQUEST']._serialized_end=1046
-  _globals['_PUTUSERRESPONSE']._serialized_start=1048
-  _globals['_PUTUSERRESPONSE']._serialized_end=1082
-  _globals['_DELETEUSERREQUEST']._serialized_start=1084
-  _globals['_DELETEUSERREQUEST']._serialized_end=1117
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1119
-  _globals['_DELETEUSERRESPONSE']._serialized_end=1139
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=1141
-  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=1190
-  _globals['_AGENTSTATUS']._serialized_start=1193
-  _globals['_AGENTSTATUS']._serialized_end=1470
-  _globals['_REPLICASTATUS']._serialized_start=1473
-  _globals['_REPLICASTATUS']._serialized_end=1658
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=1661
-  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=1920
-  _globals['_CLUSTERSERVICE']._serialized_start=2258
-  _globals['_CLUSTERSERVICE']._serialized_end=3137
+  _globals['_PUTMODE']._serialized_start=2017
+  _globals['_PUTMODE']._serialized_end=2115
+  _globals['_AGENTSYNCSTATE']._serialized_start=2118
+  _globals['_AGENTSYNCSTATE']._serialized_end=2350
+  _globals['_GETCLUSTERAUTHPREFERENCEREQUEST']._serialized_start=135
+  _globals['_GETCLUSTERAUTHPREFERENCEREQUEST']._serialized_end=168
+  _globals['_GETCLUSTERAUTHPREFERENCERESPONSE']._serialized_start=171
+  _globals['_GETCLUSTERAUTHPREFERENCERESPONSE']._serialized_end=326
+  _globals['_SETCLUSTERAUTHPREFERENCEREQUEST']._serialized_start=328
+  _globals['_SETCLUSTERAUTHPREFERENCEREQUEST']._serialized_end=427
+  _globals['_SETCLUSTERAUTHPREFERENCERESPONSE']._serialized_start=429
+  _globals['_SETCLUSTERAUTHPREFERENCERESPONSE']._serialized_end=481
+  _globals['_GETROLEREQUEST']._serialized_start=483
+  _globals['_GETROLEREQUEST']._serialized_end=513
+  _globals['_GETROLERESPONSE']._serialized_start=515
+  _globals['_GETROLERESPONSE']._serialized_end=562
+  _globals['_LISTROLESREQUEST']._serialized_start=564
+  _globals['_LISTROLESREQUEST']._serialized_end=582
+  _globals['_LISTROLESRESPONSE']._serialized_start=584
+  _globals['_LISTROLESRESPONSE']._serialized_end=634
+  _globals['_PUTROLEREQUEST']._serialized_start=636
+  _globals['_PUTROLEREQUEST']._serialized_end=715
+  _globals['_PUTROLERESPONSE']._serialized_start=717
+  _globals['_PUTROLERESPONSE']._serialized_end=769
+  _globals['_DELETEROLEREQUEST']._serialized_start=771
+  _globals['_DELETEROLEREQUEST']._serialized_end=804
+  _globals['_DELETEROLERESPONSE']._serialized_start=806
+  _globals['_DELETEROLERESPONSE']._serialized_end=844
+  _globals['_GETUSERREQUEST']._serialized_start=846
+  _globals['_GETUSERREQUEST']._serialized_end=876
+  _globals['_GETUSERRESPONSE']._serialized_start=878
+  _globals['_GETUSERRESPONSE']._serialized_end=925
+  _globals['_LISTUSERSREQUEST']._serialized_start=927
+  _globals['_LISTUSERSREQUEST']._serialized_end=945
+  _globals['_LISTUSERSRESPONSE']._serialized_start=947
+  _globals['_LISTUSERSRESPONSE']._serialized_end=997
+  _globals['_PUTUSERREQUEST']._serialized_start=999
+  _globals['_PUTUSERREQUEST']._serialized_end=1078
+  _globals['_PUTUSERRESPONSE']._serialized_start=1080
+  _globals['_PUTUSERRESPONSE']._serialized_end=1114
+  _globals['_DELETEUSERREQUEST']._serialized_start=1116
+  _globals['_DELETEUSERREQUEST']._serialized_end=1149
+  _globals['_DELETEUSERRESPONSE']._serialized_start=1151
+  _globals['_DELETEUSERRESPONSE']._serialized_end=1171
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_start=1173
+  _globals['_GETCLUSTERSTATUSREQUEST']._serialized_end=1263
+  _globals['_AGENTSTATUS']._serialized_start=1266
+  _globals['_AGENTSTATUS']._serialized_end=1543
+  _globals['_REPLICASTATUS']._serialized_start=1546
+  _globals['_REPLICASTATUS']._serialized_end=1731
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_start=1734
+  _globals['_GETCLUSTERSTATUSRESPONSE']._serialized_end=2015
+  _globals['_CLUSTERSERVICE']._serialized_start=2353
+  _globals['_CLUSTERSERVICE']._serialized_end=3232
 # @@protoc_insertion_point(module_scope)

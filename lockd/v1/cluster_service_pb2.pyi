@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -468,18 +469,30 @@ class GetClusterStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AWAIT_REVISION_FIELD_NUMBER: _builtins.int
+    HOLD_FIELD_NUMBER: _builtins.int
     await_revision: _builtins.int
     """Non-zero: the caller waits for the agents to apply this revision (lockctl lock
     --wait); the server asks them to acknowledge it at once (WatchLocks AckRequest).
     """
+    @_builtins.property
+    def hold(self) -> _duration_pb2.Duration:
+        """With await_revision: the server may hold the call up to this long, until every
+        agent connected to a live replica has acknowledged await_revision in its current
+        epoch, and then answer — at once when they already have. Instead of polling
+        (lockctl lock --wait): one call per `hold` while agents are pending, and the answer
+        as soon as the last one acknowledges. Unset or zero: answer at once. At most 10 s;
+        a negative hold, a longer one or one without await_revision is INVALID_ARGUMENT.
+        """
+
     def __init__(
         self,
         *,
         await_revision: _builtins.int = ...,
+        hold: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold", b"hold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["await_revision", b"await_revision"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["await_revision", b"await_revision", "hold", b"hold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -602,6 +615,7 @@ class GetClusterStatusResponse(_message.Message):
     AGENTS_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     REPLICA_ID_FIELD_NUMBER: _builtins.int
+    HOLD_EXPIRED_FIELD_NUMBER: _builtins.int
     cluster_name: _builtins.str
     version: _builtins.str
     ca_pin: _builtins.str
@@ -612,6 +626,10 @@ class GetClusterStatusResponse(_message.Message):
     revision: _builtins.int
     replica_id: _builtins.str
     """The replica that answered."""
+    hold_expired: _builtins.bool
+    """The request's hold ran out with an agent still pending; false when it was answered
+    because every connected agent had acknowledged, and without a hold.
+    """
     @_builtins.property
     def agents(self) -> _containers.RepeatedCompositeFieldContainer[Global___AgentStatus]:
         """Every agent, whichever replica it is on."""
@@ -633,10 +651,11 @@ class GetClusterStatusResponse(_message.Message):
         agents: _abc.Iterable[Global___AgentStatus] | None = ...,
         replicas: _abc.Iterable[Global___ReplicaStatus] | None = ...,
         replica_id: _builtins.str = ...,
+        hold_expired: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ca_pin", b"ca_pin", "cluster_name", b"cluster_name", "epoch", b"epoch", "replica_id", b"replica_id", "replicas", b"replicas", "revision", b"revision", "store_healthy", b"store_healthy", "store_type", b"store_type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "ca_pin", b"ca_pin", "cluster_name", b"cluster_name", "epoch", b"epoch", "hold_expired", b"hold_expired", "replica_id", b"replica_id", "replicas", b"replicas", "revision", b"revision", "store_healthy", b"store_healthy", "store_type", b"store_type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

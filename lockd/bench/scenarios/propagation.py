@@ -58,6 +58,7 @@ from lockd.client import AuthClient
 
 APPLY_TIMEOUT = 120.0
 CONFIRM_POLL = 0.02
+CONFIRM_HOLD = 1.0  # as lockctl lock --wait's (lockd.cli.wait.HOLD)
 # Agents ack at heartbeat cadence or when asked (no ack per change): a short pause lets
 # each lock's fan-out finish before the next one, so each is measured on its own.
 SETTLE = 0.2
@@ -199,11 +200,12 @@ async def _confirm(
         _, revision = await client.create_lock(probe_lock(first_index + index), await_ack=True)
         since = time.monotonic()
         while True:
-            status = await client.status(await_revision=revision)
+            status = await client.status(await_revision=revision, hold=CONFIRM_HOLD)
             acked = [a for a in status.agents if a.connected and a.applied_revision >= revision]
             if len(acked) >= params.agents:
                 break
-            await asyncio.sleep(CONFIRM_POLL)
+            if not status.hold_expired:  # not held (an agent not yet connected again)
+                await asyncio.sleep(CONFIRM_POLL)
         done = time.monotonic()
         events = await applied(workers, revision, APPLY_TIMEOUT)
         if index >= params.warmup:
