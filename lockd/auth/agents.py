@@ -126,13 +126,11 @@ class AgentRegistry:
             for relay in self.on_request:
                 relay(revision)
 
-    def records(self) -> list[AgentRecord]:
-        return sorted(self._records.values(), key=lambda record: record.agent_id)
-
     def unordered(self) -> Iterator[AgentRecord]:
-        """Every record, in no particular order: no sort for a scan that is repeated
-        while acks come in (a held `lock --wait` status)."""
+        """Every record, in no particular order (a status sorts what it shows; a held
+        `lock --wait` status scans them again and again while the acks come in)."""
         return iter(self._records.values())
 
     def connected(self) -> list[AgentRecord]:
-        return [record for record in self.records() if record.connected]
+        """The connected agents' records, in no particular order (counted, not shown)."""
+        return [record for record in self.unordered() if record.connected]

@@ -136,7 +136,7 @@ class ReplicaSet:
                 last_ack=record.last_ack,
                 last_frame=record.last_frame,
             )
-            for record in self._agents.records()
+            for record in self._agents.unordered()
         ]
 
     async def report_forever(self) -> None:
