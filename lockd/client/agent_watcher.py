@@ -22,6 +22,7 @@ import structlog
 from lockd import __version__
 from lockd.agent.runtime import AgentRuntime
 from lockd.client.watch_liveness import StreamSilence
+from lockd.domain.ack_cadence import AckCadence
 from lockd.domain.backoff import Backoff
 from lockd.domain.errors import ValidationError
 from lockd.domain.view import ViewMismatch
@@ -278,14 +279,14 @@ class WatchClient:
         return epoch == self._runtime.view.state.epoch and revision >= self._wanted
 
     async def _ack_forever(self, call: Any) -> None:
-        """Ack every heartbeat interval, and at once when an asked-for revision is saved."""
+        """Ack every heartbeat interval (lockd.domain.ack_cadence), and at once when an
+        asked-for revision is saved."""
         runtime, saver = self._runtime, self._runtime.saver
         clock = runtime.clock
-        due = clock.monotonic()
+        cadence = AckCadence(clock.monotonic(), random.random)
         while True:
             if self._wanted > self._acked and self._covered():
                 await self._ack(call)
-                due = clock.monotonic() + runtime.view.heartbeat_interval
                 continue
             # Waiting for the saver (something asked is not saved yet) or for a request.
             event = saver.progress if self._wanted > self._acked else self._nudge
@@ -293,11 +294,11 @@ class WatchClient:
             if self._wanted > self._acked and self._covered():
                 continue  # saved between the check and the clear
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, due - clock.monotonic())):
+                async with asyncio.timeout(max(0.0, cadence.due - clock.monotonic())):
                     await event.wait()
                     continue
             await self._ack(call)
-            due = clock.monotonic() + runtime.view.heartbeat_interval
+            cadence.sent(clock.monotonic(), runtime.view.heartbeat_interval)
 
     async def _last_ack(self, call: Any) -> None:
         """Locked out: ack what was applied (once saved), then close our side, so the
