@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AxL[,AxL...]",
         help="cold starts: A agents against L locks (default 100x10000,1000x1000)",
     )
+    command.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run everything this many times and end with each target's median (default 1)",
+    )
 
     command = scenario("agent-apply", "an agent's Python per lock and its RSS, in-process")
     command.add_argument("--locks", type=int, default=100_000, help="locks in the snapshot")
@@ -254,6 +260,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_replicas(_common(args), args.replicas)
         if args.replicas > 1 and args.watch_workers != (1,):
             raise ValueError("--replicas and --watch-workers do not combine (workers tail SQLite)")
+    elif args.scenario == "targets" and args.rounds < 1:
+        raise ValueError("--rounds is how many times everything runs: 1 or more")
     elif args.scenario == "failover":
         if args.replicas < 2:
             raise ValueError("failover needs --replicas 2 or more")
@@ -334,6 +342,7 @@ async def _targets(reaper: Reaper, args: argparse.Namespace) -> list[Result]:
         big_fleet=FanOutParams(args.big_agents, args.big_locks, args.big_procs),
         apply=ApplyParams(args.view_locks, args.events),
         cold=args.cold,
+        rounds=args.rounds,
     )
     return await targets(reaper, params, _common(args))
 

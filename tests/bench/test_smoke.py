@@ -258,18 +258,24 @@ def test_reconnect(tmp_path: Path) -> None:
 def test_targets_reports_each_target_with_its_limit_and_verdict(tmp_path: Path) -> None:
     """targets runs the floor, the etcd peer, both fleets, agent-apply and the cold starts
     in one invocation, then a verdict giving each target's figure, limit and whether it
-    is met; a cold start of a shape the targets do not name has a figure and no verdict."""
+    is met; a cold start of a shape the targets do not name has a figure and no verdict.
+    With --rounds 2 all of it runs twice, and a median verdict ends the report."""
     results = bench(
         tmp_path, "targets", "--agents", "4", "--locks", "2", "--procs", "2",
         "--big-agents", "6", "--big-locks", "2", "--big-procs", "2",
-        "--view-locks", "200", "--events", "50", "--cold", "2x20,3x10",
-        timeout=4 * RUN_TIMEOUT,
+        "--view-locks", "200", "--events", "50", "--cold", "2x20,3x10", "--rounds", "2",
+        timeout=8 * RUN_TIMEOUT,
     )  # fmt: skip
-    assert [result["scenario"] for result in results] == [
+    one_round = [
         "baseline", "etcd", "propagation", "propagation", "agent-apply",
         "snapshot", "snapshot", "targets",
     ]  # fmt: skip
-    verdict = results[-1]["results"]
+    assert [result["scenario"] for result in results] == [*one_round, *one_round, "targets-median"]
+    median = results[-1]["results"]
+    assert isinstance(median, dict)
+    assert results[-1]["params"]["rounds"] == 2  # type: ignore[index]
+    assert median["event_us_min"] <= median["event_us"] <= median["event_us_max"]
+    verdict = results[-2]["results"]
     assert isinstance(verdict, dict)
     for name in (
         "p99_vs_floor", "big_fleet_p99_ms", "confirmed_p99_ms",

@@ -5,11 +5,17 @@ N agents (`propagation --with-baseline --peer etcd`), lockd with the large fleet
 `agent-apply` with the view's locks, and the cold starts; then one more result,
 `targets`, with each target's figure, its limit and whether it is met. A target whose
 figure is missing (etcd not installed) is reported with `met` null and a note.
+
+With `rounds` > 1 the whole set runs that many times, each round with its verdict, and a
+last result, `targets-median`, gives each target's median over the rounds, its least and
+greatest figure, and whether the median meets the limit: on a machine whose figures
+swing between runs, one run's verdict is a draw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lockd.bench.procs import Reaper
@@ -31,6 +37,7 @@ class TargetParams:
     # (agents, locks) of each cold start
     cold: tuple[tuple[int, int], ...] = ((100, 10_000), (1000, 1000))
     cold_procs: int = 2
+    rounds: int = 1  # the whole set, run this many times (medians when more than one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,18 @@ def targets_of(params: TargetParams) -> list[Target]:
 
 
 async def targets(reaper: Reaper, params: TargetParams, common: Common) -> list[Result]:
+    results: list[Result] = []
+    verdicts = []
+    for _ in range(params.rounds):
+        runs = await _round(reaper, params, common)
+        verdicts.append(verdict(params, runs))
+        results.extend([*runs.values(), verdicts[-1]])
+    if params.rounds > 1:
+        results.append(median_verdict(params, verdicts))
+    return results
+
+
+async def _round(reaper: Reaper, params: TargetParams, common: Common) -> dict[str, Result]:
     runs: dict[str, Result] = {}
     runs["floor"] = await baseline(reaper, params.fleet)
     runs["peer"] = await etcd(reaper, params.fleet)
@@ -88,29 +107,54 @@ async def targets(reaper: Reaper, params: TargetParams, common: Common) -> list[
     for index, (agents, locks) in enumerate(params.cold):
         shape = ResyncParams(agents, locks, params.cold_procs)
         runs[f"cold{index}"] = await snapshot(reaper, shape, common)
-    return [*runs.values(), verdict(params, runs)]
+    return runs
 
 
 def verdict(params: TargetParams, runs: dict[str, Result]) -> Result:
     """Each target's figure, `<name>_limit` and `<name>_met` (null: no figure, or a
     shape the targets do not name)."""
-    result = Result(
-        "targets",
-        {
-            "agents": params.fleet.agents,
-            "big_agents": params.big_fleet.agents,
-            "view_locks": params.apply.locks,
-        },
-    )
+    result = Result("targets", _shape(params))
     for target in targets_of(params):
         figure = target.figure(runs)
-        measured = isinstance(figure, int | float)
-        met = None
-        if isinstance(figure, int | float) and target.limit is not None:
-            met = float(figure) <= target.limit
-        result.figures[target.name] = figure
-        result.figures[f"{target.name}_limit"] = target.limit
-        result.figures[f"{target.name}_met"] = met
-        if not measured:
+        _judge(result, target, figure)
+        if not isinstance(figure, int | float):
             result.notes.append(f"{target.name}: no figure (the run it comes from says why)")
     return result
+
+
+def median_verdict(params: TargetParams, verdicts: Sequence[Result]) -> Result:
+    """Each target's median over the rounds' verdicts, `<name>_min`, `<name>_max`,
+    `<name>_limit` and `<name>_met` (the median against the limit); the rounds without
+    a figure are left out, and said."""
+    result = Result("targets-median", {**_shape(params), "rounds": len(verdicts)})
+    for target in targets_of(params):
+        figures = [
+            float(figure)
+            for figure in (one.figures.get(target.name) for one in verdicts)
+            if isinstance(figure, int | float)
+        ]
+        median = round(statistics.median(figures), 2) if figures else None
+        _judge(result, target, median)
+        result.figures[f"{target.name}_min"] = min(figures, default=None)
+        result.figures[f"{target.name}_max"] = max(figures, default=None)
+        if len(figures) < len(verdicts):
+            missing = len(verdicts) - len(figures)
+            result.notes.append(f"{target.name}: no figure in {missing} of {len(verdicts)} rounds")
+    return result
+
+
+def _shape(params: TargetParams) -> dict[str, Value]:
+    return {
+        "agents": params.fleet.agents,
+        "big_agents": params.big_fleet.agents,
+        "view_locks": params.apply.locks,
+    }
+
+
+def _judge(result: Result, target: Target, figure: Value) -> None:
+    met = None
+    if isinstance(figure, int | float) and target.limit is not None:
+        met = float(figure) <= target.limit
+    result.figures[target.name] = figure
+    result.figures[f"{target.name}_limit"] = target.limit
+    result.figures[f"{target.name}_met"] = met
