@@ -103,7 +103,8 @@ class ReplicaSet:
         # This replica's agents as its last report stored them (None: report them all).
         self._reported: dict[str, AgentPresence] | None = None
         agents.on_awaited_ack.append(self._report_now.set)
-        self._ack_waiters: set[asyncio.Future[None]] = set()  # held statuses (lock --wait)
+        # Set, and replaced, at each ack of the awaited revision (held lock --wait statuses).
+        self._acked = asyncio.Event()
         agents.on_awaited_ack.append(self._ack_arrived)
         if relay is not None:
             agents.on_request.append(self._relay_soon)
@@ -262,26 +263,20 @@ class ReplicaSet:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
-            acked = loop.create_future()
-            self._ack_waiters.add(acked)
-            try:
-                if await self.awaited_applied(epoch, revision):
-                    return True
-                left = deadline - loop.time()
-                if left <= 0:
-                    return False
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(left, HOLD_RECHECK)):
-                        await acked
-                        await asyncio.sleep(HOLD_GATHER)  # the acks arriving together
-            finally:
-                self._ack_waiters.discard(acked)
+            acked = self._acked  # taken before looking: an ack while it looks ends the wait
+            if await self.awaited_applied(epoch, revision):
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, HOLD_RECHECK)):
+                    await acked.wait()
+                    await asyncio.sleep(HOLD_GATHER)  # the acks arriving together
 
     def _ack_arrived(self) -> None:
-        waiters, self._ack_waiters = self._ack_waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        acked, self._acked = self._acked, asyncio.Event()
+        acked.set()
 
     async def _others(self) -> tuple[list[ReplicaRecord], set[str]]:
         """The store's replica rows, after re-reading the agents of those that reported

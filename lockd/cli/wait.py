@@ -16,7 +16,7 @@ has confirmed the lock, and the output says it was cut off by it.
 
 Every status call carries the awaited revision, so the auth server asks the agents to
 acknowledge it at once instead of at their next heartbeat-cadence ack, and a hold: the
-server answers as soon as every connected agent has acknowledged it, or after `HOLD`
+server answers as soon as every connected agent has acknowledged it, or after `WAIT_HOLD`
 (then the progress is shown and the wait asks again at once). Nothing is polled while
 the acks come in, and the last one is seen when it arrives. A call answered without
 running out its hold while an agent is still pending (one seen connected that has gone;
@@ -35,10 +35,10 @@ from datetime import timedelta
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import OperationError
 from lockd.client import AgentInfo, AuthClient, ClusterStatus
+from lockd.client.auth_client import WAIT_HOLD
 from lockd.domain.timeparse import format_duration
 
 DEFAULT_WAIT = "30s"
-HOLD = 1.0
 POLL_INTERVAL = 0.05
 MAX_POLL_INTERVAL = 0.5
 
@@ -119,7 +119,7 @@ async def wait_for_agents(
     reported = -1
     while True:
         left = within.total_seconds() - (clock() - start)
-        status = await client.status(await_revision=revision, hold=min(HOLD, max(0.0, left)))
+        status = await client.status(await_revision=revision, hold=min(WAIT_HOLD, max(0.0, left)))
         if status.epoch != epoch:
             raise OperationError(
                 f"the auth server's history changed (epoch {epoch} → {status.epoch}) while "

@@ -107,6 +107,12 @@ class ClusterStatus:
     hold_expired: bool = False
 
 
+# How long `lockctl lock --wait` (and the bench's copy of its path) holds each status
+# call waiting for acks (`AuthClient.status(hold=…)`): long enough that nothing is polled
+# while the acks come in, short enough for the progress shown once a second.
+WAIT_HOLD = 1.0
+
+
 class AuthClient(ChannelClient):
     def __init__(self, channel: grpc.aio.Channel) -> None:
         super().__init__(channel)

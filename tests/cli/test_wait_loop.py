@@ -11,8 +11,9 @@ import pytest
 
 from lockd.cli.console import Console
 from lockd.cli.exit_codes import OperationError
-from lockd.cli.wait import HOLD, POLL_INTERVAL, wait_for_agents
+from lockd.cli.wait import POLL_INTERVAL, wait_for_agents
 from lockd.client import AgentInfo, AuthClient, ClusterStatus
+from lockd.client.auth_client import WAIT_HOLD
 
 REVISION = 5
 
@@ -61,7 +62,7 @@ class ScriptedServer:
 
 
 async def test_a_wait_asks_again_at_once_after_a_hold_ran_out() -> None:
-    """Each call carries the revision and a hold of HOLD; after an answer whose hold ran
+    """Each call carries the revision and a hold of WAIT_HOLD; after an answer whose hold ran
     out the next call follows at once, after one that came early with the agent still
     pending (an auth server that does not hold) the wait pauses first."""
     pending = agent("a", REVISION - 1)
@@ -69,13 +70,13 @@ async def test_a_wait_asks_again_at_once_after_a_hold_ran_out() -> None:
         [status(pending, expired=True), status(pending), status(agent("a", REVISION))]
     )
     err = await server.wait(timedelta(seconds=30))
-    assert server.calls == [(REVISION, HOLD)] * 3
+    assert server.calls == [(REVISION, WAIT_HOLD)] * 3
     assert server.sleeps == [POLL_INTERVAL]
     assert err.endswith("lock applied by 1/1 agents in 1.05s\n")
 
 
 async def test_a_wait_never_holds_a_call_past_its_timeout() -> None:
-    """With less than HOLD left the call holds only what is left, and when it runs out
+    """With less than WAIT_HOLD left the call holds only what is left, and when it runs out
     the wait fails naming the pending agent."""
     server = ScriptedServer([status(agent("a", REVISION - 1), expired=True)])
     with pytest.raises(OperationError, match=r"1 of 1 agents did not confirm revision 5.*\ba \("):

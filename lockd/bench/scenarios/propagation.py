@@ -55,10 +55,10 @@ from lockd.bench.scenarios.common import (
 from lockd.bench.scenarios.replica_launch import close_replicas, start_replicas
 from lockd.bench.wire import Worker
 from lockd.client import AuthClient
+from lockd.client.auth_client import WAIT_HOLD
 
 APPLY_TIMEOUT = 120.0
 CONFIRM_POLL = 0.02
-CONFIRM_HOLD = 1.0  # as lockctl lock --wait's (lockd.cli.wait.HOLD)
 # Agents ack at heartbeat cadence or when asked (no ack per change): a short pause lets
 # each lock's fan-out finish before the next one, so each is measured on its own.
 SETTLE = 0.2
@@ -200,7 +200,7 @@ async def _confirm(
         _, revision = await client.create_lock(probe_lock(first_index + index), await_ack=True)
         since = time.monotonic()
         while True:
-            status = await client.status(await_revision=revision, hold=CONFIRM_HOLD)
+            status = await client.status(await_revision=revision, hold=WAIT_HOLD)
             acked = [a for a in status.agents if a.connected and a.applied_revision >= revision]
             if len(acked) >= params.agents:
                 break
